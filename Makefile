@@ -1,0 +1,29 @@
+# The two entry points a user needs are `make demo` and `make test`
+# (README). Both run scripts/setup.sh first, which is idempotent.
+CARGO ?= cargo
+PMDS := target/pmds
+
+.PHONY: all setup build test demo lint clean
+
+all: build
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --workspace
+	rm -rf $(PMDS) && mkdir -p $(PMDS)
+	install -m 0755 target/release/librte_sock_shm.so $(PMDS)/
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+test: build lint
+	bash scripts/test.sh
+
+demo: build
+	bash scripts/demo.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,57 @@
+/* See shim.h. Each function is a thin call of the DPDK inline it names. */
+#include <rte_config.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_cycles.h>
+#include <rte_pause.h>
+#include <ethdev_driver.h>
+#include "shim.h"
+
+int dpdk_sys_rte_errno(void) { return rte_errno; }
+void dpdk_sys_set_rte_errno(int value) { rte_errno = value; }
+unsigned int dpdk_sys_lcore_id(void) { return rte_lcore_id(); }
+uint64_t dpdk_sys_tsc_cycles(void) { return rte_get_tsc_cycles(); }
+void dpdk_sys_pause(void) { rte_pause(); }
+
+uint16_t dpdk_sys_eth_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{ return rte_eth_rx_burst(port, queue, pkts, n); }
+uint16_t dpdk_sys_eth_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{ return rte_eth_tx_burst(port, queue, pkts, n); }
+uint16_t dpdk_sys_eth_tx_prepare(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
+{ return rte_eth_tx_prepare(port, queue, pkts, n); }
+
+struct rte_mbuf *dpdk_sys_pktmbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
+int dpdk_sys_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned int n)
+{ return rte_pktmbuf_alloc_bulk(mp, mbufs, n); }
+void dpdk_sys_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+void dpdk_sys_pktmbuf_free_seg(struct rte_mbuf *m) { rte_pktmbuf_free_seg(m); }
+void dpdk_sys_pktmbuf_reset(struct rte_mbuf *m) { rte_pktmbuf_reset(m); }
+struct rte_mbuf *dpdk_sys_mbuf_raw_alloc(struct rte_mempool *mp) { return rte_mbuf_raw_alloc(mp); }
+void dpdk_sys_mbuf_raw_free(struct rte_mbuf *m) { rte_mbuf_raw_free(m); }
+uint16_t dpdk_sys_mbuf_refcnt_read(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }
+void dpdk_sys_mbuf_refcnt_set(struct rte_mbuf *m, uint16_t v) { rte_mbuf_refcnt_set(m, v); }
+uint16_t dpdk_sys_pktmbuf_priv_size(struct rte_mempool *mp) { return rte_pktmbuf_priv_size(mp); }
+uint16_t dpdk_sys_pktmbuf_data_room_size(struct rte_mempool *mp) { return rte_pktmbuf_data_room_size(mp); }
+uint32_t dpdk_sys_pktmbuf_priv_flags(struct rte_mempool *mp) { return rte_pktmbuf_priv_flags(mp); }
+char *dpdk_sys_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
+
+int dpdk_sys_mempool_get_bulk(struct rte_mempool *mp, void **objs, unsigned int n)
+{ return rte_mempool_get_bulk(mp, objs, n); }
+void dpdk_sys_mempool_put_bulk(struct rte_mempool *mp, void *const *objs, unsigned int n)
+{ rte_mempool_put_bulk(mp, objs, n); }
+struct rte_mempool_ops *dpdk_sys_mempool_get_ops(int ops_index) { return rte_mempool_get_ops(ops_index); }
+void *dpdk_sys_mempool_get_priv(struct rte_mempool *mp) { return rte_mempool_get_priv(mp); }
+struct rte_mempool_memhdr *dpdk_sys_mempool_first_memhdr(struct rte_mempool *mp)
+{ return STAILQ_FIRST(&mp->mem_list); }
+
+unsigned int dpdk_sys_ring_enqueue_bulk(struct rte_ring *r, void *const *objs, unsigned int n, unsigned int *free_space)
+{ return rte_ring_enqueue_bulk(r, objs, n, free_space); }
+unsigned int dpdk_sys_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned int n, unsigned int *free_space)
+{ return rte_ring_enqueue_burst(r, objs, n, free_space); }
+unsigned int dpdk_sys_ring_dequeue_bulk(struct rte_ring *r, void **objs, unsigned int n, unsigned int *available)
+{ return rte_ring_dequeue_bulk(r, objs, n, available); }
+unsigned int dpdk_sys_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n, unsigned int *available)
+{ return rte_ring_dequeue_burst(r, objs, n, available); }
+unsigned int dpdk_sys_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+
+void *dpdk_sys_eth_dev_private(struct rte_eth_dev *dev) { return dev->data->dev_private; }

@@ -1,0 +1,67 @@
+/* C shim: DPDK's static inline functions and macros, exported as real
+ * symbols so Rust can call them without reimplementing them. */
+#ifndef DPDK_SYS_SHIM_H
+#define DPDK_SYS_SHIM_H
+#include <stdint.h>
+#include <stddef.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+/* errno and lcore (per-lcore TLS variables in DPDK) */
+int dpdk_sys_rte_errno(void);
+void dpdk_sys_set_rte_errno(int value);
+unsigned int dpdk_sys_lcore_id(void);
+uint64_t dpdk_sys_tsc_cycles(void);
+void dpdk_sys_pause(void);
+
+/* ethdev fast path */
+uint16_t dpdk_sys_eth_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+uint16_t dpdk_sys_eth_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+uint16_t dpdk_sys_eth_tx_prepare(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
+
+/* mbuf */
+struct rte_mbuf *dpdk_sys_pktmbuf_alloc(struct rte_mempool *mp);
+int dpdk_sys_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned int n);
+void dpdk_sys_pktmbuf_free(struct rte_mbuf *m);
+void dpdk_sys_pktmbuf_free_seg(struct rte_mbuf *m);
+void dpdk_sys_pktmbuf_reset(struct rte_mbuf *m);
+struct rte_mbuf *dpdk_sys_mbuf_raw_alloc(struct rte_mempool *mp);
+void dpdk_sys_mbuf_raw_free(struct rte_mbuf *m);
+uint16_t dpdk_sys_mbuf_refcnt_read(const struct rte_mbuf *m);
+void dpdk_sys_mbuf_refcnt_set(struct rte_mbuf *m, uint16_t v);
+uint16_t dpdk_sys_pktmbuf_priv_size(struct rte_mempool *mp);
+uint16_t dpdk_sys_pktmbuf_data_room_size(struct rte_mempool *mp);
+uint32_t dpdk_sys_pktmbuf_priv_flags(struct rte_mempool *mp);
+char *dpdk_sys_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
+
+/* mempool */
+int dpdk_sys_mempool_get_bulk(struct rte_mempool *mp, void **objs, unsigned int n);
+void dpdk_sys_mempool_put_bulk(struct rte_mempool *mp, void *const *objs, unsigned int n);
+struct rte_mempool_ops *dpdk_sys_mempool_get_ops(int ops_index);
+void *dpdk_sys_mempool_get_priv(struct rte_mempool *mp);
+struct rte_mempool_memhdr *dpdk_sys_mempool_first_memhdr(struct rte_mempool *mp);
+
+/* ring */
+unsigned int dpdk_sys_ring_enqueue_bulk(struct rte_ring *r, void *const *objs, unsigned int n, unsigned int *free_space);
+unsigned int dpdk_sys_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned int n, unsigned int *free_space);
+unsigned int dpdk_sys_ring_dequeue_bulk(struct rte_ring *r, void **objs, unsigned int n, unsigned int *available);
+unsigned int dpdk_sys_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n, unsigned int *available);
+unsigned int dpdk_sys_ring_count(const struct rte_ring *r);
+
+/* ethdev driver helpers that are macros or inline */
+void *dpdk_sys_eth_dev_private(struct rte_eth_dev *dev);
+
+/* EAL private: grow an internal malloc heap (socket) with external memory.
+ * Returns 0 on success, a negative errno value otherwise. Only present
+ * when built with the EAL private headers (cfg dpdk_eal_private). */
+int dpdk_sys_heap_grow(int socket_id, void *va, size_t len, size_t page_sz);
+
+/* Layout probe: C's view of struct sizes and field offsets. */
+struct dpdk_sys_layout_entry {
+	const char *name;
+	size_t value;
+};
+const struct dpdk_sys_layout_entry *dpdk_sys_layout_table(size_t *count);
+#endif

@@ -1,0 +1,124 @@
+//! Raw bindings to DPDK 22.11: the public API, the driver SDK
+//! (`bus_driver.h`, `dev_driver.h`, `ethdev_driver.h`) and a C shim that
+//! exports DPDK's `static inline` fast path (`dpdk_sys_*`).
+//!
+//! Everything here is `unsafe` FFI; the driver crates wrap it.
+#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#![allow(clippy::all)]
+#![allow(rustdoc::all)]
+
+mod bindings {
+    #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
+    #![allow(dead_code, deref_nullptr, improper_ctypes, unnecessary_transmutes)]
+    #![allow(clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+pub use bindings::*;
+
+/// The layout comparison between the C compiler and these bindings.
+pub mod layout {
+    include!(concat!(env!("OUT_DIR"), "/layout_rust.rs"));
+
+    /// C's view of the structs in `csrc/layout.list`.
+    pub fn c_layout() -> Vec<(String, usize)> {
+        let mut count = 0usize;
+        // SAFETY: returns a pointer to a static table of `count` entries whose
+        // names are static NUL-terminated strings.
+        unsafe {
+            let table = crate::dpdk_sys_layout_table(&mut count);
+            std::slice::from_raw_parts(table, count)
+                .iter()
+                .map(|e| {
+                    let name = std::ffi::CStr::from_ptr(e.name)
+                        .to_string_lossy()
+                        .into_owned();
+                    (name, e.value)
+                })
+                .collect()
+        }
+    }
+}
+
+/// DPDK 22.11 constants that bindgen cannot see (macros with casts or
+/// expressions).
+pub const RTE_MBUF_DEFAULT_BUF_SIZE: u16 =
+    (RTE_MBUF_DEFAULT_DATAROOM + RTE_PKTMBUF_HEADROOM) as u16;
+pub const RTE_ETH_RSS_IP: u64 = RTE_ETH_RSS_IPV4 as u64
+    | RTE_ETH_RSS_FRAG_IPV4 as u64
+    | RTE_ETH_RSS_NONFRAG_IPV4_OTHER as u64
+    | RTE_ETH_RSS_IPV6 as u64
+    | RTE_ETH_RSS_FRAG_IPV6 as u64
+    | RTE_ETH_RSS_NONFRAG_IPV6_OTHER as u64
+    | RTE_ETH_RSS_IPV6_EX as u64;
+pub const RTE_ETH_RSS_UDP: u64 = RTE_ETH_RSS_NONFRAG_IPV4_UDP as u64
+    | RTE_ETH_RSS_NONFRAG_IPV6_UDP as u64
+    | RTE_ETH_RSS_IPV6_UDP_EX as u64;
+pub const RTE_ETH_RSS_TCP: u64 = RTE_ETH_RSS_NONFRAG_IPV4_TCP as u64
+    | RTE_ETH_RSS_NONFRAG_IPV6_TCP as u64
+    | RTE_ETH_RSS_IPV6_TCP_EX as u64;
+
+/// Whether `dpdk_sys_heap_grow` is available (built with the EAL private
+/// headers of the matching DPDK source).
+pub const HAVE_HEAP_GROW: bool = cfg!(dpdk_eal_private);
+
+/// `rte_errno` of the calling thread.
+pub fn rte_errno() -> i32 {
+    // SAFETY: reads a thread-local int.
+    unsafe { dpdk_sys_rte_errno() }
+}
+
+/// `rte_strerror(errno)` as an owned string.
+pub fn strerror(errno: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local
+    // NUL-terminated string.
+    unsafe {
+        let p = rte_strerror(errno);
+        if p.is_null() {
+            format!("errno {errno}")
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Writes `msg` through `rte_log` at `level` on `logtype`.
+pub fn log(level: u32, logtype: u32, msg: &str) {
+    let mut buf = Vec::with_capacity(msg.len() + 2);
+    buf.extend(msg.bytes().filter(|&b| b != 0));
+    buf.push(b'\n');
+    buf.push(0);
+    // SAFETY: both strings are NUL-terminated and outlive the call; "%s"
+    // consumes exactly one char* argument.
+    unsafe {
+        rte_log(
+            level,
+            logtype,
+            c"%s".as_ptr(),
+            buf.as_ptr() as *const libc::c_char,
+        );
+    }
+}
+
+/// Runs `rte_eal_init` with `args` (args[0] is the program name). Returns the
+/// number of arguments EAL consumed.
+pub fn eal_init(args: &[String]) -> Result<i32, String> {
+    let c_args: Vec<std::ffi::CString> = args
+        .iter()
+        .map(|a| {
+            std::ffi::CString::new(a.as_str()).map_err(|_| format!("NUL in EAL argument {a:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    // EAL may permute argv, so it gets its own array; the strings live in c_args.
+    let mut argv: Vec<*mut libc::c_char> = c_args.iter().map(|a| a.as_ptr() as *mut _).collect();
+    argv.push(std::ptr::null_mut());
+    // SAFETY: argv holds argc valid NUL-terminated strings plus a NULL; EAL
+    // keeps pointers to some of them, so c_args is leaked below.
+    let ret = unsafe { rte_eal_init(args.len() as i32, argv.as_mut_ptr()) };
+    std::mem::forget(c_args);
+    std::mem::forget(argv);
+    if ret < 0 {
+        Err(format!("rte_eal_init failed: {}", strerror(rte_errno())))
+    } else {
+        Ok(ret)
+    }
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# One-time (idempotent) machine setup for dpdk-io-proxy, run as root.
+#  - Debian packages: DPDK 22.11 runtime + dev, build and test tools
+#  - driver-SDK headers (bus_driver.h, dev_driver.h, ethdev_driver.h, ...)
+#    from the Debian source package matching the installed libdpdk-dev
+#  - hugepages, when the kernel lets us (never required)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SDK_BASE="${DPDK_SDK_DIR:-$ROOT/.sdk}"
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[setup] %s\n' "$*"; }
+
+PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config meson ninja-build
+      python3-pyelftools bubblewrap iproute2 python3-scapy dpkg-dev procps
+      python3-matplotlib make gcc)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+    log "adding deb-src entries"
+    cat > /etc/apt/sources.list.d/dpdk-io-proxy-src.sources <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    APT_UPDATE=1
+fi
+
+if [ "${#missing[@]}" -gt 0 ] || [ -n "${APT_UPDATE:-}" ]; then
+    log "apt-get update"
+    apt-get update -q >/dev/null
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- driver SDK headers ----------------------------------------------------
+DPDK_VER="$(dpkg-query -W -f='${Version}' libdpdk-dev)"        # e.g. 22.11.11-0+deb12u1
+UPSTREAM="${DPDK_VER%%-*}"
+SDK="$SDK_BASE/dpdk-$UPSTREAM"
+if [ ! -f "$SDK/.complete" ] || [ "$(cat "$SDK/.complete")" != "$DPDK_VER" ]; then
+    log "fetching dpdk source $DPDK_VER for the driver-SDK headers"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    ( cd "$work" && apt-get source -q --download-only "dpdk=$DPDK_VER" >/dev/null )
+    tarball="$(ls "$work"/dpdk_*.orig.tar.* | head -1)"
+    mkdir -p "$work/src"
+    tar -xf "$tarball" -C "$work/src" --strip-components=1
+    rm -rf "$SDK"
+    mkdir -p "$SDK/include" "$SDK/private"
+    # Headers that 22.11 installs only with -Denable_driver_sdk=true.
+    sdk_headers=$(cd "$work/src" && python3 - <<'PY'
+import re, pathlib
+out = []
+for mb in pathlib.Path('.').glob('lib/**/meson.build'):
+    text = mb.read_text()
+    for m in re.finditer(r"driver_sdk_headers\s*\+?=\s*files\(([^)]*)\)", text):
+        for h in re.findall(r"'([^']+\.h)'", m.group(1)):
+            out.append(str(mb.parent / h))
+for mb in pathlib.Path('.').glob('drivers/bus/*/meson.build'):
+    text = mb.read_text()
+    for m in re.finditer(r"driver_sdk_headers\s*\+?=\s*files\(([^)]*)\)", text):
+        for h in re.findall(r"'([^']+\.h)'", m.group(1)):
+            out.append(str(mb.parent / h))
+print("\n".join(sorted(set(out))))
+PY
+)
+    for h in $sdk_headers; do cp "$work/src/$h" "$SDK/include/"; done
+    # EAL-private headers: the sock bus grows the guest's socket-0 malloc heap
+    # with shared memory, which no public 22.11 API allows (see docs/architecture.md).
+    for h in lib/eal/common/malloc_heap.h lib/eal/common/malloc_elem.h \
+             lib/eal/common/eal_memcfg.h lib/eal/common/eal_private.h \
+             lib/eal/common/eal_internal_cfg.h lib/eal/common/eal_thread.h; do
+        [ -f "$work/src/$h" ] && cp "$work/src/$h" "$SDK/private/"
+    done
+    echo "$DPDK_VER" > "$SDK/.complete"
+    rm -rf "$work"; trap - EXIT
+    log "SDK headers in $SDK/include ($(ls "$SDK/include" | wc -l) files)"
+fi
+
+# --- hugepages (optional) ----------------------------------------------------
+want=${HUGEPAGES_2M:-512}
+hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+if [ -w "$hp" ]; then
+    cur=$(cat "$hp")
+    if [ "$cur" -lt "$want" ]; then
+        echo "$want" > "$hp" 2>/dev/null || true
+    fi
+    log "2 MiB hugepages: $(cat "$hp") reserved (wanted $want)"
+    if ! mountpoint -q /dev/hugepages 2>/dev/null; then
+        mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
+    fi
+else
+    log "hugepages not configurable here; carrying on with plain pages"
+fi
+log "done"
