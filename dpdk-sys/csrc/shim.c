@@ -55,3 +55,14 @@ unsigned int dpdk_sys_ring_dequeue_burst(struct rte_ring *r, void **objs, unsign
 unsigned int dpdk_sys_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
 
 void *dpdk_sys_eth_dev_private(struct rte_eth_dev *dev) { return dev->data->dev_private; }
+int dpdk_sys_eth_linkstatus_set(struct rte_eth_dev *dev, int up, uint32_t speed)
+{
+	struct rte_eth_link link = {
+		.link_speed = up ? speed : RTE_ETH_SPEED_NUM_NONE,
+		.link_duplex = RTE_ETH_LINK_FULL_DUPLEX,
+		.link_autoneg = RTE_ETH_LINK_FIXED,
+		.link_status = up ? RTE_ETH_LINK_UP : RTE_ETH_LINK_DOWN,
+	};
+	return rte_eth_linkstatus_set(dev, &link);
+}
+int dpdk_sys_eth_link_up(const struct rte_eth_link *link) { return link->link_status; }

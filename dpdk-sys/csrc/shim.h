@@ -52,6 +52,8 @@ unsigned int dpdk_sys_ring_count(const struct rte_ring *r);
 
 /* ethdev driver helpers that are macros or inline */
 void *dpdk_sys_eth_dev_private(struct rte_eth_dev *dev);
+int dpdk_sys_eth_linkstatus_set(struct rte_eth_dev *dev, int up, uint32_t speed);
+int dpdk_sys_eth_link_up(const struct rte_eth_link *link);
 
 /* EAL private: grow an internal malloc heap (socket) with external memory.
  * Returns 0 on success, a negative errno value otherwise. Only present

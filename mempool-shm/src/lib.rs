@@ -1,1 +1,224 @@
-//! Placeholder: see issue 3.
+//! The `shared_mem` mempool driver (guest side).
+//!
+//! The `sock` bus makes it the platform mbuf pool ops, so a stock app's
+//! `rte_pktmbuf_pool_create()` lands here. The pool's objects are placed in
+//! the buffer area of the region shared with the proxy (that is what makes
+//! rx and tx zero-copy); its free list is an ordinary `rte_ring` in the
+//! process's own heap, so nothing the proxy writes can corrupt it. Works for
+//! any object type, not only mbufs.
+
+use dpdk_sys as sys;
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+pub const OPS_NAME: &std::ffi::CStr = c"shared_mem";
+
+static LOGTYPE: AtomicU32 = AtomicU32::new(sys::RTE_LOGTYPE_MEMPOOL);
+fn log(level: u32, msg: &str) {
+    sys::log(
+        level,
+        LOGTYPE.load(Ordering::Relaxed),
+        &format!("SHARED_MEM: {msg}"),
+    );
+}
+
+/// Object memory taken from the arena, per pool (for free()).
+static EXTENTS: Mutex<Vec<(usize, usize, usize)>> = Mutex::new(Vec::new());
+static mut OPS: std::mem::MaybeUninit<sys::rte_mempool_ops> = std::mem::MaybeUninit::zeroed();
+
+/// Registers the `shared_mem` ops. Call once, from the plugin constructor.
+pub fn register() {
+    // SAFETY: constructor time, single-threaded; OPS is static and copied
+    // by rte_mempool_register_ops.
+    unsafe {
+        let ops = (*std::ptr::addr_of_mut!(OPS)).as_mut_ptr();
+        let name = OPS_NAME.to_bytes_with_nul();
+        for (i, &b) in name.iter().enumerate() {
+            (*ops).name[i] = b as _;
+        }
+        (*ops).alloc = Some(ops_alloc);
+        (*ops).free = Some(ops_free);
+        (*ops).enqueue = Some(ops_enqueue);
+        (*ops).dequeue = Some(ops_dequeue);
+        (*ops).get_count = Some(ops_get_count);
+        (*ops).calc_mem_size = Some(ops_calc_mem_size);
+        (*ops).populate = Some(ops_populate);
+        if sys::rte_mempool_register_ops(ops) < 0 {
+            log(
+                sys::RTE_LOG_ERR,
+                "cannot register mempool ops (table full?)",
+            );
+        }
+        let lt = sys::rte_log_register_type_and_pick_level(
+            c"mempool.shared_mem".as_ptr(),
+            sys::RTE_LOG_NOTICE,
+        );
+        if lt >= 0 {
+            LOGTYPE.store(lt as u32, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The free-list ring of a pool.
+///
+/// # Safety
+/// `mp` must be a pool of these ops, after alloc.
+unsafe fn ring(mp: *const sys::rte_mempool) -> *mut sys::rte_ring {
+    (*mp).__bindgen_anon_1.pool_data as *mut sys::rte_ring
+}
+
+unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
+    // SAFETY: EAL passes a valid pool being created.
+    unsafe {
+        let mut name = [0u8; sys::RTE_RING_NAMESIZE as usize];
+        let pool = std::ffi::CStr::from_ptr((*mp).name.as_ptr()).to_string_lossy();
+        let s = format!("SHM_{pool}");
+        let n = s.len().min(name.len() - 1);
+        name[..n].copy_from_slice(&s.as_bytes()[..n]);
+        let count = ((*mp).size + 1).next_power_of_two();
+        let r = sys::rte_ring_create(name.as_ptr() as *const _, count, (*mp).socket_id, 0);
+        if r.is_null() {
+            return -sys::rte_errno();
+        }
+        (*mp).__bindgen_anon_1.pool_data = r as *mut c_void;
+    }
+    0
+}
+
+unsafe extern "C" fn ops_free(mp: *mut sys::rte_mempool) {
+    // SAFETY: a pool of ours being freed: its ring and arena extents go.
+    unsafe {
+        sys::rte_ring_free(ring(mp));
+    }
+    let mut ext = EXTENTS.lock().unwrap_or_else(|e| e.into_inner());
+    ext.retain(|&(pool, p, len)| {
+        if pool == mp as usize {
+            bus_shm::guest::buffer_free(p as *mut u8, len);
+            false
+        } else {
+            true
+        }
+    });
+}
+
+unsafe extern "C" fn ops_enqueue(
+    mp: *mut sys::rte_mempool,
+    objs: *const *mut c_void,
+    n: c_uint,
+) -> c_int {
+    // SAFETY: objs holds n object pointers (mempool API contract).
+    let done = unsafe { sys::dpdk_sys_ring_enqueue_bulk(ring(mp), objs, n, std::ptr::null_mut()) };
+    if done == n {
+        0
+    } else {
+        -libc::ENOBUFS
+    }
+}
+
+unsafe extern "C" fn ops_dequeue(
+    mp: *mut sys::rte_mempool,
+    objs: *mut *mut c_void,
+    n: c_uint,
+) -> c_int {
+    // SAFETY: objs has room for n pointers (mempool API contract).
+    let done = unsafe { sys::dpdk_sys_ring_dequeue_bulk(ring(mp), objs, n, std::ptr::null_mut()) };
+    if done == n {
+        0
+    } else {
+        -libc::ENOENT
+    }
+}
+
+unsafe extern "C" fn ops_get_count(mp: *const sys::rte_mempool) -> c_uint {
+    // SAFETY: a pool of ours.
+    unsafe { sys::dpdk_sys_ring_count(ring(mp)) }
+}
+
+/// Asks DPDK for one page only: the objects go to the shared buffer area
+/// in populate(), not into the memzone DPDK reserves.
+unsafe extern "C" fn ops_calc_mem_size(
+    _mp: *const sys::rte_mempool,
+    _obj_num: u32,
+    pg_shift: u32,
+    min_chunk_size: *mut usize,
+    align: *mut usize,
+) -> isize {
+    let size = if pg_shift == 0 {
+        4096
+    } else {
+        1usize << pg_shift.min(30)
+    };
+    // SAFETY: out-pointers provided by the mempool library.
+    unsafe {
+        *min_chunk_size = size;
+        *align = size;
+    }
+    size as isize
+}
+
+unsafe extern "C" fn ops_populate(
+    mp: *mut sys::rte_mempool,
+    max_objs: c_uint,
+    _vaddr: *mut c_void,
+    _iova: sys::rte_iova_t,
+    _len: usize,
+    obj_cb: sys::rte_mempool_populate_obj_cb_t,
+    obj_cb_arg: *mut c_void,
+) -> c_int {
+    // SAFETY: mp is the pool being populated.
+    let (total, name) = unsafe {
+        (
+            ((*mp).header_size + (*mp).elt_size + (*mp).trailer_size) as usize,
+            std::ffi::CStr::from_ptr((*mp).name.as_ptr())
+                .to_string_lossy()
+                .into_owned(),
+        )
+    };
+    let bytes = total * max_objs as usize + 64;
+    let Some(p) = bus_shm::guest::buffer_alloc(bytes, 64) else {
+        let (free, size) = bus_shm::guest::buffer_space().unwrap_or((0, 0));
+        log(
+            sys::RTE_LOG_ERR,
+            &format!(
+                "pool {name}: {max_objs} objects need {} MiB of shared buffers, {} of {} MiB free; \
+                 give the socket more on the proxy (add socket ... buffers <MiB>) or create a smaller pool{}",
+                bytes.div_ceil(1 << 20),
+                free >> 20,
+                size >> 20,
+                if size == 0 { " (no sock device connected)" } else { "" }
+            ),
+        );
+        return 0;
+    };
+    EXTENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((mp as usize, p as usize, bytes));
+    // SAFETY: plain query.
+    let iova = if unsafe { sys::rte_eal_iova_mode() } == sys::RTE_IOVA_VA {
+        p as u64
+    } else {
+        u64::MAX // RTE_BAD_IOVA
+    };
+    log(
+        sys::RTE_LOG_INFO,
+        &format!(
+            "pool {name}: {max_objs} objects ({} MiB) in shared memory",
+            bytes >> 20
+        ),
+    );
+    // SAFETY: p..p+bytes is ours and mapped for the life of the process.
+    unsafe {
+        sys::rte_mempool_op_populate_helper(
+            mp,
+            0,
+            max_objs,
+            p as *mut c_void,
+            iova,
+            bytes,
+            obj_cb,
+            obj_cb_arg,
+        )
+    }
+}

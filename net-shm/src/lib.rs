@@ -1,1 +1,606 @@
-//! Placeholder: see issue 3.
+//! `net_shm`: the ethdev PMD of a `sock` device (guest side).
+//!
+//! One port per socket, one rx and one tx queue, rings in the region shared
+//! with the proxy. Link is up while the proxy is connected and the NIC's
+//! link is up; losing the proxy takes the link down with an LSC event.
+
+pub mod queue;
+
+use bus_shm::guest::{SockDevice, SockDriver};
+use bus_shm::proto::Start;
+use dpdk_sys as sys;
+use queue::{Area, IdTable, RxQueue, TxQueue};
+use std::ffi::{c_int, c_void, CStr};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const DRIVER_NAME: &CStr = c"net_shm";
+static LOGTYPE: AtomicU32 = AtomicU32::new(sys::RTE_LOGTYPE_PMD);
+
+fn log(level: u32, msg: &str) {
+    sys::log(
+        level,
+        LOGTYPE.load(Ordering::Relaxed),
+        &format!("NET_SHM: {msg}"),
+    );
+}
+macro_rules! err { ($($a:tt)*) => { log(sys::RTE_LOG_ERR, &format!($($a)*)) } }
+macro_rules! info { ($($a:tt)*) => { log(sys::RTE_LOG_INFO, &format!($($a)*)) } }
+
+/// Registers the driver on the sock bus. Call once, from the constructor.
+pub fn register() {
+    bus_shm::guest::register_driver(SockDriver {
+        name: DRIVER_NAME,
+        probe,
+        remove,
+    });
+    // SAFETY: constructor time; the name is static.
+    let lt = unsafe {
+        sys::rte_log_register_type_and_pick_level(c"net.shm".as_ptr(), sys::RTE_LOG_NOTICE)
+    };
+    if lt >= 0 {
+        LOGTYPE.store(lt as u32, Ordering::Relaxed);
+    }
+}
+
+/// Per-port state, pointed to by `dev_private`.
+struct Port {
+    sock: &'static SockDevice,
+    port_id: u16,
+    area: Area,
+    ring_entries: u32,
+    max_mtu: u16,
+    max_rx_pktlen: u32,
+    started: bool,
+}
+
+/// # Safety
+/// `dev` must be a net_shm port.
+unsafe fn port<'a>(dev: *mut sys::rte_eth_dev) -> &'a mut Port {
+    &mut **((*(*dev).data).dev_private as *mut *mut Port)
+}
+
+fn guard<F: FnOnce() -> c_int + std::panic::UnwindSafe>(f: F) -> c_int {
+    std::panic::catch_unwind(f).unwrap_or_else(|_| {
+        err!("internal error (panic)");
+        -libc::EIO
+    })
+}
+
+static mut OPS: std::mem::MaybeUninit<sys::eth_dev_ops> = std::mem::MaybeUninit::zeroed();
+
+fn ops() -> *const sys::eth_dev_ops {
+    // SAFETY: filled once before the first port is created (probe runs on
+    // the init thread); read-only afterwards.
+    unsafe {
+        let o = (*std::ptr::addr_of_mut!(OPS)).as_mut_ptr();
+        if (*o).dev_configure.is_none() {
+            (*o).dev_configure = Some(dev_configure);
+            (*o).dev_start = Some(dev_start);
+            (*o).dev_stop = Some(dev_stop);
+            (*o).dev_close = Some(dev_close);
+            (*o).dev_infos_get = Some(dev_infos_get);
+            (*o).link_update = Some(link_update);
+            (*o).stats_get = Some(stats_get);
+            (*o).stats_reset = Some(stats_reset);
+            (*o).xstats_get = Some(xstats_get);
+            (*o).xstats_get_names = Some(xstats_get_names);
+            (*o).xstats_reset = Some(stats_reset);
+            (*o).promiscuous_enable = Some(noop);
+            (*o).promiscuous_disable = Some(noop);
+            (*o).allmulticast_enable = Some(noop);
+            (*o).allmulticast_disable = Some(noop);
+            (*o).mtu_set = Some(mtu_set);
+            (*o).rx_queue_setup = Some(rx_queue_setup);
+            (*o).tx_queue_setup = Some(tx_queue_setup);
+            (*o).rx_queue_release = Some(rx_queue_release);
+            (*o).tx_queue_release = Some(tx_queue_release);
+        }
+        o
+    }
+}
+
+fn probe(sock: &'static SockDevice) -> Result<(), String> {
+    let conn = sock.conn().ok_or("not connected")?;
+    let l = conn.info.layout;
+    let name = std::ffi::CString::new(sock.path.as_str()).map_err(|_| "bad name")?;
+    // SAFETY: ethdev allocation on the init thread; every pointer stored in
+    // the port's data lives as long as the port.
+    unsafe {
+        let dev = sys::rte_eth_dev_allocate(name.as_ptr());
+        if dev.is_null() {
+            return Err("cannot allocate ethdev (name in use or too many ports)".into());
+        }
+        let data = (*dev).data;
+        let holder = sys::rte_zmalloc(c"net_shm".as_ptr(), std::mem::size_of::<*mut Port>(), 0)
+            as *mut *mut Port;
+        let mac = sys::rte_zmalloc(c"net_shm_mac".as_ptr(), 6, 0) as *mut sys::rte_ether_addr;
+        if holder.is_null() || mac.is_null() {
+            sys::rte_eth_dev_release_port(dev);
+            return Err("out of memory".into());
+        }
+        (*mac).addr_bytes = conn.info.mac;
+        let p = Box::new(Port {
+            sock,
+            port_id: (*data).port_id,
+            area: Area {
+                base: conn.region.base(),
+                buf_start: l.buf_off,
+                buf_end: l.buf_off + l.buf_len,
+            },
+            ring_entries: l.ring_entries,
+            max_mtu: conn.info.mtu,
+            max_rx_pktlen: conn.info.max_rx_pktlen,
+            started: false,
+        });
+        *holder = Box::into_raw(p);
+        (*data).dev_private = holder as *mut c_void;
+        (*data).mac_addrs = mac;
+        (*data).mtu = conn.info.mtu;
+        (*data).numa_node = sys::rte_socket_id() as i32;
+        (*data).dev_flags |=
+            (sys::RTE_ETH_DEV_INTR_LSC | sys::RTE_ETH_DEV_AUTOFILL_QUEUE_XSTATS) as u32;
+        (*dev).device = sock.rte_device();
+        (*dev).dev_ops = ops();
+        (*dev).rx_pkt_burst = Some(queue::rx_burst);
+        (*dev).tx_pkt_burst = Some(queue::tx_burst);
+        *sock.driver_data.lock().unwrap() = dev as usize;
+        sock.set_link_notify(link_changed, dev as *mut c_void);
+        sys::rte_eth_dev_probing_finish(dev);
+        info!(
+            "port {} on {} (NIC {} queue {})",
+            (*data).port_id,
+            sock.path,
+            conn.info.nic_name,
+            conn.info.nic_queue
+        );
+    }
+    Ok(())
+}
+
+fn remove(sock: &'static SockDevice) {
+    let dev = *sock.driver_data.lock().unwrap() as *mut sys::rte_eth_dev;
+    if dev.is_null() {
+        return;
+    }
+    // SAFETY: our port; closing releases it (ethdev frees dev_private).
+    unsafe {
+        if (*dev).state != sys::RTE_ETH_DEV_UNUSED {
+            sys::rte_eth_dev_close((*(*dev).data).port_id);
+        }
+    }
+    *sock.driver_data.lock().unwrap() = 0;
+}
+
+fn link_changed(sock: &'static SockDevice, arg: *mut c_void) {
+    let dev = arg as *mut sys::rte_eth_dev;
+    if *sock.driver_data.lock().unwrap() != dev as usize {
+        return;
+    }
+    // SAFETY: the port is alive (driver_data cleared on removal).
+    unsafe {
+        link_update(dev, 0);
+        sys::rte_eth_dev_callback_process(dev, sys::RTE_ETH_EVENT_INTR_LSC, std::ptr::null_mut());
+    }
+}
+
+unsafe extern "C" fn noop(_dev: *mut sys::rte_eth_dev) -> c_int {
+    0
+}
+
+unsafe extern "C" fn dev_configure(dev: *mut sys::rte_eth_dev) -> c_int {
+    let data = (*dev).data;
+    if (*data).nb_rx_queues > 1 || (*data).nb_tx_queues > 1 {
+        err!(
+            "port {}: one rx and one tx queue per socket (asked {} rx, {} tx); serve more NIC queues on more sockets",
+            (*data).port_id,
+            (*data).nb_rx_queues,
+            (*data).nb_tx_queues
+        );
+        return -libc::EINVAL;
+    }
+    0
+}
+
+unsafe extern "C" fn dev_infos_get(
+    dev: *mut sys::rte_eth_dev,
+    info: *mut sys::rte_eth_dev_info,
+) -> c_int {
+    let p = port(dev);
+    let info = &mut *info;
+    info.max_rx_queues = 1;
+    info.max_tx_queues = 1;
+    info.max_mac_addrs = 1;
+    info.min_mtu = 68;
+    info.max_mtu = p.max_mtu;
+    info.max_rx_pktlen = p.max_rx_pktlen;
+    info.min_rx_bufsize = 128;
+    info.rx_desc_lim.nb_max = p.ring_entries as u16;
+    info.rx_desc_lim.nb_min = 64;
+    info.rx_desc_lim.nb_align = 1;
+    info.tx_desc_lim = info.rx_desc_lim;
+    info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
+    info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED as u32;
+    info.default_rxportconf.ring_size = p.ring_entries as u16;
+    info.default_txportconf.ring_size = p.ring_entries as u16;
+    info.default_rxportconf.nb_queues = 1;
+    info.default_txportconf.nb_queues = 1;
+    0
+}
+
+unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
+    guard(|| {
+        // SAFETY: ethdev calls us with a configured net_shm port.
+        unsafe {
+            let p = port(dev);
+            let data = (*dev).data;
+            let rxq = *(*data).rx_queues as *mut RxQueue;
+            let txq = *(*data).tx_queues as *mut TxQueue;
+            if rxq.is_null() || txq.is_null() {
+                err!(
+                    "port {}: set up the rx and tx queue before start",
+                    p.port_id
+                );
+                return -libc::EINVAL;
+            }
+            let Some(conn) = p.sock.conn() else {
+                return -libc::ENOTCONN;
+            };
+            (*rxq).refill(1);
+            let room = sys::dpdk_sys_pktmbuf_data_room_size((*rxq).mp);
+            let start = Start {
+                rx_buf_len: room,
+                rx_headroom: sys::RTE_PKTMBUF_HEADROOM as u16,
+            };
+            if let Err(e) = conn.start(start) {
+                err!("port {}: start: {e}", p.port_id);
+                (*rxq).drain();
+                return -libc::EIO;
+            }
+            p.started = true;
+            *(*data).rx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
+            *(*data).tx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
+            link_update(dev, 0);
+            0
+        }
+    })
+}
+
+unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
+    guard(|| {
+        // SAFETY: ethdev calls us with a net_shm port; the queues are not
+        // polled while the port stops (ethdev contract).
+        unsafe {
+            let p = port(dev);
+            let data = (*dev).data;
+            if p.started {
+                if let Some(conn) = p.sock.conn() {
+                    if !conn.proxy_gone() {
+                        if let Err(e) = conn.stop() {
+                            err!("port {}: stop: {e}", p.port_id);
+                        }
+                    }
+                }
+            }
+            p.started = false;
+            let rxq = *(*data).rx_queues as *mut RxQueue;
+            let txq = *(*data).tx_queues as *mut TxQueue;
+            if !rxq.is_null() {
+                (*rxq).drain();
+            }
+            if !txq.is_null() {
+                (*txq).drain();
+            }
+            *(*data).rx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
+            *(*data).tx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
+            sys::dpdk_sys_eth_linkstatus_set(dev, 0, 0);
+            0
+        }
+    })
+}
+
+unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
+    guard(|| {
+        // SAFETY: closing our port; ethdev releases it after we return.
+        unsafe {
+            let data = (*dev).data;
+            if port(dev).started {
+                dev_stop(dev);
+            }
+            rx_queue_release(dev, 0);
+            tx_queue_release(dev, 0);
+            let holder = (*data).dev_private as *mut *mut Port;
+            let p = Box::from_raw(*holder);
+            *p.sock.driver_data.lock().unwrap() = 0;
+            *holder = std::ptr::null_mut();
+            0
+        }
+    })
+}
+
+unsafe extern "C" fn link_update(dev: *mut sys::rte_eth_dev, _wait: c_int) -> c_int {
+    let p = port(dev);
+    let (up, speed) = match p.sock.conn() {
+        Some(c) => (p.started && c.link_up() && !c.proxy_gone(), c.link_speed()),
+        None => (false, 0),
+    };
+    sys::dpdk_sys_eth_linkstatus_set(dev, up as c_int, speed)
+}
+
+unsafe extern "C" fn mtu_set(dev: *mut sys::rte_eth_dev, mtu: u16) -> c_int {
+    let p = port(dev);
+    if mtu > p.max_mtu {
+        err!(
+            "port {}: MTU {mtu} above the NIC's {} (set by the proxy)",
+            p.port_id,
+            p.max_mtu
+        );
+        return -libc::EINVAL;
+    }
+    0
+}
+
+unsafe fn queues(
+    dev: *mut sys::rte_eth_dev,
+) -> (Option<&'static RxQueue>, Option<&'static TxQueue>) {
+    let data = (*dev).data;
+    let rx = if (*data).rx_queues.is_null() {
+        std::ptr::null()
+    } else {
+        *(*data).rx_queues as *const RxQueue
+    };
+    let tx = if (*data).tx_queues.is_null() {
+        std::ptr::null()
+    } else {
+        *(*data).tx_queues as *const TxQueue
+    };
+    (rx.as_ref(), tx.as_ref())
+}
+
+unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_stats) -> c_int {
+    let (rx, tx) = queues(dev);
+    let s = &mut *s;
+    if let Some(q) = rx {
+        s.ipackets = q.packets.get();
+        s.ibytes = q.bytes.get();
+        s.q_ipackets[0] = s.ipackets;
+        s.q_ibytes[0] = s.ibytes;
+        s.rx_nombuf = q.nombuf.get();
+        s.ierrors = q.bad_desc.get();
+    }
+    if let Some(q) = tx {
+        s.opackets = q.packets.get();
+        s.obytes = q.bytes.get();
+        s.q_opackets[0] = s.opackets;
+        s.q_obytes[0] = s.obytes;
+        s.oerrors = q.not_sent.get() + q.rejected.get();
+    }
+    0
+}
+
+unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
+    let (rx, tx) = queues(dev);
+    if let Some(q) = rx {
+        for c in [
+            &q.packets,
+            &q.bytes,
+            &q.nombuf,
+            &q.bad_desc,
+            &q.empty_returns,
+        ] {
+            c.reset();
+        }
+    }
+    if let Some(q) = tx {
+        for c in [&q.packets, &q.bytes, &q.copies, &q.not_sent, &q.rejected] {
+            c.reset();
+        }
+    }
+    0
+}
+
+const XSTATS: [&str; 5] = [
+    "rx_empty_returns",
+    "rx_bad_descriptors",
+    "tx_copies",
+    "tx_not_sent",
+    "tx_rejected",
+];
+
+unsafe extern "C" fn xstats_get_names(
+    _dev: *mut sys::rte_eth_dev,
+    names: *mut sys::rte_eth_xstat_name,
+    size: u32,
+) -> c_int {
+    if !names.is_null() {
+        for (i, n) in XSTATS.iter().enumerate().take(size as usize) {
+            let dst = &mut (*names.add(i)).name;
+            dst.fill(0);
+            for (j, b) in n.bytes().enumerate() {
+                dst[j] = b as _;
+            }
+        }
+    }
+    XSTATS.len() as c_int
+}
+
+unsafe extern "C" fn xstats_get(
+    dev: *mut sys::rte_eth_dev,
+    xs: *mut sys::rte_eth_xstat,
+    n: u32,
+) -> c_int {
+    if (n as usize) < XSTATS.len() || xs.is_null() {
+        return XSTATS.len() as c_int;
+    }
+    let (rx, tx) = queues(dev);
+    let values = [
+        rx.map_or(0, |q| q.empty_returns.get()),
+        rx.map_or(0, |q| q.bad_desc.get()),
+        tx.map_or(0, |q| q.copies.get()),
+        tx.map_or(0, |q| q.not_sent.get()),
+        tx.map_or(0, |q| q.rejected.get()),
+    ];
+    for (i, v) in values.iter().enumerate() {
+        (*xs.add(i)).id = i as u64;
+        (*xs.add(i)).value = *v;
+    }
+    XSTATS.len() as c_int
+}
+
+unsafe extern "C" fn rx_queue_setup(
+    dev: *mut sys::rte_eth_dev,
+    qid: u16,
+    _nb_desc: u16,
+    _socket: u32,
+    _conf: *const sys::rte_eth_rxconf,
+    mp: *mut sys::rte_mempool,
+) -> c_int {
+    guard(|| {
+        // SAFETY: ethdev contract: valid port, stopped, valid pool.
+        unsafe {
+            let p = port(dev);
+            let Some(conn) = p.sock.conn() else {
+                return -libc::ENOTCONN;
+            };
+            if qid != 0 {
+                return -libc::EINVAL;
+            }
+            // The pool's buffers must be in the shared area, or the proxy
+            // cannot receive into them.
+            let m = sys::dpdk_sys_pktmbuf_alloc(mp);
+            if m.is_null() {
+                err!("port {}: rx pool is empty", p.port_id);
+                return -libc::ENOMEM;
+            }
+            let inside = p
+                .area
+                .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64)
+                .is_some();
+            sys::dpdk_sys_pktmbuf_free(m);
+            if !inside {
+                err!(
+                    "port {}: rx mempool is not in the shared area; create it with rte_pktmbuf_pool_create() \
+                     (the sock bus makes shared_mem the platform mbuf ops) and do not force other ops",
+                    p.port_id
+                );
+                return -libc::EINVAL;
+            }
+            rx_queue_release(dev, 0);
+            let l = conn.info.layout;
+            let (Ok(fill), Ok(rx)) = (
+                conn.region.producer(l.fill_off, l.ring_entries),
+                conn.region.consumer(l.rx_off, l.ring_entries),
+            ) else {
+                return -libc::EINVAL;
+            };
+            let q = Box::new(RxQueue {
+                fill,
+                rx,
+                ids: IdTable::new(l.ring_entries),
+                mp,
+                area: p.area,
+                port_id: p.port_id,
+                broken: false,
+                packets: Default::default(),
+                bytes: Default::default(),
+                nombuf: Default::default(),
+                empty_returns: Default::default(),
+                bad_desc: Default::default(),
+            });
+            *(*(*dev).data).rx_queues = Box::into_raw(q) as *mut c_void;
+            0
+        }
+    })
+}
+
+unsafe extern "C" fn tx_queue_setup(
+    dev: *mut sys::rte_eth_dev,
+    qid: u16,
+    _nb_desc: u16,
+    socket: u32,
+    _conf: *const sys::rte_eth_txconf,
+) -> c_int {
+    guard(|| {
+        // SAFETY: ethdev contract: valid, stopped port.
+        unsafe {
+            let p = port(dev);
+            let Some(conn) = p.sock.conn() else {
+                return -libc::ENOTCONN;
+            };
+            if qid != 0 {
+                return -libc::EINVAL;
+            }
+            tx_queue_release(dev, 0);
+            let l = conn.info.layout;
+            let (Ok(tx), Ok(done)) = (
+                conn.region.producer(l.tx_off, l.ring_entries),
+                conn.region.consumer(l.txdone_off, l.ring_entries),
+            ) else {
+                return -libc::EINVAL;
+            };
+            // Packets that cannot go zero-copy (chains, clones, foreign
+            // pools) are copied into buffers of this small shared pool.
+            let name = std::ffi::CString::new(format!("net_shm_tx{}", p.port_id)).unwrap();
+            let mut copy_pool = sys::rte_mempool_lookup(name.as_ptr());
+            if copy_pool.is_null() {
+                copy_pool = sys::rte_pktmbuf_pool_create(
+                    name.as_ptr(),
+                    511,
+                    0,
+                    0,
+                    (p.max_rx_pktlen as u16)
+                        .saturating_add(sys::RTE_PKTMBUF_HEADROOM as u16)
+                        .max(sys::RTE_MBUF_DEFAULT_BUF_SIZE),
+                    socket as i32,
+                );
+            }
+            if copy_pool.is_null() {
+                info!(
+                    "port {}: no tx copy pool ({}); chained mbufs will not be sent",
+                    p.port_id,
+                    sys::strerror(sys::rte_errno())
+                );
+            }
+            let q = Box::new(TxQueue {
+                tx,
+                done,
+                ids: IdTable::new(l.ring_entries),
+                copy_pool,
+                area: p.area,
+                broken: false,
+                packets: Default::default(),
+                bytes: Default::default(),
+                copies: Default::default(),
+                not_sent: Default::default(),
+                rejected: Default::default(),
+            });
+            *(*(*dev).data).tx_queues = Box::into_raw(q) as *mut c_void;
+            0
+        }
+    })
+}
+
+unsafe extern "C" fn rx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
+    let data = (*dev).data;
+    if qid != 0 || (*data).rx_queues.is_null() {
+        return;
+    }
+    let q = *(*data).rx_queues as *mut RxQueue;
+    if !q.is_null() {
+        let mut q = Box::from_raw(q);
+        q.drain();
+        *(*data).rx_queues = std::ptr::null_mut();
+    }
+}
+
+unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
+    let data = (*dev).data;
+    if qid != 0 || (*data).tx_queues.is_null() {
+        return;
+    }
+    let q = *(*data).tx_queues as *mut TxQueue;
+    if !q.is_null() {
+        let mut q = Box::from_raw(q);
+        q.drain();
+        *(*data).tx_queues = std::ptr::null_mut();
+    }
+}

@@ -1,0 +1,641 @@
+//! The `sock` bus, guest side: `-a sock:/path/to/socket` connects to
+//! `dpdk-io-proxy`, maps the shared region it sends, backs the process's
+//! malloc heap with the region's heap area, makes `shared_mem` the platform
+//! mbuf pool ops and hands the device to the registered driver (net_shm).
+
+use crate::proto::{self, Hello, HelloAck, Link, Reader, Status};
+use crate::region::{recv_msg, send_msg, Region};
+use dpdk_sys as sys;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+pub const BUS_NAME: &CStr = c"sock";
+/// How long a guest waits for the proxy to answer a request.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+static LOGTYPE: AtomicU32 = AtomicU32::new(sys::RTE_LOGTYPE_EAL);
+
+pub(crate) fn log(level: u32, msg: &str) {
+    sys::log(
+        level,
+        LOGTYPE.load(Ordering::Relaxed),
+        &format!("SOCK_BUS: {msg}"),
+    );
+}
+macro_rules! bus_err { ($($a:tt)*) => { $crate::guest::log(dpdk_sys::RTE_LOG_ERR, &format!($($a)*)) } }
+macro_rules! bus_info { ($($a:tt)*) => { $crate::guest::log(dpdk_sys::RTE_LOG_INFO, &format!($($a)*)) } }
+macro_rules! bus_debug { ($($a:tt)*) => { $crate::guest::log(dpdk_sys::RTE_LOG_DEBUG, &format!($($a)*)) } }
+
+/// What a driver on this bus implements.
+#[derive(Clone, Copy)]
+pub struct SockDriver {
+    pub name: &'static CStr,
+    pub probe: fn(&'static SockDevice) -> Result<(), String>,
+    pub remove: fn(&'static SockDevice),
+}
+
+/// Link state callback: called from the interrupt thread with `arg`.
+pub type LinkNotify = fn(&'static SockDevice, *mut c_void);
+
+/// Replies and peer state, guarded together.
+struct ConnState {
+    reply: Option<(u16, Status)>,
+    gone: bool,
+}
+
+/// A connection to the proxy and the region it shared.
+pub struct Conn {
+    fd: OwnedFd,
+    pub version: u16,
+    pub info: HelloAck,
+    pub region: Region,
+    state: Mutex<ConnState>,
+    cond: Condvar,
+    link_up: AtomicBool,
+    link_speed: AtomicU32,
+}
+
+/// One `sock:` device. Lives for the rest of the process once scanned.
+pub struct SockDevice {
+    dev: sys::rte_device,
+    pub path: String,
+    conn: Mutex<Option<&'static Conn>>,
+    notify: Mutex<Option<(LinkNotify, usize)>>,
+    intr: Mutex<usize>,
+    pub driver_data: Mutex<usize>,
+}
+// SAFETY: rte_device is only touched by EAL during scan/probe (single
+// thread) and read afterwards; the rest is behind mutexes or atomics.
+unsafe impl Send for SockDevice {}
+unsafe impl Sync for SockDevice {}
+
+static DEVICES: Mutex<Vec<&'static SockDevice>> = Mutex::new(Vec::new());
+static DRIVER: Mutex<Option<SockDriver>> = Mutex::new(None);
+static mut DRIVER_C: std::mem::MaybeUninit<sys::rte_driver> = std::mem::MaybeUninit::zeroed();
+static mut BUS: std::mem::MaybeUninit<sys::rte_bus> = std::mem::MaybeUninit::zeroed();
+
+/// Registers the `sock` bus with EAL. Call once, from the plugin constructor.
+pub fn register_bus() {
+    // SAFETY: called once from an ELF constructor before EAL looks at the
+    // bus list; BUS is a static that outlives EAL's pointer to it.
+    unsafe {
+        let bus = (*std::ptr::addr_of_mut!(BUS)).as_mut_ptr();
+        (*bus).name = BUS_NAME.as_ptr();
+        (*bus).scan = Some(bus_scan);
+        (*bus).probe = Some(bus_probe);
+        (*bus).find_device = Some(bus_find_device);
+        (*bus).parse = Some(bus_parse);
+        (*bus).cleanup = Some(bus_cleanup);
+        (*bus).get_iommu_class = Some(bus_iommu_class);
+        sys::rte_bus_register(bus);
+        let lt =
+            sys::rte_log_register_type_and_pick_level(c"bus.sock".as_ptr(), sys::RTE_LOG_NOTICE);
+        if lt >= 0 {
+            LOGTYPE.store(lt as u32, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Registers the driver that takes `sock:` devices (one per process).
+pub fn register_driver(drv: SockDriver) {
+    // SAFETY: single-threaded constructor time; DRIVER_C is static.
+    unsafe {
+        (*(*std::ptr::addr_of_mut!(DRIVER_C)).as_mut_ptr()).name = drv.name.as_ptr();
+    }
+    *DRIVER.lock().unwrap() = Some(drv);
+}
+
+impl SockDevice {
+    pub fn rte_device(&'static self) -> *mut sys::rte_device {
+        &self.dev as *const _ as *mut _
+    }
+    pub fn conn(&self) -> Option<&'static Conn> {
+        *self.conn.lock().unwrap()
+    }
+    /// Devargs string after the path (`key=value,...`), if any.
+    pub fn devargs(&self) -> Option<&CStr> {
+        let da = self.dev.devargs;
+        // SAFETY: devargs set by scan from EAL's list, which lives as long as
+        // the device; args is NULL or NUL-terminated.
+        unsafe {
+            if da.is_null() || (*da).__bindgen_anon_1.args.is_null() {
+                None
+            } else {
+                Some(CStr::from_ptr((*da).__bindgen_anon_1.args))
+            }
+        }
+    }
+    /// Sets the callback for link changes and proxy loss.
+    pub fn set_link_notify(&self, f: LinkNotify, arg: *mut c_void) {
+        *self.notify.lock().unwrap() = Some((f, arg as usize));
+    }
+}
+
+impl Conn {
+    pub fn link_up(&self) -> bool {
+        self.link_up.load(Ordering::Acquire)
+    }
+    pub fn link_speed(&self) -> u32 {
+        self.link_speed.load(Ordering::Relaxed)
+    }
+    pub fn proxy_gone(&self) -> bool {
+        self.state.lock().unwrap().gone
+    }
+
+    /// Sends a request and waits for its reply (read by the interrupt thread).
+    pub fn request(&self, msg: &[u8], reply_type: u16) -> Result<(), String> {
+        let mut st = self.state.lock().unwrap();
+        if st.gone {
+            return Err("proxy connection lost".into());
+        }
+        st.reply = None;
+        send_msg(self.fd.as_raw_fd(), msg, None).map_err(|e| format!("send to proxy: {e}"))?;
+        let (mut st, timeout) = self
+            .cond
+            .wait_timeout_while(st, REPLY_TIMEOUT, |s| s.reply.is_none() && !s.gone)
+            .unwrap();
+        if timeout.timed_out() {
+            return Err("proxy did not answer in time".into());
+        }
+        match st.reply.take() {
+            Some((t, s)) if t == reply_type && s.code == 0 => Ok(()),
+            Some((_, s)) => Err(format!("proxy refused: {} ({})", s.text, s.code)),
+            None => Err("proxy connection lost".into()),
+        }
+    }
+
+    pub fn start(&self, s: proto::Start) -> Result<(), String> {
+        self.request(s.encode(self.version).bytes(), proto::MSG_START_ACK)
+    }
+    pub fn stop(&self) -> Result<(), String> {
+        let w = proto::Writer::new(proto::MSG_STOP, self.version);
+        self.request(w.bytes(), proto::MSG_STOP_ACK)
+    }
+}
+
+// --- buffer arena: where shared_mem pools put their objects -----------------
+
+struct Arena {
+    base: usize,
+    /// Free extents (offset, len) inside the buffer area, sorted by offset.
+    free: Vec<(usize, usize)>,
+    start: usize,
+    end: usize,
+}
+static ARENA: Mutex<Option<Arena>> = Mutex::new(None);
+
+/// Takes `len` bytes aligned to `align` from the region's buffer area.
+pub fn buffer_alloc(len: usize, align: usize) -> Option<*mut u8> {
+    let mut g = ARENA.lock().unwrap();
+    let a = g.as_mut()?;
+    for i in 0..a.free.len() {
+        let (off, flen) = a.free[i];
+        let addr = (a.base + off).next_multiple_of(align);
+        let pad = addr - (a.base + off);
+        if flen >= pad + len {
+            let rest = flen - pad - len;
+            a.free.remove(i);
+            if rest > 0 {
+                a.free.insert(i, (off + pad + len, rest));
+            }
+            if pad > 0 {
+                a.free.insert(i, (off, pad));
+            }
+            return Some(addr as *mut u8);
+        }
+    }
+    None
+}
+
+/// Gives back what buffer_alloc returned.
+pub fn buffer_free(p: *mut u8, len: usize) {
+    let mut g = ARENA.lock().unwrap();
+    let Some(a) = g.as_mut() else { return };
+    let off = (p as usize).wrapping_sub(a.base);
+    if off < a.start || off + len > a.end {
+        return;
+    }
+    let i = a.free.partition_point(|&(o, _)| o < off);
+    a.free.insert(i, (off, len));
+    // merge neighbours
+    let mut j = 0;
+    while j + 1 < a.free.len() {
+        if a.free[j].0 + a.free[j].1 == a.free[j + 1].0 {
+            a.free[j].1 += a.free[j + 1].1;
+            a.free.remove(j + 1);
+        } else {
+            j += 1;
+        }
+    }
+}
+
+/// Bytes still free in the buffer area, and its size.
+pub fn buffer_space() -> Option<(usize, usize)> {
+    let g = ARENA.lock().unwrap();
+    g.as_ref()
+        .map(|a| (a.free.iter().map(|f| f.1).sum(), a.end - a.start))
+}
+
+// --- EAL callbacks ------------------------------------------------------------
+
+fn guard<F: FnOnce() -> c_int + std::panic::UnwindSafe>(what: &str, f: F) -> c_int {
+    std::panic::catch_unwind(f).unwrap_or_else(|_| {
+        bus_err!("internal error (panic) in {what}");
+        -1
+    })
+}
+
+unsafe extern "C" fn bus_scan() -> c_int {
+    guard("scan", || {
+        let mut devs = DEVICES.lock().unwrap();
+        // SAFETY: EAL's devargs list is stable during scan (init thread).
+        let mut da = unsafe { sys::rte_devargs_next(BUS_NAME.as_ptr(), std::ptr::null()) };
+        while !da.is_null() {
+            // SAFETY: da is a valid element of the list; name is NUL-terminated.
+            let name = unsafe { CStr::from_ptr((*da).name.as_ptr()) };
+            let path = name.to_string_lossy().into_owned();
+            if !devs.iter().any(|d| d.path == path) {
+                // SAFETY: a zeroed rte_device is its documented initial state.
+                let mut dev: sys::rte_device = unsafe { std::mem::zeroed() };
+                // SAFETY: name points into the devargs, which outlive the device.
+                dev.name = unsafe { (*da).name.as_ptr() };
+                dev.devargs = da;
+                dev.bus = unsafe { (*std::ptr::addr_of_mut!(BUS)).as_mut_ptr() };
+                dev.numa_node = sys::SOCKET_ID_ANY;
+                let d: &'static SockDevice = Box::leak(Box::new(SockDevice {
+                    dev,
+                    path: path.clone(),
+                    conn: Mutex::new(None),
+                    notify: Mutex::new(None),
+                    intr: Mutex::new(0),
+                    driver_data: Mutex::new(0),
+                }));
+                bus_debug!("scanned {path}");
+                devs.push(d);
+            }
+            // SAFETY: as above.
+            da = unsafe { sys::rte_devargs_next(BUS_NAME.as_ptr(), da) };
+        }
+        0
+    })
+}
+
+unsafe extern "C" fn bus_parse(name: *const c_char, _addr: *mut c_void) -> c_int {
+    guard("parse", || {
+        // SAFETY: EAL passes a NUL-terminated name.
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        // A unix socket path: absolute or relative, fits sockaddr_un.
+        let ok =
+            !name.is_empty() && (name[0] == b'/' || name.starts_with(b"./")) && name.len() < 108;
+        if ok {
+            0
+        } else {
+            1
+        }
+    })
+}
+
+unsafe extern "C" fn bus_find_device(
+    start: *const sys::rte_device,
+    cmp: sys::rte_dev_cmp_t,
+    data: *const c_void,
+) -> *mut sys::rte_device {
+    let Some(cmp) = cmp else {
+        return std::ptr::null_mut();
+    };
+    let devs = match DEVICES.lock() {
+        Ok(d) => d.clone(),
+        Err(_) => return std::ptr::null_mut(),
+    };
+    let mut past_start = start.is_null();
+    for d in devs {
+        let p = d.rte_device();
+        if !past_start {
+            past_start = p as *const _ == start;
+            continue;
+        }
+        // SAFETY: EAL's comparison callback on a valid device.
+        if unsafe { cmp(p, data) } == 0 {
+            return p;
+        }
+    }
+    std::ptr::null_mut()
+}
+
+unsafe extern "C" fn bus_iommu_class() -> sys::rte_iova_mode {
+    sys::RTE_IOVA_DC
+}
+
+unsafe extern "C" fn bus_probe() -> c_int {
+    guard("probe", || {
+        let devs = DEVICES.lock().unwrap().clone();
+        let mut failed = 0;
+        for d in devs {
+            if d.conn().is_some() {
+                continue;
+            }
+            if let Err(e) = probe_one(d) {
+                bus_err!("{}: {e}", d.path);
+                failed += 1;
+            }
+        }
+        if failed > 0 {
+            -1
+        } else {
+            0
+        }
+    })
+}
+
+unsafe extern "C" fn bus_cleanup() -> c_int {
+    guard("cleanup", || {
+        let drv = *DRIVER.lock().unwrap();
+        for d in DEVICES.lock().unwrap().clone() {
+            if d.conn().is_some() {
+                if let Some(drv) = drv {
+                    (drv.remove)(d);
+                }
+            }
+        }
+        0
+    })
+}
+
+fn connect(path: &str) -> Result<OwnedFd, String> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    let addr = UnixAddr::new(path).map_err(|e| format!("bad socket path: {e}"))?;
+    connect(fd.as_raw_fd(), &addr).map_err(|e| {
+        format!("cannot connect: {e} (is dpdk-io-proxy running and serving this path?)")
+    })?;
+    Ok(fd)
+}
+
+fn recv_blocking(fd: &OwnedFd) -> Result<(Vec<u8>, Option<OwnedFd>), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut pfd = [PollFd::new(
+        // SAFETY: fd outlives the poll call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd.as_raw_fd()) },
+        PollFlags::POLLIN,
+    )];
+    let ms = REPLY_TIMEOUT.as_millis() as u16;
+    match poll(&mut pfd, PollTimeout::from(ms)) {
+        Ok(0) => return Err("proxy did not answer in time".into()),
+        Err(e) => return Err(format!("poll: {e}")),
+        Ok(_) => {}
+    }
+    recv_msg(fd.as_raw_fd(), false)
+        .map_err(|e| format!("receive: {e}"))?
+        .ok_or_else(|| "proxy closed the connection".to_string())
+}
+
+fn probe_one(d: &'static SockDevice) -> Result<(), String> {
+    let fd = connect(&d.path)?;
+    let hello = Hello {
+        version_min: proto::VERSION_MIN,
+        version_max: proto::VERSION_MAX,
+        pid: std::process::id(),
+        name: program_name(),
+    };
+    send_msg(fd.as_raw_fd(), hello.encode().bytes(), None)
+        .map_err(|e| format!("send hello: {e}"))?;
+    let (msg, memfd) = recv_blocking(&fd)?;
+    let (mut r, t, _) = Reader::new(&msg).map_err(|e| e.to_string())?;
+    if t == proto::MSG_ERROR {
+        let s = Status::decode(&mut r).map_err(|e| e.to_string())?;
+        return Err(format!("proxy refused: {}", s.text));
+    }
+    if t != proto::MSG_HELLO_ACK {
+        return Err(format!("unexpected reply type {t}"));
+    }
+    let ack = HelloAck::decode(&mut r).map_err(|e| format!("hello ack: {e}"))?;
+    if proto::negotiate(ack.version, ack.version) != Some(ack.version) {
+        return Err(format!("proxy chose unsupported version {}", ack.version));
+    }
+    let memfd = memfd.ok_or("proxy sent no memory")?;
+    let region = Region::map(memfd, ack.layout.region_size as usize)
+        .map_err(|e| format!("map region: {e}"))?;
+    ack.layout
+        .validate(region.len() as u64)
+        .map_err(|e| format!("region layout: {e}"))?;
+    let l = ack.layout;
+    bus_info!(
+        "{}: connected to {} port {} queue {}; region {} MiB ({} KiB pages), heap {} MiB, buffers {} MiB",
+        d.path,
+        ack.nic_name,
+        ack.nic_port,
+        ack.nic_queue,
+        l.region_size >> 20,
+        l.page_size >> 10,
+        l.heap_len >> 20,
+        l.buf_len >> 20
+    );
+
+    grow_heap(&region, &l)?;
+    {
+        let mut arena = ARENA.lock().unwrap();
+        if arena.is_none() {
+            *arena = Some(Arena {
+                base: region.base() as usize,
+                free: vec![(l.buf_off as usize, l.buf_len as usize)],
+                start: l.buf_off as usize,
+                end: (l.buf_off + l.buf_len) as usize,
+            });
+        } else {
+            bus_info!("{}: buffers of this device are not used for pools (one sock device per process gets them)", d.path);
+        }
+    }
+    // SAFETY: NUL-terminated name; EAL keeps it in a memzone.
+    let r = unsafe { sys::rte_mbuf_set_platform_mempool_ops(c"shared_mem".as_ptr()) };
+    if r != 0 && r != -(libc::EEXIST) {
+        bus_err!(
+            "cannot make shared_mem the platform mempool ops: {}",
+            sys::strerror(-r)
+        );
+    }
+
+    let conn: &'static Conn = Box::leak(Box::new(Conn {
+        fd,
+        version: ack.version,
+        link_up: AtomicBool::new(ack.link_up),
+        link_speed: AtomicU32::new(ack.link_speed),
+        info: ack,
+        region,
+        state: Mutex::new(ConnState {
+            reply: None,
+            gone: false,
+        }),
+        cond: Condvar::new(),
+    }));
+    *d.conn.lock().unwrap() = Some(conn);
+    register_events(d, conn)?;
+
+    let drv = DRIVER
+        .lock()
+        .unwrap()
+        .ok_or("no driver registered on the sock bus")?;
+    // SAFETY: probe time, single-threaded; DRIVER_C is static.
+    unsafe {
+        (*(d.rte_device())).driver = (*std::ptr::addr_of_mut!(DRIVER_C)).as_mut_ptr();
+    }
+    (drv.probe)(d)
+}
+
+/// Backs this process's malloc heap with the region's heap area, so that a
+/// guest started with `--no-huge -m1` can allocate.
+fn grow_heap(region: &Region, l: &proto::Layout) -> Result<(), String> {
+    if l.heap_len == 0 {
+        return Ok(());
+    }
+    if !sys::HAVE_HEAP_GROW {
+        bus_info!("built without EAL private headers: heap not extended, the app needs its own memory (-m)");
+        return Ok(());
+    }
+    let va = region
+        .ptr(l.heap_off, l.heap_len)
+        .ok_or("heap area outside region")?;
+    // SAFETY: plain query of the calling lcore's socket.
+    let socket = unsafe { sys::rte_socket_id() } as i32;
+    let socket = if (0..sys::RTE_MAX_NUMA_NODES as i32).contains(&socket) {
+        socket
+    } else {
+        0
+    };
+    // SAFETY: va..va+heap_len is mapped for the life of the process (the
+    // connection is leaked); probe runs on the init thread, nothing else
+    // allocates concurrently.
+    let r = unsafe {
+        sys::dpdk_sys_heap_grow(
+            socket,
+            va as *mut c_void,
+            l.heap_len as usize,
+            l.page_size as usize,
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "cannot add shared heap to socket {socket}: {}",
+            sys::strerror(-r)
+        ));
+    }
+    bus_info!(
+        "malloc heap of socket {socket} grown by {} MiB of shared memory",
+        l.heap_len >> 20
+    );
+    Ok(())
+}
+
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| a.rsplit('/').next().map(String::from))
+        .unwrap_or_default()
+}
+
+// --- asynchronous messages from the proxy (EAL interrupt thread) ------------
+
+fn register_events(d: &'static SockDevice, conn: &'static Conn) -> Result<(), String> {
+    // SAFETY: plain EAL calls; the handle lives for the rest of the process.
+    unsafe {
+        let h = sys::rte_intr_instance_alloc(sys::RTE_INTR_INSTANCE_F_PRIVATE);
+        if h.is_null() {
+            return Err("cannot allocate interrupt handle".into());
+        }
+        sys::rte_intr_fd_set(h, conn.fd.as_raw_fd());
+        sys::rte_intr_type_set(h, sys::RTE_INTR_HANDLE_EXT);
+        let r = sys::rte_intr_callback_register(
+            h,
+            Some(on_event),
+            d as *const SockDevice as *mut c_void,
+        );
+        if r != 0 {
+            return Err(format!("cannot watch proxy socket: {}", sys::strerror(-r)));
+        }
+        *d.intr.lock().unwrap() = h as usize;
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn on_event(arg: *mut c_void) {
+    // SAFETY: arg is the &'static SockDevice registered above.
+    let d: &'static SockDevice = unsafe { &*(arg as *const SockDevice) };
+    let _ = std::panic::catch_unwind(|| handle_events(d));
+}
+
+fn handle_events(d: &'static SockDevice) {
+    let Some(conn) = d.conn() else { return };
+    loop {
+        match recv_msg(conn.fd.as_raw_fd(), true) {
+            Ok(Some((msg, _fd))) => handle_message(d, conn, &msg),
+            Ok(None) => return proxy_lost(d, conn, "proxy closed the connection"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => return proxy_lost(d, conn, &format!("proxy socket error: {e}")),
+        }
+    }
+}
+
+fn handle_message(d: &'static SockDevice, conn: &Conn, msg: &[u8]) {
+    let Ok((mut r, t, _)) = Reader::new(msg) else {
+        bus_err!("{}: malformed message from proxy", d.path);
+        return;
+    };
+    match t {
+        proto::MSG_START_ACK | proto::MSG_STOP_ACK | proto::MSG_ERROR => {
+            if let Ok(s) = Status::decode(&mut r) {
+                let mut st = conn.state.lock().unwrap();
+                st.reply = Some((t, s));
+                conn.cond.notify_all();
+            }
+        }
+        proto::MSG_LINK => {
+            if let Ok(l) = Link::decode(&mut r) {
+                conn.link_speed.store(l.speed, Ordering::Relaxed);
+                conn.link_up.store(l.up, Ordering::Release);
+                notify(d);
+            }
+        }
+        other => bus_debug!("{}: ignoring message type {other}", d.path),
+    }
+}
+
+fn notify(d: &'static SockDevice) {
+    let n = *d.notify.lock().unwrap();
+    if let Some((f, arg)) = n {
+        f(d, arg as *mut c_void);
+    }
+}
+
+unsafe extern "C" fn unregistered(_h: *mut sys::rte_intr_handle, _arg: *mut c_void) {}
+
+fn proxy_lost(d: &'static SockDevice, conn: &Conn, why: &str) {
+    bus_err!("{}: {why}; link down", d.path);
+    {
+        let mut st = conn.state.lock().unwrap();
+        st.gone = true;
+        conn.cond.notify_all();
+    }
+    conn.link_up.store(false, Ordering::Release);
+    notify(d);
+    let h = *d.intr.lock().unwrap() as *mut sys::rte_intr_handle;
+    if !h.is_null() {
+        // Stop watching the dead socket (we are inside its callback).
+        // SAFETY: h is our handle; the pending variant is made for this case.
+        unsafe {
+            sys::rte_intr_callback_unregister_pending(
+                h,
+                Some(on_event),
+                d as *const SockDevice as *mut c_void,
+                Some(unregistered),
+            );
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Single-producer single-consumer descriptor rings in shared memory.
+//!
+//! Each index has exactly one writer: the producer owns `prod`, the consumer
+//! owns `cons`. Each side keeps its own index privately and only *writes* the
+//! shared copy (Release); it never reads its own index back, so the peer
+//! cannot move it. The peer's index is read (Acquire) only when the cached
+//! view says the ring is empty or full, and is validated before use: a peer
+//! that publishes an impossible index gets [`RingError::Corrupt`], never a
+//! panic, a loop or an out-of-bounds access.
+//!
+//! Descriptors are two `u64` words read and written with atomic (relaxed)
+//! accesses: a descriptor is copied out whole, then validated by the caller.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Size of a ring's index block: two cache lines, one per index.
+pub const RING_HDR_SIZE: usize = 128;
+/// Size of one descriptor.
+pub const DESC_SIZE: usize = 16;
+
+/// Bytes needed for a ring of `entries` descriptors (header included).
+pub const fn ring_bytes(entries: u32) -> usize {
+    RING_HDR_SIZE + entries as usize * DESC_SIZE
+}
+
+/// One packet buffer descriptor as it crosses the boundary.
+///
+/// - `buf_off`: offset of the buffer (the mbuf's `buf_addr`) in the region
+/// - `id`: the guest's handle for the buffer, echoed back untouched
+/// - `buf_len`, `data_off`, `data_len`: as in `rte_mbuf`
+/// - `flags`: `DESC_F_*`
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Desc {
+    pub buf_off: u32,
+    pub id: u32,
+    pub data_len: u16,
+    pub data_off: u16,
+    pub buf_len: u16,
+    pub flags: u16,
+}
+
+/// On the rx ring: a fill buffer handed back without a packet.
+pub const DESC_F_EMPTY: u16 = 1 << 0;
+/// The proxy rejected the descriptor (bad offset or length).
+pub const DESC_F_REJECTED: u16 = 1 << 1;
+/// The proxy could not send the packet (NIC queue full or port stopped).
+pub const DESC_F_NOT_SENT: u16 = 1 << 2;
+
+impl Desc {
+    fn to_words(self) -> (u64, u64) {
+        (
+            self.buf_off as u64 | (self.id as u64) << 32,
+            self.data_len as u64
+                | (self.data_off as u64) << 16
+                | (self.buf_len as u64) << 32
+                | (self.flags as u64) << 48,
+        )
+    }
+    fn from_words(w0: u64, w1: u64) -> Desc {
+        Desc {
+            buf_off: w0 as u32,
+            id: (w0 >> 32) as u32,
+            data_len: w1 as u16,
+            data_off: (w1 >> 16) as u16,
+            buf_len: (w1 >> 32) as u16,
+            flags: (w1 >> 48) as u16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingError {
+    /// The peer published an index that no correct peer could.
+    Corrupt,
+}
+
+/// Shared part of a ring, as laid out in the region.
+#[repr(C)]
+struct RingIndexes {
+    prod: AtomicU32,
+    _pad0: [u8; 60],
+    cons: AtomicU32,
+    _pad1: [u8; 60],
+}
+const _: () = assert!(std::mem::size_of::<RingIndexes>() == RING_HDR_SIZE);
+
+/// Where a ring lives. Built only from a validated region range.
+#[derive(Clone, Copy)]
+struct RingMem {
+    idx: *const RingIndexes,
+    descs: *const [AtomicU64; 2],
+    mask: u32,
+}
+
+// SAFETY: all shared accesses go through atomics; the pointers stay valid
+// while the owning region mapping lives (the ring is owned next to it).
+unsafe impl Send for RingMem {}
+
+impl RingMem {
+    /// # Safety
+    /// `base` must point to `ring_bytes(entries)` bytes, 64-byte aligned,
+    /// mapped for as long as the ring is used; `entries` a power of two.
+    unsafe fn new(base: *mut u8, entries: u32) -> RingMem {
+        debug_assert!(entries.is_power_of_two());
+        RingMem {
+            idx: base as *const RingIndexes,
+            descs: base.add(RING_HDR_SIZE) as *const [AtomicU64; 2],
+            mask: entries - 1,
+        }
+    }
+    fn size(&self) -> u32 {
+        self.mask + 1
+    }
+    fn slot(&self, pos: u32) -> &[AtomicU64; 2] {
+        // SAFETY: (pos & mask) < entries, within the validated range.
+        unsafe { &*self.descs.add((pos & self.mask) as usize) }
+    }
+    fn indexes(&self) -> &RingIndexes {
+        // SAFETY: valid for the life of the mapping (see new()).
+        unsafe { &*self.idx }
+    }
+}
+
+/// The producing end of a ring.
+pub struct Producer {
+    mem: RingMem,
+    prod: u32,
+    cons_cache: u32,
+}
+
+impl Producer {
+    /// # Safety
+    /// As [`RingMem::new`]; only one producer may exist per ring.
+    pub unsafe fn new(base: *mut u8, entries: u32) -> Producer {
+        let mem = RingMem::new(base, entries);
+        // Start from what is published: a fresh region holds zeros; a ring
+        // taken over after a stop continues where it was.
+        let prod = mem.indexes().prod.load(Ordering::Acquire);
+        let mut p = Producer {
+            mem,
+            prod,
+            cons_cache: prod,
+        };
+        let _ = p.refresh();
+        p
+    }
+
+    fn refresh(&mut self) -> Result<(), RingError> {
+        let cons = self.mem.indexes().cons.load(Ordering::Acquire);
+        // The consumer can be at most `size` behind us and never ahead.
+        if self.prod.wrapping_sub(cons) > self.mem.size() {
+            return Err(RingError::Corrupt);
+        }
+        self.cons_cache = cons;
+        Ok(())
+    }
+
+    /// Free entries; re-reads the consumer index only when the cached view
+    /// has less than `want`.
+    pub fn free(&mut self, want: u32) -> Result<u32, RingError> {
+        let mut free = self.mem.size() - self.prod.wrapping_sub(self.cons_cache);
+        if free < want {
+            self.refresh()?;
+            free = self.mem.size() - self.prod.wrapping_sub(self.cons_cache);
+        }
+        Ok(free)
+    }
+
+    /// Writes the `i`-th descriptor after the current producer position.
+    /// The caller must have checked `i < free()`.
+    pub fn write(&mut self, i: u32, d: Desc) {
+        let (w0, w1) = d.to_words();
+        let slot = self.mem.slot(self.prod.wrapping_add(i));
+        slot[0].store(w0, Ordering::Relaxed);
+        slot[1].store(w1, Ordering::Relaxed);
+    }
+
+    /// Makes `n` written descriptors visible to the consumer.
+    pub fn publish(&mut self, n: u32) {
+        self.prod = self.prod.wrapping_add(n);
+        self.mem.indexes().prod.store(self.prod, Ordering::Release);
+    }
+
+    /// Writes one descriptor and publishes it; false when the ring is full.
+    pub fn push(&mut self, d: Desc) -> Result<bool, RingError> {
+        if self.free(1)? == 0 {
+            return Ok(false);
+        }
+        self.write(0, d);
+        self.publish(1);
+        Ok(true)
+    }
+
+    /// Entries published and not yet consumed (re-reads the consumer index).
+    pub fn in_flight(&mut self) -> Result<u32, RingError> {
+        self.refresh()?;
+        Ok(self.prod.wrapping_sub(self.cons_cache))
+    }
+}
+
+/// The consuming end of a ring.
+pub struct Consumer {
+    mem: RingMem,
+    cons: u32,
+    prod_cache: u32,
+}
+
+impl Consumer {
+    /// # Safety
+    /// As [`RingMem::new`]; only one consumer may exist per ring.
+    pub unsafe fn new(base: *mut u8, entries: u32) -> Consumer {
+        let mem = RingMem::new(base, entries);
+        let cons = mem.indexes().cons.load(Ordering::Acquire);
+        Consumer {
+            mem,
+            cons,
+            prod_cache: cons,
+        }
+    }
+
+    /// Descriptors ready to read; re-reads the producer index only when the
+    /// cached view has fewer than `want`.
+    pub fn available(&mut self, want: u32) -> Result<u32, RingError> {
+        let mut avail = self.prod_cache.wrapping_sub(self.cons);
+        if avail < want {
+            let prod = self.mem.indexes().prod.load(Ordering::Acquire);
+            if prod.wrapping_sub(self.cons) > self.mem.size() {
+                return Err(RingError::Corrupt);
+            }
+            self.prod_cache = prod;
+            avail = prod.wrapping_sub(self.cons);
+        }
+        Ok(avail)
+    }
+
+    /// Copies out the `i`-th available descriptor (`i < available()`).
+    /// The copy is all the caller may trust: validate it before use.
+    pub fn read(&self, i: u32) -> Desc {
+        let slot = self.mem.slot(self.cons.wrapping_add(i));
+        Desc::from_words(
+            slot[0].load(Ordering::Relaxed),
+            slot[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Hands `n` read entries back to the producer.
+    pub fn release(&mut self, n: u32) {
+        self.cons = self.cons.wrapping_add(n);
+        self.mem.indexes().cons.store(self.cons, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(C, align(64))]
+    struct Mem([u8; ring_bytes(8)]);
+
+    #[test]
+    fn desc_round_trips_through_words() {
+        let d = Desc {
+            buf_off: 0xdead_beef,
+            id: 7,
+            data_len: 1514,
+            data_off: 128,
+            buf_len: 2176,
+            flags: DESC_F_EMPTY,
+        };
+        let (a, b) = d.to_words();
+        assert_eq!(Desc::from_words(a, b), d);
+    }
+
+    #[test]
+    fn spsc_push_read_release_and_full() {
+        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
+        let base = mem.0.as_mut_ptr();
+        // SAFETY: 64-byte aligned buffer of the right size, alive for the test.
+        let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        for i in 0..8 {
+            assert!(p
+                .push(Desc {
+                    id: i,
+                    ..Default::default()
+                })
+                .unwrap());
+        }
+        assert!(!p.push(Desc::default()).unwrap(), "ring of 8 holds 8");
+        assert_eq!(c.available(1).unwrap(), 8);
+        assert_eq!(c.read(3).id, 3);
+        c.release(4);
+        assert_eq!(p.free(1).unwrap(), 4);
+    }
+
+    #[test]
+    fn corrupt_peer_index_is_detected_not_trusted() {
+        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
+        let base = mem.0.as_mut_ptr();
+        // SAFETY: as above.
+        let mut c = unsafe { Consumer::new(base, 8) };
+        // A hostile producer claims 1000 entries in a ring of 8.
+        // SAFETY: writes the prod index word inside the buffer.
+        unsafe { (*(base as *const AtomicU32)).store(1000, Ordering::Release) };
+        assert_eq!(c.available(1), Err(RingError::Corrupt));
+        // SAFETY: as above; the cons index lives at offset 64.
+        let mut p = unsafe { Producer::new(base.add(0), 8) };
+        unsafe { (*(base.add(64) as *const AtomicU32)).store(5000, Ordering::Release) };
+        assert_eq!(p.free(9), Err(RingError::Corrupt));
+    }
+}
