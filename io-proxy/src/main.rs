@@ -1,4 +1,320 @@
+//! dpdk-io-proxy: owns the NICs, serves each NIC queue on a unix socket to
+//! an unmodified DPDK app that attaches with `-a sock:/path`.
+//!
+//! Usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE
+
+mod control;
+mod datapath;
+mod nic;
+mod session;
+mod shm_pool;
+mod telemetry;
+
+use control::{parse, Command, Proxy, USAGE};
+use datapath::Datapath;
+use dpdk_sys as sys;
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+const DEFAULT_CMDS: &str = "dpdk-io-proxy.cmds";
+
+struct Args {
+    eal: Vec<String>,
+    lcore: u32,
+    cmds: Option<String>,
+}
+
+fn usage() -> String {
+    format!("usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE\n\n{USAGE}")
+}
+
+fn parse_args() -> Result<Args, String> {
+    let all: Vec<String> = std::env::args().collect();
+    let prog = all
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "dpdk-io-proxy".into());
+    let (mut eal, app): (Vec<String>, Vec<String>) = match all.iter().position(|a| a == "--") {
+        Some(i) => (all[1..i].to_vec(), all[i + 1..].to_vec()),
+        None => (Vec::new(), all[1..].to_vec()),
+    };
+    let mut lcore = None;
+    let mut cmds = None;
+    let mut it = app.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--cmds" => cmds = Some(it.next().ok_or("--cmds needs a file")?),
+            "-h" | "--help" => return Err(usage()),
+            x => {
+                lcore = Some(
+                    x.parse::<u32>()
+                        .map_err(|_| format!("bad LCORE '{x}'\n{}", usage()))?,
+                )
+            }
+        }
+    }
+    let lcore = lcore.ok_or_else(|| format!("missing LCORE\n{}", usage()))?;
+    let has_cores = eal
+        .iter()
+        .any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l"));
+    if !has_cores {
+        eal.insert(0, lcore.to_string());
+        eal.insert(0, "-l".into());
+    }
+    eal.insert(0, prog);
+    Ok(Args { eal, lcore, cmds })
+}
+
+static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    let fd = SIGNAL_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; one byte from a static.
+        unsafe {
+            libc::write(fd, b"x".as_ptr() as *const libc::c_void, 1);
+        }
+    }
+}
+
+fn install_signals() -> Result<OwnedFd, String> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    SIGNAL_FD.store(w.as_raw_fd(), Ordering::Relaxed);
+    std::mem::forget(w);
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only calls write(2).
+    unsafe {
+        for s in [Signal::SIGINT, Signal::SIGTERM] {
+            sigaction(s, &act).map_err(|e| format!("sigaction: {e}"))?;
+        }
+        sigaction(
+            Signal::SIGPIPE,
+            &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
+        )
+        .map_err(|e| format!("sigaction: {e}"))?;
+    }
+    Ok(r)
+}
+
+/// Runs a command file; stops at the first bad line with FILE:LINE: reason.
+fn run_cmds_file(proxy: &mut Proxy, path: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    for (n, line) in text.lines().enumerate() {
+        let r = parse(line).and_then(|c| {
+            if c == Command::Quit {
+                return Err("quit is not allowed in a startup file".into());
+            }
+            proxy.execute(c, &mut std::io::stdout())
+        });
+        if let Err(e) = r {
+            return Err(format!("{path}:{}: {e}", n + 1));
+        }
+    }
+    Ok(())
+}
+
+fn control_loop(proxy: &mut Proxy, sig: OwnedFd, interactive: bool) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let prompt = || {
+        print!("io-proxy> ");
+        let _ = std::io::stdout().flush();
+    };
+    if interactive {
+        prompt();
+    }
+    loop {
+        let mut fds: Vec<PollFd> = vec![PollFd::new(sig.as_fd(), PollFlags::POLLIN)];
+        let stdin_fd = std::io::stdin();
+        if interactive {
+            fds.push(PollFd::new(stdin_fd.as_fd(), PollFlags::POLLIN));
+        }
+        let base = fds.len();
+        for s in &proxy.sockets {
+            fds.push(PollFd::new(s.listener.as_fd(), PollFlags::POLLIN));
+        }
+        for s in &proxy.sockets {
+            if let Some(sess) = &s.session {
+                fds.push(PollFd::new(sess.fd.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        let _ = poll(&mut fds, PollTimeout::from(200u16));
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let events: Vec<bool> = fds.iter().map(ready).collect();
+        drop(fds);
+        if events[0] {
+            println!();
+            break;
+        }
+        if interactive && events[1] {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    match parse(&line).and_then(|c| proxy.execute(c, &mut std::io::stdout())) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => println!("error: {e}\n{USAGE}"),
+                    }
+                }
+                _ => break,
+            }
+            prompt();
+        }
+        let listeners: Vec<usize> = (0..proxy.sockets.len()).collect();
+        let sessions: Vec<usize> = (0..proxy.sockets.len())
+            .filter(|&i| proxy.sockets[i].session.is_some())
+            .collect();
+        // Guests first (indexes are stable within this round).
+        for (k, &i) in sessions.iter().enumerate() {
+            if events[base + listeners.len() + k] {
+                proxy.guest_readable(i);
+            }
+        }
+        for &i in &listeners {
+            if events[base + i] {
+                proxy.accept(i);
+            }
+        }
+        proxy.tick();
+    }
+}
+
+fn set_control_affinity(dp_cpu: u32) {
+    // SAFETY: plain libc cpu-set manipulation on a local.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let n = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut any = false;
+        for c in 0..n {
+            if c as u32 != dp_cpu || n == 1 {
+                libc::CPU_SET(c, &mut set);
+                any = true;
+            }
+        }
+        if any {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
+unsafe extern "C" fn dp_entry(arg: *mut libc::c_void) -> libc::c_int {
+    let dp = &*(arg as *const Datapath);
+    dp.run();
+    0
+}
+
 fn main() {
-    eprintln!("dpdk-io-proxy: not implemented yet (issue 3)");
-    std::process::exit(2);
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = sys::eal_init(&args.eal) {
+        eprintln!("dpdk-io-proxy: {e}");
+        std::process::exit(1);
+    }
+    telemetry::register();
+    if let Err(e) = shm_pool::register_ops() {
+        eprintln!("dpdk-io-proxy: {e}");
+        std::process::exit(1);
+    }
+    // SAFETY: plain EAL queries after init.
+    let (main_lcore, enabled, dp_cpu) = unsafe {
+        (
+            sys::rte_get_main_lcore(),
+            sys::rte_lcore_is_enabled(args.lcore) != 0,
+            sys::rte_lcore_to_cpu_id(args.lcore as i32),
+        )
+    };
+    if !enabled {
+        eprintln!(
+            "dpdk-io-proxy: lcore {} is not among the EAL's lcores",
+            args.lcore
+        );
+        std::process::exit(2);
+    }
+    let sig = match install_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dpdk-io-proxy: {e}");
+            std::process::exit(1);
+        }
+    };
+    let dp = Arc::new(Datapath::default());
+    let mut proxy = Proxy::new(dp.clone());
+    let cmds = args.cmds.clone().or_else(|| {
+        std::path::Path::new(DEFAULT_CMDS)
+            .exists()
+            .then(|| DEFAULT_CMDS.to_string())
+    });
+
+    let dp_ctl = dp.clone();
+    let interactive = std::io::stdin().is_terminal();
+    let control = std::thread::Builder::new()
+        .name("io-proxy-ctl".into())
+        .spawn(move || {
+            set_control_affinity(dp_cpu as u32);
+            let mut code = 0;
+            let ok = match &cmds {
+                Some(f) => match run_cmds_file(&mut proxy, f) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        code = 1;
+                        false
+                    }
+                },
+                None => true,
+            };
+            if ok {
+                telemetry::publish(&proxy);
+                println!(
+                    "dpdk-io-proxy ready: {} port(s), {} socket(s)",
+                    proxy.ports.len(),
+                    proxy.sockets.len()
+                );
+                control_loop(&mut proxy, sig, interactive);
+                print!("final stats:\n{}", proxy.show_stats());
+            }
+            proxy.shutdown();
+            let _ = std::io::stdout().flush();
+            dp_ctl.quit.store(true, Ordering::Release);
+            code
+        })
+        .expect("spawn control thread");
+
+    if args.lcore == main_lcore {
+        dp.run();
+    } else {
+        // SAFETY: dp outlives the lcore: we wait for it below.
+        let r = unsafe {
+            sys::rte_eal_remote_launch(
+                Some(dp_entry),
+                Arc::as_ptr(&dp) as *mut libc::c_void,
+                args.lcore,
+            )
+        };
+        if r != 0 {
+            eprintln!(
+                "dpdk-io-proxy: cannot launch the datapath on lcore {}",
+                args.lcore
+            );
+            dp.quit.store(true, Ordering::Release);
+        }
+        // SAFETY: waits for the launched function to return.
+        unsafe { sys::rte_eal_wait_lcore(args.lcore) };
+    }
+    let code = control.join().unwrap_or(1);
+    // SAFETY: every DPDK user is done.
+    unsafe { sys::rte_eal_cleanup() };
+    std::process::exit(code);
 }

@@ -82,6 +82,9 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
             return -sys::rte_errno();
         }
         (*mp).__bindgen_anon_1.pool_data = r as *mut c_void;
+        // Nothing in the guest DMAs: objects may straddle pages, which
+        // packs them densely instead of one per 4 KiB page.
+        (*mp).flags |= sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG;
     }
     0
 }

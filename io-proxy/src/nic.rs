@@ -1,0 +1,225 @@
+//! NIC ports owned by the proxy: configuration with RSS, and swapping the
+//! mempool behind one rx queue when a guest attaches or leaves.
+
+use crate::shm_pool::SocketStats;
+use dpdk_sys as sys;
+use std::sync::Arc;
+
+pub const NB_RXD: u16 = 1024;
+pub const NB_TXD: u16 = 1024;
+
+pub struct NicPort {
+    pub id: u16,
+    pub name: String,
+    pub driver: String,
+    pub nb_queues: u16,
+    pub nb_rxd: u16,
+    pub socket: i32,
+    pub mac: [u8; 6],
+    pub mtu: u16,
+    pub max_rx_pktlen: u32,
+    pub rss: bool,
+    /// The PMD can set up an rx queue while the port runs.
+    pub runtime_rx_setup: bool,
+    /// Pool of the rx queues that have no guest (their packets are dropped).
+    pub idle_pool: *mut sys::rte_mempool,
+    /// Per-queue counters, shared with the sockets serving them.
+    pub queue_stats: Vec<Arc<SocketStats>>,
+}
+
+// SAFETY: the pool pointer is only used by the control thread.
+unsafe impl Send for NicPort {}
+
+fn check(what: &str, r: i32) -> Result<(), String> {
+    if r < 0 {
+        Err(format!("{what}: {}", sys::strerror(-r)))
+    } else {
+        Ok(())
+    }
+}
+
+fn cstr_field(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: DPDK returns NUL-terminated names.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl NicPort {
+    /// Configures `id` with `nb_queues` rx/tx queue pairs, RSS over them when
+    /// the device supports it, and starts it.
+    pub fn add(id: u16, nb_queues: u16) -> Result<NicPort, String> {
+        // SAFETY: ethdev control calls on the control thread; all pointers
+        // are to locals that outlive the calls.
+        unsafe {
+            if sys::rte_eth_dev_is_valid_port(id) == 0 {
+                return Err(format!(
+                    "no port {id} (ports: {})",
+                    sys::rte_eth_dev_count_avail()
+                ));
+            }
+            let mut info: sys::rte_eth_dev_info = std::mem::zeroed();
+            check("dev_info", sys::rte_eth_dev_info_get(id, &mut info))?;
+            if nb_queues == 0 || nb_queues > info.max_rx_queues || nb_queues > info.max_tx_queues {
+                return Err(format!(
+                    "port {id} supports at most {} rx / {} tx queues, asked {nb_queues}",
+                    info.max_rx_queues, info.max_tx_queues
+                ));
+            }
+            let mut conf: sys::rte_eth_conf = std::mem::zeroed();
+            let wanted = sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP;
+            let rss_hf = info.flow_type_rss_offloads & wanted;
+            let rss = nb_queues > 1 && rss_hf != 0;
+            if rss {
+                conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            }
+            let mut name = [0 as std::ffi::c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
+            sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr());
+            let socket = sys::rte_eth_dev_socket_id(id);
+            let socket = if socket < 0 {
+                sys::rte_socket_id() as i32
+            } else {
+                socket
+            };
+            check(
+                "configure",
+                sys::rte_eth_dev_configure(id, nb_queues, nb_queues, &conf),
+            )?;
+            let (mut nb_rxd, mut nb_txd) = (NB_RXD, NB_TXD);
+            check(
+                "adjust descriptors",
+                sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nb_rxd, &mut nb_txd),
+            )?;
+            let pool_name = std::ffi::CString::new(format!("idle_p{id}")).unwrap();
+            let mut idle_pool = sys::rte_mempool_lookup(pool_name.as_ptr());
+            if idle_pool.is_null() {
+                idle_pool = sys::rte_pktmbuf_pool_create(
+                    pool_name.as_ptr(),
+                    (nb_queues as u32 * nb_rxd as u32 + 512).next_power_of_two() - 1,
+                    64,
+                    0,
+                    sys::RTE_MBUF_DEFAULT_BUF_SIZE,
+                    socket,
+                );
+            }
+            if idle_pool.is_null() {
+                return Err(format!("idle pool: {}", sys::strerror(sys::rte_errno())));
+            }
+            for q in 0..nb_queues {
+                check(
+                    "rx queue setup",
+                    sys::rte_eth_rx_queue_setup(
+                        id,
+                        q,
+                        nb_rxd,
+                        socket as u32,
+                        std::ptr::null(),
+                        idle_pool,
+                    ),
+                )?;
+                check(
+                    "tx queue setup",
+                    sys::rte_eth_tx_queue_setup(id, q, nb_txd, socket as u32, std::ptr::null()),
+                )?;
+            }
+            check("start", sys::rte_eth_dev_start(id))?;
+            let _ = sys::rte_eth_promiscuous_enable(id);
+            let mut mac: sys::rte_ether_addr = std::mem::zeroed();
+            sys::rte_eth_macaddr_get(id, &mut mac);
+            let mut mtu = 1500u16;
+            sys::rte_eth_dev_get_mtu(id, &mut mtu);
+            Ok(NicPort {
+                id,
+                name: cstr_field(name.as_ptr()),
+                driver: cstr_field(info.driver_name),
+                nb_queues,
+                nb_rxd,
+
+                socket,
+                mac: mac.addr_bytes,
+                mtu,
+                max_rx_pktlen: (mtu as u32 + 18).min(info.max_rx_pktlen.max(1518)),
+                rss,
+                runtime_rx_setup: info.dev_capa
+                    & sys::RTE_ETH_DEV_CAPA_RUNTIME_RX_QUEUE_SETUP as u64
+                    != 0,
+                idle_pool,
+                queue_stats: (0..nb_queues)
+                    .map(|_| Arc::new(SocketStats::default()))
+                    .collect(),
+            })
+        }
+    }
+
+    /// Puts `mp` behind rx queue `q`: with runtime queue setup if the PMD has
+    /// it, else by a short stop/start of the port (other queues keep their
+    /// pools and resume at once). The datapath must be paused.
+    pub fn set_rx_pool(
+        &self,
+        q: u16,
+        mp: *mut sys::rte_mempool,
+        allow_runtime: bool,
+    ) -> Result<(), String> {
+        let id = self.id;
+        // SAFETY: control-thread ethdev calls with the datapath paused, so
+        // nothing polls the port meanwhile.
+        unsafe {
+            if self.runtime_rx_setup && allow_runtime {
+                check("rx queue stop", sys::rte_eth_dev_rx_queue_stop(id, q))?;
+                check(
+                    "rx queue setup",
+                    sys::rte_eth_rx_queue_setup(
+                        id,
+                        q,
+                        self.nb_rxd,
+                        self.socket as u32,
+                        std::ptr::null(),
+                        mp,
+                    ),
+                )?;
+                return check("rx queue start", sys::rte_eth_dev_rx_queue_start(id, q));
+            }
+            check("port stop", sys::rte_eth_dev_stop(id))?;
+            let r = sys::rte_eth_rx_queue_setup(
+                id,
+                q,
+                self.nb_rxd,
+                self.socket as u32,
+                std::ptr::null(),
+                mp,
+            );
+            let started = sys::rte_eth_dev_start(id);
+            check("rx queue setup", r)?;
+            check("port start", started)
+        }
+    }
+
+    pub fn link(&self) -> (bool, u32) {
+        // SAFETY: plain query into a local.
+        unsafe {
+            let mut l: sys::rte_eth_link = std::mem::zeroed();
+            sys::rte_eth_link_get_nowait(self.id, &mut l);
+            (sys::dpdk_sys_eth_link_up(&l) != 0, l.link_speed)
+        }
+    }
+
+    pub fn stats(&self) -> sys::rte_eth_stats {
+        // SAFETY: plain query into a local.
+        unsafe {
+            let mut s: sys::rte_eth_stats = std::mem::zeroed();
+            sys::rte_eth_stats_get(self.id, &mut s);
+            s
+        }
+    }
+
+    pub fn stop(&self) {
+        // SAFETY: control thread, datapath stopped.
+        unsafe {
+            sys::rte_eth_dev_stop(self.id);
+        }
+    }
+}

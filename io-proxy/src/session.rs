@@ -1,0 +1,183 @@
+//! One guest connection: handshake, its memfd region, and its header pool.
+
+use crate::nic::NicPort;
+use crate::shm_pool::{GuestRegion, SocketStats};
+use bus_shm::proto::{self, Hello, HelloAck, Layout, Reader, Status};
+use bus_shm::region::{recv_msg, send_msg, Region};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// Sizes of a guest's region, set per socket.
+#[derive(Clone, Copy, Debug)]
+pub struct RegionConfig {
+    pub heap_mb: u64,
+    pub buffers_mb: u64,
+    pub ring_entries: u32,
+}
+
+impl Default for RegionConfig {
+    fn default() -> Self {
+        // testpmd's default pool is ~163k mbufs of 2368 bytes (387 MiB);
+        // its own allocations (ports, pool headers, rings) fit in 64 MiB.
+        RegionConfig {
+            heap_mb: 64,
+            buffers_mb: 512,
+            ring_entries: 1024,
+        }
+    }
+}
+
+pub struct Session {
+    pub fd: OwnedFd,
+    pub pid: i32,
+    pub uid: u32,
+    pub name: String,
+    pub version: u16,
+    pub hugepages: bool,
+    pub guest: Box<GuestRegion>,
+    pub started: bool,
+}
+
+const HUGE_2M: u64 = 2 << 20;
+
+fn free_hugepages_2m() -> u64 {
+    std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A sealed memfd of `layout.region_size`, mapped. Hugetlb when there are
+/// enough free 2 MiB pages, else plain pages.
+fn create_region(cfg: &RegionConfig, name: &str) -> Result<(Region, Layout, bool), String> {
+    use memfd::{FileSeal, HugetlbSize, MemfdOptions};
+    let huge_layout = Layout::compute(
+        HUGE_2M,
+        cfg.ring_entries,
+        cfg.heap_mb << 20,
+        cfg.buffers_mb << 20,
+    );
+    if free_hugepages_2m() * HUGE_2M >= huge_layout.region_size {
+        let made = MemfdOptions::default()
+            .allow_sealing(true)
+            .close_on_exec(true)
+            .hugetlb(Some(HugetlbSize::Huge2MB))
+            .create(name)
+            .ok()
+            .and_then(|m| m.as_file().set_len(huge_layout.region_size).ok().map(|_| m));
+        if let Some(m) = made {
+            let _ = m.add_seals(&[FileSeal::SealShrink, FileSeal::SealGrow, FileSeal::SealSeal]);
+            if let Ok(r) = Region::map(
+                OwnedFd::from(m.into_file()),
+                huge_layout.region_size as usize,
+            ) {
+                return Ok((r, huge_layout, true));
+            }
+        }
+    }
+    let layout = Layout::compute(
+        4096,
+        cfg.ring_entries,
+        cfg.heap_mb << 20,
+        cfg.buffers_mb << 20,
+    );
+    let m = MemfdOptions::default()
+        .allow_sealing(true)
+        .close_on_exec(true)
+        .create(name)
+        .map_err(|e| format!("memfd_create: {e}"))?;
+    m.as_file()
+        .set_len(layout.region_size)
+        .map_err(|e| format!("memfd size: {e}"))?;
+    m.add_seals(&[FileSeal::SealShrink, FileSeal::SealGrow, FileSeal::SealSeal])
+        .map_err(|e| format!("memfd seals: {e}"))?;
+    let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize)
+        .map_err(|e| format!("mmap: {e}"))?;
+    Ok((r, layout, false))
+}
+
+fn wait_readable(fd: &OwnedFd, ms: u16) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut p, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+pub fn send_error(fd: &OwnedFd, version: u16, text: &str) {
+    let s = Status {
+        code: -libc::EPERM,
+        text: text.to_string(),
+    };
+    let _ = send_msg(
+        fd.as_raw_fd(),
+        s.encode(proto::MSG_ERROR, version).bytes(),
+        None,
+    );
+}
+
+/// Runs the handshake on a freshly accepted connection.
+pub fn handshake(
+    fd: OwnedFd,
+    cfg: &RegionConfig,
+    port: &NicPort,
+    queue: u16,
+    stats: Arc<SocketStats>,
+) -> Result<Session, String> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let cred = getsockopt(&fd, PeerCredentials).map_err(|e| format!("peer credentials: {e}"))?;
+    if !wait_readable(&fd, 2000) {
+        return Err(format!("pid {}: no hello within 2 s", cred.pid()));
+    }
+    let (msg, _) = recv_msg(fd.as_raw_fd(), true)
+        .map_err(|e| format!("receive hello: {e}"))?
+        .ok_or("guest closed before hello")?;
+    let (mut r, t, _) = Reader::new(&msg).map_err(|e| format!("hello: {e}"))?;
+    if t != proto::MSG_HELLO {
+        return Err(format!("expected hello, got message type {t}"));
+    }
+    let hello = Hello::decode(&mut r).map_err(|e| format!("hello: {e}"))?;
+    let Some(version) = proto::negotiate(hello.version_min, hello.version_max) else {
+        let text = format!(
+            "no common protocol version (guest {}..{}, proxy {}..{})",
+            hello.version_min,
+            hello.version_max,
+            proto::VERSION_MIN,
+            proto::VERSION_MAX
+        );
+        send_error(&fd, proto::VERSION_MAX, &text);
+        return Err(text);
+    };
+    let (region, layout, hugepages) =
+        create_region(cfg, &format!("io-proxy-p{}q{}", port.id, queue))?;
+    let (link_up, link_speed) = port.link();
+    let ack = HelloAck {
+        version,
+        layout,
+        mac: port.mac,
+        mtu: port.mtu,
+        max_rx_pktlen: port.max_rx_pktlen,
+        link_speed,
+        link_up,
+        nic_port: port.id,
+        nic_queue: queue,
+        nic_name: port.name.clone(),
+    };
+    send_msg(
+        fd.as_raw_fd(),
+        ack.encode().bytes(),
+        Some(region.fd().as_raw_fd()),
+    )
+    .map_err(|e| format!("send hello ack: {e}"))?;
+    let mut guest = GuestRegion::new(region, layout, stats, port.id)?;
+    guest.max_frame = port.max_rx_pktlen.max(1518);
+    Ok(Session {
+        fd,
+        pid: cred.pid(),
+        uid: cred.uid(),
+        name: hello.name,
+        version,
+        hugepages,
+        guest,
+        started: false,
+    })
+}

@@ -1,0 +1,539 @@
+//! The proxy's view of one guest's region, and the `shm_proxy` mempool that
+//! feeds the NIC queue with the guest's buffers.
+//!
+//! The NIC never sees an mbuf header the guest can write: the pool's objects
+//! are mbuf headers in the proxy's own memory. Taking one from the pool
+//! attaches it to a buffer the guest posted on its fill ring (copied out and
+//! validated first); giving it back returns that buffer to the guest. The
+//! payload is the only thing in shared memory the NIC touches.
+
+use bus_shm::proto::Layout;
+use bus_shm::region::Region;
+use bus_shm::ring::{Consumer, Desc, Producer, RingError, DESC_F_EMPTY, DESC_F_REJECTED};
+use dpdk_sys as sys;
+use std::ffi::{c_int, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub const OPS_NAME: &CStr = c"shm_proxy";
+
+/// Where a header's buffer came from.
+pub const ORIGIN_NONE: u8 = 0;
+pub const ORIGIN_FILL: u8 = 1;
+pub const ORIGIN_TX: u8 = 2;
+
+/// Private area after each proxy mbuf header (priv_size bytes).
+#[repr(C)]
+pub struct HdrPriv {
+    pub id: u32,
+    pub buf_off: u32,
+    pub origin: u8,
+    pub flags: u16,
+}
+pub const HDR_PRIV_SIZE: u16 = 16;
+const _: () = assert!(std::mem::size_of::<HdrPriv>() <= HDR_PRIV_SIZE as usize);
+
+/// # Safety
+/// `m` must be a header of a `shm_proxy` pool.
+#[inline]
+pub unsafe fn hdr_priv<'a>(m: *mut sys::rte_mbuf) -> &'a mut HdrPriv {
+    &mut *((m as *mut u8).add(std::mem::size_of::<sys::rte_mbuf>()) as *mut HdrPriv)
+}
+
+/// Per-socket counters, read by telemetry and `show stats`.
+#[derive(Default)]
+pub struct SocketStats {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// NIC packets dropped: no guest, guest ring full, or foreign mbufs.
+    pub rx_drops: AtomicU64,
+    /// NIC queue had no guest buffer to receive into.
+    pub rx_no_buffer: AtomicU64,
+    /// Guest packets the NIC did not take.
+    pub tx_drops: AtomicU64,
+    /// Descriptors from the guest that failed validation.
+    pub bad_descriptors: AtomicU64,
+    /// Buffers that could not be returned (guest ring full: a broken guest).
+    pub lost_returns: AtomicU64,
+    /// Packets whose payload the proxy copied. The proxy has no copy path:
+    /// this stays 0 by construction, and telemetry shows it.
+    pub payload_copies: AtomicU64,
+    /// The guest broke the ring protocol; the control side disconnects it.
+    pub guest_broken: std::sync::atomic::AtomicBool,
+}
+
+impl SocketStats {
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        // One writer at a time (the datapath, or control while it is paused).
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// One connected guest's shared state, as the proxy sees it. Owned by the
+/// control side; used by the datapath and the pool ops only while attached.
+pub struct GuestRegion {
+    pub region: Region,
+    pub layout: Layout,
+    pub fill: Consumer,
+    pub rx: Producer,
+    pub tx: Consumer,
+    pub txdone: Producer,
+    /// Validated fill buffers waiting for the NIC.
+    staged: Vec<Desc>,
+    staged_cap: usize,
+    free_hdrs: Vec<*mut sys::rte_mbuf>,
+    /// Data room the guest promised for every fill buffer.
+    pub rx_room: u16,
+    pub rx_headroom: u16,
+    pub max_frame: u32,
+    pub port_id: u16,
+    pub mp: *mut sys::rte_mempool,
+    pub stats: Arc<SocketStats>,
+    /// Set when the guest broke the protocol; the control side disconnects it.
+    pub broken: bool,
+}
+
+// SAFETY: used by one thread at a time (control, or the datapath while the
+// queue is attached and the control side waits); see datapath.rs.
+unsafe impl Send for GuestRegion {}
+
+impl GuestRegion {
+    pub fn new(
+        region: Region,
+        layout: Layout,
+        stats: Arc<SocketStats>,
+        port_id: u16,
+    ) -> Result<Box<Self>, String> {
+        fn e<T>(r: Result<T, bus_shm::proto::ProtoError>) -> Result<T, String> {
+            r.map_err(|e| format!("guest region: {e}"))
+        }
+        let n = layout.ring_entries;
+        Ok(Box::new(GuestRegion {
+            fill: e(region.consumer(layout.fill_off, n))?,
+            rx: e(region.producer(layout.rx_off, n))?,
+            tx: e(region.consumer(layout.tx_off, n))?,
+            txdone: e(region.producer(layout.txdone_off, n))?,
+            region,
+            layout,
+            staged: Vec::with_capacity(n as usize),
+            staged_cap: n as usize,
+            free_hdrs: Vec::new(),
+            rx_room: 0,
+            rx_headroom: 0,
+            max_frame: 0,
+            port_id,
+            mp: std::ptr::null_mut(),
+            stats,
+            broken: false,
+        }))
+    }
+
+    /// Is `d` a buffer wholly inside the buffer area, with its data inside it?
+    #[inline]
+    fn buffer_ok(&self, d: &Desc) -> bool {
+        let start = self.layout.buf_off;
+        let end = start + self.layout.buf_len;
+        let off = d.buf_off as u64;
+        off >= start
+            && off + d.buf_len as u64 <= end
+            && d.data_off as u32 + d.data_len as u32 <= d.buf_len as u32
+    }
+
+    fn corrupt(&mut self, _e: RingError) {
+        self.broken = true;
+    }
+
+    /// Moves fill descriptors into `staged`, validating each; rejected ones
+    /// go straight back to the guest.
+    fn stage_fills(&mut self) {
+        let room = (self.staged_cap - self.staged.len()) as u32;
+        if room == 0 {
+            return;
+        }
+        let avail = match self.fill.available(room) {
+            Ok(a) => a.min(room),
+            Err(e) => return self.corrupt(e),
+        };
+        for i in 0..avail {
+            let d = self.fill.read(i);
+            let fits =
+                d.buf_len >= self.rx_room && d.data_off == self.rx_headroom && d.data_len == 0;
+            if fits && self.buffer_ok(&d) {
+                self.staged.push(d);
+            } else {
+                SocketStats::add(&self.stats.bad_descriptors, 1);
+                self.return_rx(Desc {
+                    flags: DESC_F_EMPTY | DESC_F_REJECTED,
+                    ..d
+                });
+            }
+        }
+        self.fill.release(avail);
+    }
+
+    fn return_rx(&mut self, d: Desc) {
+        match self.rx.push(d) {
+            Ok(true) => {}
+            Ok(false) => SocketStats::add(&self.stats.lost_returns, 1),
+            Err(e) => self.corrupt(e),
+        }
+    }
+
+    fn return_tx(&mut self, d: Desc) {
+        match self.txdone.push(d) {
+            Ok(true) => {}
+            Ok(false) => SocketStats::add(&self.stats.lost_returns, 1),
+            Err(e) => self.corrupt(e),
+        }
+    }
+
+    /// Points a free header at the buffer of `d` (already validated).
+    ///
+    /// # Safety
+    /// `m` is a free header of this guest's pool.
+    #[inline]
+    unsafe fn attach(&self, m: *mut sys::rte_mbuf, d: &Desc, origin: u8) {
+        let buf = self.region.base().add(d.buf_off as usize);
+        (*m).buf_addr = buf as *mut c_void;
+        (*m).buf_len = d.buf_len;
+        (*m).data_off = d.data_off;
+        (*m).data_len = d.data_len;
+        (*m).pkt_len = d.data_len as u32;
+        (*m).nb_segs = 1;
+        (*m).next = std::ptr::null_mut();
+        (*m).ol_flags = 0;
+        (*m).refcnt = 1;
+        (*m).port = self.port_id;
+        (*m).__bindgen_anon_1.packet_type = 0;
+        (*m).__bindgen_anon_3.tx_offload = 0;
+        (*m).__bindgen_anon_2.hash.rss = 0;
+        (*m).vlan_tci = 0;
+        let p = hdr_priv(m);
+        p.id = d.id;
+        p.buf_off = d.buf_off;
+        p.origin = origin;
+        p.flags = 0;
+    }
+
+    /// Takes up to `out.len()` guest tx descriptors, validated and attached
+    /// to headers; invalid ones are returned as rejected. Returns the count.
+    pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> usize {
+        let want = (out.len().min(self.free_hdrs.len())) as u32;
+        if want == 0 {
+            return 0;
+        }
+        let avail = match self.tx.available(want) {
+            Ok(a) => a.min(want),
+            Err(e) => {
+                self.corrupt(e);
+                return 0;
+            }
+        };
+        let mut n = 0;
+        for i in 0..avail {
+            let d = self.tx.read(i);
+            let ok = self.buffer_ok(&d) && d.data_len >= 14 && d.data_len as u32 <= self.max_frame;
+            if !ok {
+                SocketStats::add(&self.stats.bad_descriptors, 1);
+                self.return_tx(Desc {
+                    flags: DESC_F_REJECTED,
+                    ..d
+                });
+                continue;
+            }
+            let m = self.free_hdrs.pop().expect("checked above");
+            // SAFETY: m is a free header of our pool; d is validated.
+            unsafe { self.attach(m, &d, ORIGIN_TX) };
+            out[n] = m;
+            n += 1;
+        }
+        self.tx.release(avail);
+        n
+    }
+
+    /// Hands received packets to the guest. Each mbuf must be one of our
+    /// headers. Returns how many were delivered; the rest are freed (their
+    /// buffers go back empty).
+    ///
+    /// # Safety
+    /// Every pointer in `pkts` is a received mbuf owned by the caller.
+    pub unsafe fn deliver_rx(&mut self, pkts: &[*mut sys::rte_mbuf]) -> usize {
+        let room = match self.rx.free(pkts.len() as u32) {
+            Ok(r) => r as usize,
+            Err(e) => {
+                self.corrupt(e);
+                0
+            }
+        };
+        let mut n = 0usize;
+        let mut bytes = 0u64;
+        for &m in pkts {
+            let ours =
+                (*m).pool == self.mp && (*m).nb_segs == 1 && hdr_priv(m).origin == ORIGIN_FILL;
+            if !ours || n >= room {
+                SocketStats::add(&self.stats.rx_drops, 1);
+                sys::dpdk_sys_pktmbuf_free(m);
+                continue;
+            }
+            let p = hdr_priv(m);
+            self.rx.write(
+                n as u32,
+                Desc {
+                    buf_off: p.buf_off,
+                    id: p.id,
+                    data_len: (*m).data_len,
+                    data_off: (*m).data_off,
+                    buf_len: (*m).buf_len,
+                    flags: 0,
+                },
+            );
+            bytes += (*m).data_len as u64;
+            // The buffer now belongs to the guest; the header is free again.
+            p.origin = ORIGIN_NONE;
+            self.free_hdrs.push(m);
+            n += 1;
+        }
+        if n > 0 {
+            self.rx.publish(n as u32);
+            SocketStats::add(&self.stats.rx_packets, n as u64);
+            SocketStats::add(&self.stats.rx_bytes, bytes);
+        }
+        n
+    }
+
+    /// Returns every buffer the proxy holds or that waits in the guest's
+    /// fill and tx rings (STOP). Headers must all be back in the pool.
+    pub fn return_all(&mut self) {
+        self.stage_fills();
+        while let Some(d) = self.staged.pop() {
+            self.return_rx(Desc {
+                flags: DESC_F_EMPTY,
+                ..d
+            });
+        }
+        // fills beyond staging capacity
+        loop {
+            self.stage_fills();
+            if self.staged.is_empty() {
+                break;
+            }
+            while let Some(d) = self.staged.pop() {
+                self.return_rx(Desc {
+                    flags: DESC_F_EMPTY,
+                    ..d
+                });
+            }
+            if self.broken {
+                break;
+            }
+        }
+        if let Ok(n) = self.tx.available(u32::MAX) {
+            for i in 0..n {
+                let d = self.tx.read(i);
+                self.return_tx(Desc {
+                    flags: bus_shm::ring::DESC_F_NOT_SENT,
+                    ..d
+                });
+            }
+            self.tx.release(n);
+        }
+    }
+}
+
+/// Free headers are kept in the GuestRegion; the pool's pool_data points at it.
+///
+/// # Safety
+/// `mp` is a `shm_proxy` pool whose GuestRegion is alive.
+unsafe fn guest<'a>(mp: *const sys::rte_mempool) -> &'a mut GuestRegion {
+    &mut *((*mp).__bindgen_anon_1.pool_data as *mut GuestRegion)
+}
+
+unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
+    // The creator passed the GuestRegion as pool_config.
+    if (*mp).pool_config.is_null() {
+        return -libc::EINVAL;
+    }
+    (*mp).__bindgen_anon_1.pool_data = (*mp).pool_config;
+    let g = guest(mp);
+    g.free_hdrs = Vec::with_capacity((*mp).size as usize);
+    0
+}
+
+unsafe extern "C" fn ops_free(_mp: *mut sys::rte_mempool) {}
+
+unsafe extern "C" fn ops_enqueue(
+    mp: *mut sys::rte_mempool,
+    objs: *const *mut c_void,
+    n: c_uint,
+) -> c_int {
+    let g = guest(mp);
+    for i in 0..n as usize {
+        let m = *objs.add(i) as *mut sys::rte_mbuf;
+        let p = hdr_priv(m);
+        let d = Desc {
+            buf_off: p.buf_off,
+            id: p.id,
+            ..Default::default()
+        };
+        match p.origin {
+            ORIGIN_FILL => g.return_rx(Desc {
+                flags: DESC_F_EMPTY,
+                ..d
+            }),
+            ORIGIN_TX => g.return_tx(Desc {
+                flags: p.flags,
+                ..d
+            }),
+            _ => {}
+        }
+        p.origin = ORIGIN_NONE;
+        g.free_hdrs.push(m);
+    }
+    0
+}
+
+unsafe extern "C" fn ops_dequeue(
+    mp: *mut sys::rte_mempool,
+    objs: *mut *mut c_void,
+    n: c_uint,
+) -> c_int {
+    let g = guest(mp);
+    let n = n as usize;
+    if g.staged.len() < n {
+        g.stage_fills();
+    }
+    if g.staged.len() < n || g.free_hdrs.len() < n {
+        SocketStats::add(&g.stats.rx_no_buffer, n as u64);
+        return -libc::ENOBUFS;
+    }
+    // From the end: cheapest, and any order is fine for the guest.
+    let start = g.staged.len() - n;
+    for (i, k) in (start..g.staged.len()).enumerate() {
+        let d = g.staged[k];
+        let m = g.free_hdrs.pop().expect("checked above");
+        g.attach(m, &d, ORIGIN_FILL);
+        *objs.add(i) = m as *mut c_void;
+    }
+    g.staged.truncate(start);
+    0
+}
+
+unsafe extern "C" fn ops_get_count(mp: *const sys::rte_mempool) -> c_uint {
+    let g = guest(mp);
+    g.free_hdrs.len().min(g.staged.len()) as c_uint
+}
+
+/// Clears each object before the library enqueues it, so that every
+/// header starts with origin NONE.
+unsafe extern "C" fn ops_populate(
+    mp: *mut sys::rte_mempool,
+    max_objs: c_uint,
+    vaddr: *mut c_void,
+    iova: sys::rte_iova_t,
+    len: usize,
+    obj_cb: sys::rte_mempool_populate_obj_cb_t,
+    obj_cb_arg: *mut c_void,
+) -> c_int {
+    std::ptr::write_bytes(vaddr as *mut u8, 0, len);
+    sys::rte_mempool_op_populate_default(mp, max_objs, vaddr, iova, len, obj_cb, obj_cb_arg)
+}
+
+static mut OPS: std::mem::MaybeUninit<sys::rte_mempool_ops> = std::mem::MaybeUninit::zeroed();
+
+/// Registers the `shm_proxy` ops (once, before the first guest).
+pub fn register_ops() -> Result<(), String> {
+    // SAFETY: called once from main before any pool exists; OPS is copied.
+    unsafe {
+        let ops = (*std::ptr::addr_of_mut!(OPS)).as_mut_ptr();
+        for (i, &b) in OPS_NAME.to_bytes_with_nul().iter().enumerate() {
+            (*ops).name[i] = b as _;
+        }
+        (*ops).alloc = Some(ops_alloc);
+        (*ops).free = Some(ops_free);
+        (*ops).enqueue = Some(ops_enqueue);
+        (*ops).dequeue = Some(ops_dequeue);
+        (*ops).get_count = Some(ops_get_count);
+        (*ops).populate = Some(ops_populate);
+        if sys::rte_mempool_register_ops(ops) < 0 {
+            return Err("cannot register shm_proxy mempool ops (ops table full)".into());
+        }
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn init_hdr(
+    mp: *mut sys::rte_mempool,
+    _arg: *mut c_void,
+    obj: *mut c_void,
+    _idx: c_uint,
+) {
+    let m = obj as *mut sys::rte_mbuf;
+    std::ptr::write_bytes(
+        m as *mut u8,
+        0,
+        std::mem::size_of::<sys::rte_mbuf>() + HDR_PRIV_SIZE as usize,
+    );
+    (*m).pool = mp;
+    (*m).priv_size = HDR_PRIV_SIZE;
+    (*m).refcnt = 1;
+    (*m).nb_segs = 1;
+    (*m).port = u16::MAX;
+}
+
+/// Creates the header pool of a guest: `n` headers whose data room is the
+/// guest's rx buffer size. `g` must outlive the pool.
+pub fn create_pool(
+    name: &str,
+    n: u32,
+    g: &mut GuestRegion,
+    socket: i32,
+) -> Result<*mut sys::rte_mempool, String> {
+    let cname = std::ffi::CString::new(name).unwrap();
+    // SAFETY: standard mempool creation sequence; g outlives the pool (the
+    // caller frees the pool before dropping g).
+    unsafe {
+        let elt = std::mem::size_of::<sys::rte_mbuf>() as u32 + HDR_PRIV_SIZE as u32;
+        let mp = sys::rte_mempool_create_empty(
+            cname.as_ptr(),
+            n,
+            elt,
+            0,
+            std::mem::size_of::<sys::rte_pktmbuf_pool_private>() as u32,
+            socket,
+            0,
+        );
+        if mp.is_null() {
+            return Err(format!(
+                "cannot create pool {name}: {}",
+                sys::strerror(sys::rte_errno())
+            ));
+        }
+        let mut priv_: sys::rte_pktmbuf_pool_private = std::mem::zeroed();
+        priv_.mbuf_data_room_size = g.rx_room;
+        priv_.mbuf_priv_size = HDR_PRIV_SIZE;
+        sys::rte_pktmbuf_pool_init(mp, &mut priv_ as *mut _ as *mut c_void);
+        let r = sys::rte_mempool_set_ops_byname(
+            mp,
+            OPS_NAME.as_ptr(),
+            g as *mut GuestRegion as *mut c_void,
+        );
+        if r != 0 {
+            sys::rte_mempool_free(mp);
+            return Err(format!("set ops: {}", sys::strerror(-r)));
+        }
+        g.mp = mp;
+        if sys::rte_mempool_populate_default(mp) < 0 {
+            sys::rte_mempool_free(mp);
+            g.mp = std::ptr::null_mut();
+            return Err(format!(
+                "populate {name}: {}",
+                sys::strerror(sys::rte_errno())
+            ));
+        }
+        sys::rte_mempool_obj_iter(mp, Some(init_hdr), std::ptr::null_mut());
+        Ok(mp)
+    }
+}

@@ -1,0 +1,173 @@
+//! `/io_proxy/ports` and `/io_proxy/sockets` telemetry commands, and the
+//! `io_proxy` log type.
+
+use crate::control::{get, mac_str, Proxy};
+use crate::shm_pool::SocketStats;
+use dpdk_sys as sys;
+use std::ffi::{c_char, c_int, CString};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+static LOGTYPE: AtomicU32 = AtomicU32::new(sys::RTE_LOGTYPE_USER1);
+
+pub fn logtype() -> u32 {
+    LOGTYPE.load(Ordering::Relaxed)
+}
+
+struct PortRow {
+    id: u16,
+    name: String,
+    driver: String,
+    queues: u16,
+    rss: bool,
+    mac: String,
+}
+struct SocketRow {
+    path: String,
+    port: u16,
+    queue: u16,
+    connected: bool,
+    started: bool,
+    pid: i64,
+    guest: String,
+    stats: Arc<SocketStats>,
+}
+#[derive(Default)]
+struct Snapshot {
+    ports: Vec<PortRow>,
+    sockets: Vec<SocketRow>,
+}
+static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
+
+/// Makes the current ports and sockets visible to telemetry.
+pub fn publish(p: &Proxy) {
+    let snap = Snapshot {
+        ports: p
+            .ports
+            .values()
+            .map(|n| PortRow {
+                id: n.id,
+                name: n.name.clone(),
+                driver: n.driver.clone(),
+                queues: n.nb_queues,
+                rss: n.rss,
+                mac: mac_str(&n.mac),
+            })
+            .collect(),
+        sockets: p
+            .sockets
+            .iter()
+            .map(|s| SocketRow {
+                path: s.path.clone(),
+                port: s.port,
+                queue: s.queue,
+                connected: s.session.is_some(),
+                started: s.session.as_ref().is_some_and(|x| x.started),
+                pid: s.session.as_ref().map_or(-1, |x| x.pid as i64),
+                guest: s.session.as_ref().map_or(String::new(), |x| x.name.clone()),
+                stats: s.stats.clone(),
+            })
+            .collect(),
+    };
+    *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap);
+}
+
+fn cs(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap()
+}
+
+unsafe fn add_u64(d: *mut sys::rte_tel_data, k: &str, v: u64) {
+    sys::rte_tel_data_add_dict_u64(d, cs(k).as_ptr(), v);
+}
+unsafe fn add_str(d: *mut sys::rte_tel_data, k: &str, v: &str) {
+    sys::rte_tel_data_add_dict_string(d, cs(k).as_ptr(), cs(v).as_ptr());
+}
+
+unsafe extern "C" fn tel_ports(
+    _cmd: *const c_char,
+    _params: *const c_char,
+    d: *mut sys::rte_tel_data,
+) -> c_int {
+    let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+    sys::rte_tel_data_start_dict(d);
+    let Some(snap) = g.as_ref() else { return 0 };
+    for p in &snap.ports {
+        let c = sys::rte_tel_data_alloc();
+        if c.is_null() {
+            return -libc::ENOMEM;
+        }
+        sys::rte_tel_data_start_dict(c);
+        add_u64(c, "port_id", p.id as u64);
+        add_str(c, "name", &p.name);
+        add_str(c, "driver", &p.driver);
+        add_u64(c, "queues", p.queues as u64);
+        add_u64(c, "rss", p.rss as u64);
+        add_str(c, "mac", &p.mac);
+        let mut st: sys::rte_eth_stats = std::mem::zeroed();
+        sys::rte_eth_stats_get(p.id, &mut st);
+        add_u64(c, "rx_packets", st.ipackets);
+        add_u64(c, "tx_packets", st.opackets);
+        add_u64(c, "rx_missed", st.imissed);
+        sys::rte_tel_data_add_dict_container(d, cs(&format!("port{}", p.id)).as_ptr(), c, 0);
+    }
+    0
+}
+
+unsafe extern "C" fn tel_sockets(
+    _cmd: *const c_char,
+    _params: *const c_char,
+    d: *mut sys::rte_tel_data,
+) -> c_int {
+    let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+    sys::rte_tel_data_start_dict(d);
+    let Some(snap) = g.as_ref() else { return 0 };
+    for (i, s) in snap.sockets.iter().enumerate() {
+        let c = sys::rte_tel_data_alloc();
+        if c.is_null() {
+            return -libc::ENOMEM;
+        }
+        sys::rte_tel_data_start_dict(c);
+        add_str(c, "path", &s.path);
+        add_u64(c, "port", s.port as u64);
+        add_u64(c, "queue", s.queue as u64);
+        add_u64(c, "connected", s.connected as u64);
+        add_u64(c, "started", s.started as u64);
+        sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as i32);
+        add_str(c, "guest", &s.guest);
+        let st = &s.stats;
+        add_u64(c, "rx_packets", get(&st.rx_packets));
+        add_u64(c, "rx_bytes", get(&st.rx_bytes));
+        add_u64(c, "tx_packets", get(&st.tx_packets));
+        add_u64(c, "tx_bytes", get(&st.tx_bytes));
+        add_u64(c, "rx_drops", get(&st.rx_drops));
+        add_u64(c, "tx_drops", get(&st.tx_drops));
+        add_u64(c, "rx_no_buffer", get(&st.rx_no_buffer));
+        add_u64(c, "bad_descriptors", get(&st.bad_descriptors));
+        add_u64(c, "lost_returns", get(&st.lost_returns));
+        add_u64(c, "payload_copies", get(&st.payload_copies));
+        sys::rte_tel_data_add_dict_container(d, cs(&format!("socket{i}")).as_ptr(), c, 0);
+    }
+    0
+}
+
+/// Registers the log type and the telemetry commands (after EAL init).
+pub fn register() {
+    // SAFETY: static strings and callbacks that live for the process.
+    unsafe {
+        let lt = sys::rte_log_register_type_and_pick_level(c"io_proxy".as_ptr(), sys::RTE_LOG_INFO);
+        if lt >= 0 {
+            LOGTYPE.store(lt as u32, Ordering::Relaxed);
+        }
+        sys::rte_telemetry_register_cmd(
+            c"/io_proxy/ports".as_ptr(),
+            Some(tel_ports),
+            c"Ports owned by dpdk-io-proxy, with queue count, RSS and counters".as_ptr(),
+        );
+        sys::rte_telemetry_register_cmd(
+            c"/io_proxy/sockets".as_ptr(),
+            Some(tel_sockets),
+            c"Sockets served by dpdk-io-proxy: path, port, queue, guest, per-socket counters"
+                .as_ptr(),
+        );
+    }
+}
