@@ -463,6 +463,10 @@ impl Proxy {
         {
             q.guest = None;
         }
+        if give_back {
+            // SAFETY: the datapath is paused.
+            unsafe { crate::datapath::flush_tx(s.port, s.queue, &mut sess.guest) };
+        }
         // Always a full stop/start here: it makes the NIC hand back every
         // header of this guest, rx and tx, before the pool goes away.
         let r = port.set_rx_pool(s.queue, port.idle_pool, false);

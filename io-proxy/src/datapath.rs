@@ -117,23 +117,55 @@ unsafe fn poll(
     if n > 0 {
         g.deliver_rx(&rx[..n]);
     }
-    let k = g.take_tx(tx);
-    if k > 0 {
-        let bytes: u64 = tx[..k].iter().map(|&m| (*m).data_len as u64).sum();
-        let sent = sys::dpdk_sys_eth_tx_burst(q.port, q.queue, tx.as_mut_ptr(), k as u16) as usize;
-        let mut unsent_bytes = 0;
-        for &m in &tx[sent..k] {
-            unsent_bytes += (*m).data_len as u64;
-            hdr_priv(m).flags = DESC_F_NOT_SENT;
-            sys::dpdk_sys_pktmbuf_free(m);
-        }
-        SocketStats::add(&g.stats.tx_packets, sent as u64);
-        SocketStats::add(&g.stats.tx_bytes, bytes - unsent_bytes);
-        if sent < k {
-            SocketStats::add(&g.stats.tx_drops, (k - sent) as u64);
-        }
-    }
+    tx_from_guest(q.port, q.queue, g, tx);
     if g.broken {
         g.stats.guest_broken.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Moves one burst of the guest's tx ring to the NIC. Returns how many
+/// descriptors were taken (sent or not).
+///
+/// # Safety
+/// Caller holds the state lock or the datapath is paused.
+#[inline]
+pub unsafe fn tx_from_guest(
+    port: u16,
+    queue: u16,
+    g: &mut GuestRegion,
+    tx: &mut [*mut sys::rte_mbuf; BURST],
+) -> usize {
+    let k = g.take_tx(tx);
+    if k == 0 {
+        return 0;
+    }
+    let bytes: u64 = tx[..k].iter().map(|&m| (*m).data_len as u64).sum();
+    let sent = sys::dpdk_sys_eth_tx_burst(port, queue, tx.as_mut_ptr(), k as u16) as usize;
+    let mut unsent_bytes = 0;
+    for &m in &tx[sent..k] {
+        unsent_bytes += (*m).data_len as u64;
+        hdr_priv(m).flags = DESC_F_NOT_SENT;
+        sys::dpdk_sys_pktmbuf_free(m);
+    }
+    SocketStats::add(&g.stats.tx_packets, sent as u64);
+    SocketStats::add(&g.stats.tx_bytes, bytes - unsent_bytes);
+    if sent < k {
+        SocketStats::add(&g.stats.tx_drops, (k - sent) as u64);
+    }
+    k
+}
+
+/// Sends what the guest had queued for tx before its queue is detached, so
+/// that packets its tx_burst accepted are not dropped by a stop.
+///
+/// # Safety
+/// The datapath is paused.
+pub unsafe fn flush_tx(port: u16, queue: u16, g: &mut GuestRegion) {
+    let mut tx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    let rounds = g.layout.ring_entries as usize / BURST + 2;
+    for _ in 0..rounds {
+        if tx_from_guest(port, queue, g, &mut tx) == 0 {
+            break;
+        }
     }
 }

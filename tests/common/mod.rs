@@ -1,0 +1,419 @@
+//! Helpers for the end-to-end tests: real processes (dpdk-io-proxy, stock
+//! dpdk-testpmd guests), a veth pair into a network namespace, telemetry
+//! through the stock dpdk-telemetry.py.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn built(p: PathBuf) -> PathBuf {
+    assert!(
+        p.exists(),
+        "{} missing: run `make build` first",
+        p.display()
+    );
+    p
+}
+
+pub fn proxy_bin() -> PathBuf {
+    built(root().join("target/release/dpdk-io-proxy"))
+}
+
+pub fn pmds() -> PathBuf {
+    built(root().join("target/pmds"))
+}
+
+/// A scratch directory for one test, removed when dropped.
+pub struct Scratch(pub PathBuf);
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let p = PathBuf::from(format!("/tmp/iop-{name}"));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A child process whose output goes to a log file; killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub stdin: Option<ChildStdin>,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, log: PathBuf, keep_stdin: bool) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdout(f.try_clone().unwrap()).stderr(f);
+        cmd.stdin(if keep_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        Proc { child, log, stdin }
+    }
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Waits until the log contains `needle` `times` times.
+    pub fn wait_for(&mut self, needle: &str, times: usize, timeout: Duration) {
+        let t0 = Instant::now();
+        loop {
+            let text = self.text();
+            if text.matches(needle).count() >= times {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({st}) before '{needle}':\n{text}",
+                    self.log.display()
+                );
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "no '{needle}' (x{times}) in {} after {timeout:?}:\n{text}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+    /// Waits for exit; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "{} did not exit within {timeout:?}:\n{}",
+                    self.log.display(),
+                    self.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub struct Proxy {
+    pub proc: Proc,
+    pub prefix: String,
+}
+
+impl Proxy {
+    /// Starts the proxy on lcore 0 with `eal` options and the command file
+    /// `cmds`; returns once it is serving.
+    pub fn start(dir: &Scratch, prefix: &str, eal: &[&str], cmds: &str) -> Proxy {
+        let cmds_file = dir.path("proxy.cmds");
+        std::fs::write(&cmds_file, cmds).unwrap();
+        let mut cmd = Command::new(proxy_bin());
+        cmd.args([
+            "--no-huge",
+            "-m",
+            "512",
+            "--no-pci",
+            "--file-prefix",
+            prefix,
+        ])
+        .args(eal)
+        .arg("--")
+        .arg("--cmds")
+        .arg(&cmds_file)
+        .arg("0")
+        .current_dir(&dir.0);
+        let mut proc = Proc::spawn(&mut cmd, dir.path("proxy.log"), false);
+        proc.wait_for("dpdk-io-proxy ready", 1, Duration::from_secs(20));
+        Proxy {
+            proc,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Runs a telemetry command through the stock dpdk-telemetry.py.
+    pub fn telemetry(&self, command: &str) -> String {
+        let mut child = Command::new("dpdk-telemetry.py")
+            .args(["-f", &self.prefix])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dpdk-telemetry.py");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{command}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .rfind(|l| l.trim_start().starts_with('{'))
+            .unwrap_or_else(|| panic!("no JSON from dpdk-telemetry.py: {text}"))
+            .to_string()
+    }
+
+    /// A numeric field of the socket at `path` in /io_proxy/sockets.
+    pub fn socket_field(&self, path: &str, field: &str) -> i64 {
+        let json = self.telemetry("/io_proxy/sockets");
+        let at = json
+            .find(&format!("\"path\": \"{path}\""))
+            .unwrap_or_else(|| panic!("{path} not in telemetry: {json}"));
+        let obj = &json[at..json[at..].find('}').map(|e| at + e).unwrap()];
+        let key = format!("\"{field}\": ");
+        let v = &obj[obj
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {field} in {obj}"))
+            + key.len()..];
+        v.split(|c: char| c == ',' || c == '}')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.proc.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// SIGTERM, and checks the proxy exits 0 and removes its sockets.
+    pub fn stop(mut self, sockets: &[&str]) -> String {
+        self.proc.signal(libc::SIGTERM);
+        let st = self.proc.wait_exit(Duration::from_secs(20));
+        let text = self.proc.text();
+        assert!(st.success(), "proxy exit {st}:\n{text}");
+        for s in sockets {
+            assert!(!Path::new(s).exists(), "proxy left {s} behind");
+        }
+        text
+    }
+}
+
+/// A stock dpdk-testpmd attached to a proxy socket, exactly as in the
+/// seed: `-l 0,1 --no-huge -m1 --no-shconf -a sock:PATH -- --forward-mode=macswap`.
+pub struct Guest {
+    pub proc: Proc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestCounts {
+    pub rx: u64,
+    pub tx: u64,
+}
+
+impl Guest {
+    pub fn start(dir: &Scratch, name: &str, sock: &str) -> Guest {
+        // stdbuf: testpmd's stdout is a file here; line-buffer it so its
+        // progress can be read while it runs.
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "-eL", "dpdk-testpmd"])
+            .arg("-d")
+            .arg(pmds())
+            .args(["-l", "0,1", "--no-huge", "-m1", "--no-shconf"])
+            .arg("-a")
+            .arg(format!("sock:{sock}"))
+            .args(["--", "--forward-mode=macswap"]);
+        // stdin stays open: testpmd forwards until it reads a line.
+        let mut proc = Proc::spawn(&mut cmd, dir.path(&format!("{name}.log")), true);
+        proc.wait_for("Press enter to exit", 1, Duration::from_secs(60));
+        Guest { proc }
+    }
+
+    /// Stops testpmd with `sig` and returns its final forward statistics.
+    pub fn stop(mut self, sig: i32) -> GuestCounts {
+        self.proc.signal(sig);
+        self.proc.wait_exit(Duration::from_secs(30));
+        let text = self.proc.text();
+        let block = text
+            .rfind("Forward statistics for port 0")
+            .map(|i| &text[i..])
+            .unwrap_or_else(|| panic!("no forward statistics in:\n{text}"));
+        let num = |key: &str| -> u64 {
+            let i = block.find(key).unwrap() + key.len();
+            block[i..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        GuestCounts {
+            rx: num("RX-packets:"),
+            tx: num("TX-packets:"),
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.proc.signal(libc::SIGKILL);
+        self.proc.wait_exit(Duration::from_secs(10));
+    }
+}
+
+fn sh(args: &[&str]) {
+    let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(st.success(), "{args:?} failed");
+}
+
+/// A veth pair: `host` in our namespace (the proxy's NIC through
+/// net_af_packet), its peer in a new network namespace (the traffic source).
+pub struct Netns {
+    pub ns: String,
+    pub host: String,
+    pub peer: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let n = Netns {
+            ns: format!("iop{tag}"),
+            host: format!("iop{tag}h"),
+            peer: format!("iop{tag}p"),
+        };
+        let _ = Command::new("ip")
+            .args(["netns", "del", &n.ns])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &n.host])
+            .stderr(Stdio::null())
+            .status();
+        sh(&["ip", "netns", "add", &n.ns]);
+        sh(&[
+            "ip", "link", "add", &n.host, "type", "veth", "peer", "name", &n.peer,
+        ]);
+        sh(&["ip", "link", "set", &n.peer, "netns", &n.ns]);
+        // No IPv6: the kernel would send router/neighbour solicitations.
+        sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", n.host),
+        ]);
+        sh(&["ip", "link", "set", &n.host, "up"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &n.ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", n.peer),
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &n.ns, "ip", "link", "set", &n.peer, "up",
+        ]);
+        n
+    }
+
+    pub fn host_mac(&self) -> String {
+        std::fs::read_to_string(format!("/sys/class/net/{}/address", self.host))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Sends `count` frames over `flows` flows (60..1514 bytes) from the
+    /// namespace and checks the macswapped replies.
+    pub fn flows(&self, count: u32, flows: u32) -> FlowResult {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "/usr/bin/python3"])
+            .arg(root().join("tests/tools/flows.py"))
+            .args([
+                &self.peer,
+                &self.host_mac(),
+                &count.to_string(),
+                &flows.to_string(),
+                "20",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "flows.py failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let get = |k: &str| -> u32 {
+            let key = format!("\"{k}\": ");
+            let i = text
+                .find(&key)
+                .unwrap_or_else(|| panic!("{k} not in {text}"))
+                + key.len();
+            text[i..]
+                .split(|c: char| c == ',' || c == '}')
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        FlowResult {
+            sent: get("sent"),
+            replies: get("replies"),
+            matched: get("matched"),
+            bad: get("bad"),
+            missing: get("missing"),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct FlowResult {
+    pub sent: u32,
+    pub replies: u32,
+    pub matched: u32,
+    pub bad: u32,
+    pub missing: u32,
+}
