@@ -314,7 +314,7 @@ unsafe extern "C" fn bus_find_device(
     for d in devs {
         let p = d.rte_device();
         if !past_start {
-            past_start = p as *const _ == start;
+            past_start = std::ptr::eq(p, start);
             continue;
         }
         // SAFETY: EAL's comparison callback on a valid device.

@@ -222,14 +222,15 @@ impl Layout {
             return bad("ring entries");
         }
         let ring = ring_bytes(self.ring_entries) as u64;
-        let within =
-            |off: u64, len: u64| off % 64 == 0 && off.checked_add(len).is_some_and(|e| e <= mapped);
+        let within = |off: u64, len: u64| {
+            off.is_multiple_of(64) && off.checked_add(len).is_some_and(|e| e <= mapped)
+        };
         for off in [self.fill_off, self.rx_off, self.tx_off, self.txdone_off] {
             if !within(off, ring) {
                 return bad("ring offset");
             }
         }
-        if !within(self.heap_off, self.heap_len) || self.heap_off % self.page_size != 0 {
+        if !within(self.heap_off, self.heap_len) || !self.heap_off.is_multiple_of(self.page_size) {
             return bad("heap area");
         }
         if !within(self.buf_off, self.buf_len) || self.buf_off < self.heap_off + self.heap_len {

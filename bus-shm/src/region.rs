@@ -87,7 +87,7 @@ impl Region {
     }
 
     fn ring_base(&self, off: u64, entries: u32) -> Result<*mut u8, ProtoError> {
-        if off % 64 != 0 || !entries.is_power_of_two() {
+        if !off.is_multiple_of(64) || !entries.is_power_of_two() {
             return Err(ProtoError::Invalid("ring alignment"));
         }
         self.ptr(off, ring_bytes(entries) as u64)

@@ -34,7 +34,7 @@ pub struct DpState {
 pub struct Datapath {
     state: Mutex<DpState>,
     pause: AtomicBool,
-    pub quit: AtomicBool,
+    quit: AtomicBool,
 }
 
 impl Datapath {
@@ -48,7 +48,13 @@ impl Datapath {
         }
     }
 
-    /// Runs until `quit`.
+    /// Makes run() return: the inner loop watches only `pause`.
+    pub fn stop(&self) {
+        self.quit.store(true, Ordering::Release);
+        self.pause.store(true, Ordering::Release);
+    }
+
+    /// Runs until stop().
     pub fn run(&self) {
         let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
         let mut tx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];

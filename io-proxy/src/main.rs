@@ -287,7 +287,7 @@ fn main() {
             }
             proxy.shutdown();
             let _ = std::io::stdout().flush();
-            dp_ctl.quit.store(true, Ordering::Release);
+            dp_ctl.stop();
             code
         })
         .expect("spawn control thread");
@@ -308,7 +308,7 @@ fn main() {
                 "dpdk-io-proxy: cannot launch the datapath on lcore {}",
                 args.lcore
             );
-            dp.quit.store(true, Ordering::Release);
+            dp.stop();
         }
         // SAFETY: waits for the launched function to return.
         unsafe { sys::rte_eal_wait_lcore(args.lcore) };

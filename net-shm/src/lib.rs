@@ -137,8 +137,7 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
         (*data).mac_addrs = mac;
         (*data).mtu = conn.info.mtu;
         (*data).numa_node = sys::rte_socket_id() as i32;
-        (*data).dev_flags |=
-            (sys::RTE_ETH_DEV_INTR_LSC | sys::RTE_ETH_DEV_AUTOFILL_QUEUE_XSTATS) as u32;
+        (*data).dev_flags |= sys::RTE_ETH_DEV_INTR_LSC | sys::RTE_ETH_DEV_AUTOFILL_QUEUE_XSTATS;
         (*dev).device = sock.rte_device();
         (*dev).dev_ops = ops();
         (*dev).rx_pkt_burst = Some(queue::rx_burst);
@@ -219,7 +218,7 @@ unsafe extern "C" fn dev_infos_get(
     info.rx_desc_lim.nb_align = 1;
     info.tx_desc_lim = info.rx_desc_lim;
     info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
-    info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED as u32;
+    info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
     info.default_rxportconf.ring_size = p.ring_entries as u16;
     info.default_txportconf.ring_size = p.ring_entries as u16;
     info.default_rxportconf.nb_queues = 1;

@@ -316,7 +316,7 @@ pub unsafe extern "C" fn rx_burst(
     got as u16
 }
 
-const NOT_ZERO_COPY: u64 = (sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL) as u64;
+const NOT_ZERO_COPY: u64 = sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL;
 
 /// `eth_tx_burst_t` of net_shm.
 ///

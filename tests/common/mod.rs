@@ -202,12 +202,7 @@ impl Proxy {
             .find(&key)
             .unwrap_or_else(|| panic!("no {field} in {obj}"))
             + key.len()..];
-        v.split(|c: char| c == ',' || c == '}')
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        v.split([',', '}']).next().unwrap().trim().parse().unwrap()
     }
 
     pub fn fd_count(&self) -> usize {
@@ -253,21 +248,84 @@ impl Guest {
             .arg("-a")
             .arg(format!("sock:{sock}"))
             .args(["--", "--forward-mode=macswap"]);
+        Self::spawn(dir, name, cmd)
+    }
+
+    /// The same guest as an unprivileged container would run it: uid 65534,
+    /// its own user, pid, ipc, uts and network namespaces (bwrap), and of
+    /// the host only /usr, the plugin and the socket's directory.
+    pub fn start_sandboxed(dir: &Scratch, name: &str, sock: &str) -> Guest {
+        let sock_dir = Path::new(sock).parent().unwrap();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(["bwrap", "--unshare-all", "--die-with-parent"])
+            .args(["--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib"])
+            .args([
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+                "--symlink",
+                "usr/bin",
+                "/bin",
+            ])
+            .args([
+                "--ro-bind",
+                "/sys",
+                "/sys",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--tmpfs",
+                "/tmp",
+            ])
+            .arg("--ro-bind")
+            .arg(pmds())
+            .arg("/pmds")
+            .arg("--bind")
+            .arg(sock_dir)
+            .arg("/run/io")
+            .args([
+                "--",
+                "/usr/bin/stdbuf",
+                "-oL",
+                "-eL",
+                "/usr/bin/dpdk-testpmd",
+                "-d",
+                "/pmds",
+            ])
+            .args(["-l", "0,1", "--no-huge", "-m1", "--no-shconf"])
+            .arg("-a")
+            .arg(format!(
+                "sock:/run/io/{}",
+                Path::new(sock).file_name().unwrap().to_string_lossy()
+            ))
+            .args(["--", "--no-mlockall", "--forward-mode=macswap"]);
+        Self::spawn(dir, name, cmd)
+    }
+
+    fn spawn(dir: &Scratch, name: &str, mut cmd: Command) -> Guest {
         // stdin stays open: testpmd forwards until it reads a line.
         let mut proc = Proc::spawn(&mut cmd, dir.path(&format!("{name}.log")), true);
         proc.wait_for("Press enter to exit", 1, Duration::from_secs(60));
         Guest { proc }
     }
 
-    /// Stops testpmd with `sig` and returns its final forward statistics.
+    /// Stops testpmd with `sig` (0: Enter on its stdin, as a user would)
+    /// and returns its final forward statistics.
     pub fn stop(mut self, sig: i32) -> GuestCounts {
-        self.proc.signal(sig);
-        self.proc.wait_exit(Duration::from_secs(30));
+        if sig == 0 {
+            let mut stdin = self.proc.stdin.take().expect("stdin");
+            stdin.write_all(b"\n").unwrap();
+        } else {
+            self.proc.signal(sig);
+        }
+        let status = self.proc.wait_exit(Duration::from_secs(30));
         let text = self.proc.text();
         let block = text
             .rfind("Forward statistics for port 0")
             .map(|i| &text[i..])
-            .unwrap_or_else(|| panic!("no forward statistics in:\n{text}"));
+            .unwrap_or_else(|| panic!("no forward statistics ({status}) in:\n{text}"));
         let num = |key: &str| -> u64 {
             let i = block.find(key).unwrap() + key.len();
             block[i..]
@@ -379,7 +437,7 @@ impl Netns {
                 .unwrap_or_else(|| panic!("{k} not in {text}"))
                 + key.len();
             text[i..]
-                .split(|c: char| c == ',' || c == '}')
+                .split([',', '}'])
                 .next()
                 .unwrap()
                 .trim()
