@@ -117,7 +117,12 @@ pub fn eal_init(args: &[String]) -> Result<i32, String> {
     std::mem::forget(c_args);
     std::mem::forget(argv);
     if ret < 0 {
-        Err(format!("rte_eal_init failed: {}", strerror(rte_errno())))
+        let e = rte_errno();
+        if e == 0 {
+            Err("rte_eal_init failed (see the EAL messages above)".into())
+        } else {
+            Err(format!("rte_eal_init failed: {}", strerror(e)))
+        }
     } else {
         Ok(ret)
     }

@@ -1,0 +1,93 @@
+//! The proxy's command interface: startup file errors, the interactive
+//! prompt (under a real pty, through script(1)), signals.
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[test]
+fn bad_startup_line_stops_with_file_and_line() {
+    let dir = Scratch::new("cli-bad");
+    let cmds = dir.path("bad.cmds");
+    std::fs::write(
+        &cmds,
+        "add port 0 queues 1\n# fine so far\nadd socket relative/sock 0 0\n",
+    )
+    .unwrap();
+    let out = Command::new(proxy_bin())
+        .args([
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--vdev",
+            "net_null0",
+            "--file-prefix",
+            "iop_cli_bad",
+            "--",
+            "--cmds",
+        ])
+        .arg(&cmds)
+        .arg("0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:3: socket path must be absolute",
+            cmds.display()
+        )),
+        "no FILE:LINE: reason in:\n{err}"
+    );
+}
+
+#[test]
+fn interactive_bad_command_prints_error_and_usage_and_keeps_running() {
+    let dir = Scratch::new("cli-tty");
+    let cmds = dir.path("ok.cmds");
+    std::fs::write(&cmds, "add port 0 queues 1\n").unwrap();
+    let proxy = format!(
+        "{} --no-huge -m 256 --no-pci --vdev net_null0 --file-prefix iop_cli_tty -- --cmds {} 0",
+        proxy_bin().display(),
+        cmds.display()
+    );
+    // script(1) gives the proxy a terminal, as a user at a prompt would.
+    let mut child = Command::new("script")
+        .args(["-qfec", &proxy, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    std::thread::sleep(Duration::from_secs(3));
+    for line in [
+        "frobnicate the port\n",
+        "add port 9\n",
+        "show ports\n",
+        "quit\n",
+    ] {
+        stdin.write_all(line.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("error: unknown command 'frobnicate the port'"),
+        "{text}"
+    );
+    assert!(text.contains("error: port 9: no port 9"), "{text}");
+    assert!(
+        text.matches("add port <port_id> [queues <n>]").count() >= 2,
+        "usage not shown after each error:\n{text}"
+    );
+    assert!(
+        text.contains("net_null0"),
+        "show ports after errors did not run:\n{text}"
+    );
+    assert!(text.contains("final stats"), "{text}");
+}
