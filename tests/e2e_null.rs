@@ -84,3 +84,32 @@ fn unprivileged_sandboxed_guest() {
     assert_eq!(proxy.socket_field(sock, "payload_copies"), 0);
     proxy.stop(&[sock]);
 }
+
+/// The proxy dies under a running guest: the guest's link goes down with an
+/// LSC event, the app keeps running and exits cleanly when asked.
+#[test]
+fn proxy_killed_guest_sees_link_down_and_survives() {
+    let dir = Scratch::new("proxykill");
+    let sock = "/tmp/iop-proxykill/s0/sock";
+    let mut proxy = Proxy::start(
+        &dir,
+        "iop_proxykill",
+        &["--vdev", "net_null0"],
+        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
+    );
+    let mut guest = Guest::start(&dir, "guest", sock);
+    std::thread::sleep(Duration::from_secs(1));
+    proxy.proc.signal(libc::SIGKILL);
+    proxy.proc.wait_exit(Duration::from_secs(10));
+    guest
+        .proc
+        .wait_for("link state change event", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        guest.proc.child.try_wait().unwrap().is_none(),
+        "guest died with the proxy:\n{}",
+        guest.proc.text()
+    );
+    let g = guest.stop(0);
+    assert!(g.rx > 0 && g.tx > 0, "{g:?}");
+}

@@ -19,6 +19,7 @@ commands:
   add socket <path> <port_id> <queue> [heap <MiB>] [buffers <MiB>]
                                                       serve that queue on a unix socket at <path>
   remove socket <path>
+  set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
   show ports | show sockets | show stats
   help | quit";
 
@@ -38,6 +39,10 @@ pub enum Command {
         path: String,
     },
     Show(String),
+    SetLink {
+        port: u16,
+        up: bool,
+    },
     Help,
     Quit,
     Nothing,
@@ -111,6 +116,19 @@ pub fn parse(line: &str) -> Result<Command, String> {
         (Some("show"), Some(what @ ("ports" | "sockets" | "stats"))) => {
             Command::Show(what.to_string())
         }
+        (Some("set"), Some("link")) => {
+            let port = num("port_id", it.next())?;
+            let up = match it.next() {
+                Some("up") => true,
+                Some("down") => false,
+                other => {
+                    return Err(format!(
+                        "set link {port}: expected up or down, got {other:?}"
+                    ))
+                }
+            };
+            Command::SetLink { port, up }
+        }
         (Some("help"), None) => Command::Help,
         (Some("quit" | "exit"), None) => Command::Quit,
         _ => return Err(format!("unknown command '{}'", w.join(" "))),
@@ -133,6 +151,8 @@ pub struct SocketEntry {
 }
 
 pub struct Proxy {
+    /// Link (up, speed) last told to the guests, per port.
+    links: BTreeMap<u16, (bool, u32)>,
     pub ports: BTreeMap<u16, NicPort>,
     pub sockets: Vec<SocketEntry>,
     pub dp: Arc<Datapath>,
@@ -156,6 +176,7 @@ fn log_err(msg: &str) {
 impl Proxy {
     pub fn new(dp: Arc<Datapath>) -> Proxy {
         Proxy {
+            links: BTreeMap::new(),
             ports: BTreeMap::new(),
             sockets: Vec::new(),
             dp,
@@ -178,6 +199,14 @@ impl Proxy {
                 cfg,
             } => self.add_socket(path, port, queue, cfg)?,
             Command::RemoveSocket { path } => self.remove_socket(&path)?,
+            Command::SetLink { port, up } => {
+                let p = self
+                    .ports
+                    .get(&port)
+                    .ok_or_else(|| format!("port {port} not added"))?;
+                p.set_link(up).map_err(|e| format!("port {port}: {e}"))?;
+                self.watch_links();
+            }
             Command::Show(what) => {
                 let text = match what.as_str() {
                     "ports" => self.show_ports(),
@@ -498,8 +527,35 @@ impl Proxy {
         telemetry::publish(self);
     }
 
-    /// Periodic housekeeping: drop guests that broke the protocol.
+    /// Tells the guests of a port when its link changed.
+    pub fn watch_links(&mut self) {
+        for (id, p) in &self.ports {
+            let now = p.link();
+            let before = self.links.insert(*id, now);
+            if before.is_none() || before == Some(now) {
+                continue;
+            }
+            log(&format!(
+                "port {id}: link {}",
+                if now.0 { "up" } else { "down" }
+            ));
+            for s in self.sockets.iter().filter(|s| s.port == *id) {
+                if let Some(sess) = &s.session {
+                    let msg = proto::Link {
+                        up: now.0,
+                        speed: now.1,
+                    }
+                    .encode(sess.version);
+                    let _ = send_msg(sess.fd.as_raw_fd(), msg.bytes(), None);
+                }
+            }
+        }
+    }
+
+    /// Periodic housekeeping: drop guests that broke the protocol, tell
+    /// guests about link changes.
     pub fn tick(&mut self) {
+        self.watch_links();
         for i in 0..self.sockets.len() {
             if self.sockets[i].stats.guest_broken.load(Ordering::Relaxed) {
                 self.disconnect(i, "guest corrupted its rings");
@@ -642,6 +698,10 @@ mod tests {
         assert_eq!(parse("show stats").unwrap(), Command::Show("stats".into()));
         assert_eq!(parse("  # comment").unwrap(), Command::Nothing);
         assert_eq!(parse("quit").unwrap(), Command::Quit);
+        assert_eq!(
+            parse("set link 0 down").unwrap(),
+            Command::SetLink { port: 0, up: false }
+        );
     }
 
     #[test]

@@ -207,6 +207,18 @@ impl NicPort {
         }
     }
 
+    pub fn set_link(&self, up: bool) -> Result<(), String> {
+        // SAFETY: plain ethdev control call on the control thread.
+        let r = unsafe {
+            if up {
+                sys::rte_eth_dev_set_link_up(self.id)
+            } else {
+                sys::rte_eth_dev_set_link_down(self.id)
+            }
+        };
+        check(if up { "set link up" } else { "set link down" }, r)
+    }
+
     pub fn stats(&self) -> sys::rte_eth_stats {
         // SAFETY: plain query into a local.
         unsafe {

@@ -1,0 +1,50 @@
+//! The NIC's link goes down and up (net_tap, its kernel interface taken
+//! down with ip link): the proxy tells its guests, each gets LSC events.
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn ip_link(iface: &str, state: &str) {
+    let st = Command::new("ip")
+        .args(["link", "set", "dev", iface, state])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn nic_link_changes_reach_the_guest_as_lsc_events() {
+    let dir = Scratch::new("link");
+    let sock = "/tmp/iop-link/s0/sock";
+    let iface = "ioplinktap";
+    let vdev = format!("net_tap0,iface={iface}");
+    let mut proxy = Proxy::start(
+        &dir,
+        "iop_link",
+        &["--vdev", &vdev],
+        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
+    );
+    let mut guest = Guest::start(&dir, "guest", sock);
+    let events_before = guest.proc.text().matches("link state change event").count();
+    ip_link(iface, "down");
+    proxy
+        .proc
+        .wait_for("port 0: link down", 1, Duration::from_secs(5));
+    guest.proc.wait_for(
+        "link state change event",
+        events_before + 1,
+        Duration::from_secs(5),
+    );
+    ip_link(iface, "up");
+    proxy
+        .proc
+        .wait_for("port 0: link up", 1, Duration::from_secs(5));
+    guest.proc.wait_for(
+        "link state change event",
+        events_before + 2,
+        Duration::from_secs(5),
+    );
+    guest.stop(libc::SIGINT);
+    proxy.stop(&[sock]);
+}
