@@ -1,0 +1,156 @@
+//! A hostile guest: speaks the protocol by hand, then lies. Its descriptors
+//! point outside the buffer area (into the rings, the heap, past the end),
+//! and finally it publishes an impossible ring index. The proxy must reject
+//! and count what it can, disconnect the guest when the rings are corrupt,
+//! and keep serving: a stock testpmd then gets the same socket and forwards.
+mod common;
+use bus_shm::proto::{self, Hello, HelloAck, Reader, Start, Status};
+use bus_shm::region::{recv_msg, send_msg, Region};
+use bus_shm::ring::Desc;
+use common::*;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+fn connect(path: &str) -> OwnedFd {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    fd
+}
+
+fn recv(fd: &OwnedFd) -> (Vec<u8>, Option<OwnedFd>) {
+    for _ in 0..100 {
+        if let Ok(Some(m)) = recv_msg(fd.as_raw_fd(), true) {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no reply from proxy");
+}
+
+#[test]
+fn hostile_guest_is_contained_and_the_socket_keeps_working() {
+    let dir = Scratch::new("hostile");
+    let sock = "/tmp/iop-hostile/s0/sock";
+    let mut proxy = Proxy::start(
+        &dir,
+        "iop_hostile",
+        &["--vdev", "net_null0"],
+        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
+    );
+    let fd = connect(sock);
+    let hello = Hello {
+        version_min: 1,
+        version_max: 1,
+        pid: std::process::id(),
+        name: "hostile".into(),
+    };
+    send_msg(fd.as_raw_fd(), hello.encode().bytes(), None).unwrap();
+    let (msg, memfd) = recv(&fd);
+    let (mut r, t, _) = Reader::new(&msg).unwrap();
+    assert_eq!(t, proto::MSG_HELLO_ACK);
+    let ack = HelloAck::decode(&mut r).unwrap();
+    let l = ack.layout;
+    let region = Region::map(memfd.expect("memfd"), l.region_size as usize).unwrap();
+    let mut fill = region.producer(l.fill_off, l.ring_entries).unwrap();
+    let mut tx = region.producer(l.tx_off, l.ring_entries).unwrap();
+
+    // Fill buffers pointing at the rings, the heap, the last bytes of the
+    // region, and one with a length that runs past the end.
+    let bad = [
+        l.fill_off as u32,
+        l.heap_off as u32,
+        (l.region_size - 64) as u32,
+        (l.buf_off + l.buf_len - 1000) as u32,
+    ];
+    for (i, off) in bad.iter().enumerate() {
+        fill.push(Desc {
+            buf_off: *off,
+            id: i as u32,
+            buf_len: 2176,
+            data_off: 128,
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let start = Start {
+        rx_buf_len: 2176,
+        rx_headroom: 128,
+    };
+    send_msg(fd.as_raw_fd(), start.encode(1).bytes(), None).unwrap();
+    let (msg, _) = recv(&fd);
+    let (mut r, t, _) = Reader::new(&msg).unwrap();
+    assert_eq!(t, proto::MSG_START_ACK);
+    assert_eq!(Status::decode(&mut r).unwrap().code, 0);
+
+    // Frames to send from outside the buffer area, and absurd lengths.
+    for (i, off) in bad.iter().enumerate() {
+        tx.push(Desc {
+            buf_off: *off,
+            id: 100 + i as u32,
+            buf_len: 2176,
+            data_off: 0,
+            data_len: 1514,
+            flags: 0,
+        })
+        .unwrap();
+    }
+    tx.push(Desc {
+        buf_off: l.buf_off as u32,
+        id: 200,
+        buf_len: 2176,
+        data_off: 2000,
+        data_len: 1000,
+        flags: 0,
+    })
+    .unwrap();
+    tx.push(Desc {
+        buf_off: l.buf_off as u32,
+        id: 201,
+        buf_len: 2176,
+        data_off: 0,
+        data_len: 3,
+        flags: 0,
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let rejected = proxy.socket_field(sock, "bad_descriptors");
+    assert_eq!(rejected, 10, "every bad descriptor rejected and counted");
+    assert_eq!(
+        proxy.socket_field(sock, "tx_packets"),
+        0,
+        "nothing of it reached the NIC"
+    );
+    assert_eq!(proxy.socket_field(sock, "payload_copies"), 0);
+
+    // Now an impossible producer index on the fill ring.
+    // SAFETY: the test plays the hostile guest writing its own region.
+    unsafe {
+        let prod = region.base().add(l.fill_off as usize) as *mut u32;
+        std::ptr::write_volatile(prod, std::ptr::read_volatile(prod).wrapping_add(1_000_000));
+    }
+    proxy
+        .proc
+        .wait_for("guest corrupted its rings", 1, Duration::from_secs(5));
+    assert!(
+        recv_msg(fd.as_raw_fd(), true)
+            .map(|m| m.is_none())
+            .unwrap_or(false),
+        "proxy should close the socket"
+    );
+    drop(region);
+    drop(fd);
+
+    // The socket serves a real guest again.
+    let guest = Guest::start(&dir, "guest", sock);
+    std::thread::sleep(Duration::from_secs(2));
+    let g = guest.stop(libc::SIGINT);
+    assert!(g.rx > 10_000 && g.tx > 10_000, "{g:?}");
+    proxy.stop(&[sock]);
+}
