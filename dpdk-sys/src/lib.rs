@@ -61,6 +61,19 @@ pub const RTE_ETH_RSS_TCP: u64 = RTE_ETH_RSS_NONFRAG_IPV4_TCP as u64
 /// headers of the matching DPDK source).
 pub const HAVE_HEAP_GROW: bool = cfg!(dpdk_eal_private);
 
+/// Registers mempool ops called `name`, with the callbacks `set` fills in.
+/// EAL copies the struct; returns the ops index or a negative errno.
+pub fn register_mempool_ops(name: &std::ffi::CStr, set: impl FnOnce(&mut rte_mempool_ops)) -> i32 {
+    let mut ops = rte_mempool_ops::default();
+    let room = ops.name.len() - 1;
+    for (dst, &b) in ops.name.iter_mut().zip(name.to_bytes().iter().take(room)) {
+        *dst = b as libc::c_char;
+    }
+    set(&mut ops);
+    // SAFETY: a fully initialised ops struct that EAL copies into its table.
+    unsafe { rte_mempool_register_ops(&ops) }
+}
+
 /// `rte_errno` of the calling thread.
 pub fn rte_errno() -> i32 {
     // SAFETY: reads a thread-local int.

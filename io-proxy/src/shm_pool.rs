@@ -441,25 +441,18 @@ unsafe extern "C" fn ops_populate(
     sys::rte_mempool_op_populate_default(mp, max_objs, vaddr, iova, len, obj_cb, obj_cb_arg)
 }
 
-static mut OPS: std::mem::MaybeUninit<sys::rte_mempool_ops> = std::mem::MaybeUninit::zeroed();
-
 /// Registers the `shm_proxy` ops (once, before the first guest).
 pub fn register_ops() -> Result<(), String> {
-    // SAFETY: called once from main before any pool exists; OPS is copied.
-    unsafe {
-        let ops = (*std::ptr::addr_of_mut!(OPS)).as_mut_ptr();
-        for (i, &b) in OPS_NAME.to_bytes_with_nul().iter().enumerate() {
-            (*ops).name[i] = b as _;
-        }
-        (*ops).alloc = Some(ops_alloc);
-        (*ops).free = Some(ops_free);
-        (*ops).enqueue = Some(ops_enqueue);
-        (*ops).dequeue = Some(ops_dequeue);
-        (*ops).get_count = Some(ops_get_count);
-        (*ops).populate = Some(ops_populate);
-        if sys::rte_mempool_register_ops(ops) < 0 {
-            return Err("cannot register shm_proxy mempool ops (ops table full)".into());
-        }
+    let r = sys::register_mempool_ops(OPS_NAME, |o| {
+        o.alloc = Some(ops_alloc);
+        o.free = Some(ops_free);
+        o.enqueue = Some(ops_enqueue);
+        o.dequeue = Some(ops_dequeue);
+        o.get_count = Some(ops_get_count);
+        o.populate = Some(ops_populate);
+    });
+    if r < 0 {
+        return Err("cannot register shm_proxy mempool ops (ops table full)".into());
     }
     Ok(())
 }

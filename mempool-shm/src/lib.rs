@@ -25,38 +25,33 @@ fn log(level: u32, msg: &str) {
 
 /// Object memory taken from the arena, per pool (for free()).
 static EXTENTS: Mutex<Vec<(usize, usize, usize)>> = Mutex::new(Vec::new());
-static mut OPS: std::mem::MaybeUninit<sys::rte_mempool_ops> = std::mem::MaybeUninit::zeroed();
 
 /// Registers the `shared_mem` ops. Call once, from the plugin constructor.
 pub fn register() {
-    // SAFETY: constructor time, single-threaded; OPS is static and copied
-    // by rte_mempool_register_ops.
-    unsafe {
-        let ops = (*std::ptr::addr_of_mut!(OPS)).as_mut_ptr();
-        let name = OPS_NAME.to_bytes_with_nul();
-        for (i, &b) in name.iter().enumerate() {
-            (*ops).name[i] = b as _;
-        }
-        (*ops).alloc = Some(ops_alloc);
-        (*ops).free = Some(ops_free);
-        (*ops).enqueue = Some(ops_enqueue);
-        (*ops).dequeue = Some(ops_dequeue);
-        (*ops).get_count = Some(ops_get_count);
-        (*ops).calc_mem_size = Some(ops_calc_mem_size);
-        (*ops).populate = Some(ops_populate);
-        if sys::rte_mempool_register_ops(ops) < 0 {
-            log(
-                sys::RTE_LOG_ERR,
-                "cannot register mempool ops (table full?)",
-            );
-        }
-        let lt = sys::rte_log_register_type_and_pick_level(
+    let r = sys::register_mempool_ops(OPS_NAME, |o| {
+        o.alloc = Some(ops_alloc);
+        o.free = Some(ops_free);
+        o.enqueue = Some(ops_enqueue);
+        o.dequeue = Some(ops_dequeue);
+        o.get_count = Some(ops_get_count);
+        o.calc_mem_size = Some(ops_calc_mem_size);
+        o.populate = Some(ops_populate);
+    });
+    if r < 0 {
+        log(
+            sys::RTE_LOG_ERR,
+            "cannot register mempool ops (table full?)",
+        );
+    }
+    // SAFETY: constructor time; the name is static.
+    let lt = unsafe {
+        sys::rte_log_register_type_and_pick_level(
             c"mempool.shared_mem".as_ptr(),
             sys::RTE_LOG_NOTICE,
-        );
-        if lt >= 0 {
-            LOGTYPE.store(lt as u32, Ordering::Relaxed);
-        }
+        )
+    };
+    if lt >= 0 {
+        LOGTYPE.store(lt as u32, Ordering::Relaxed);
     }
 }
 
