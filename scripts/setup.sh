@@ -92,6 +92,11 @@ PY
     log "SDK headers in $SDK/include ($(ls "$SDK/include" | wc -l) files)"
 fi
 
+# --- unprivileged user namespaces (bwrap sandbox for guests, tests) -------
+if [ -e /proc/sys/kernel/unprivileged_userns_clone ]; then
+    sysctl -qw kernel.unprivileged_userns_clone=1 || true
+fi
+
 # --- hugepages (optional) ----------------------------------------------------
 want=${HUGEPAGES_2M:-512}
 hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages

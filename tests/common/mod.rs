@@ -256,6 +256,14 @@ impl Guest {
     /// the host only /usr, the plugin and the socket's directory.
     pub fn start_sandboxed(dir: &Scratch, name: &str, sock: &str) -> Guest {
         let sock_dir = Path::new(sock).parent().unwrap();
+        // The checkout may sit where uid 65534 cannot reach (e.g. /root):
+        // give the sandbox its own copy of the plugin.
+        let plugin_dir = dir.path("pmds");
+        std::fs::create_dir_all(&plugin_dir).unwrap();
+        for f in std::fs::read_dir(pmds()).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, plugin_dir.join(f.file_name().unwrap())).unwrap();
+        }
         let mut cmd = Command::new("setpriv");
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .args(["bwrap", "--unshare-all", "--die-with-parent"])
@@ -280,7 +288,7 @@ impl Guest {
                 "/tmp",
             ])
             .arg("--ro-bind")
-            .arg(pmds())
+            .arg(&plugin_dir)
             .arg("/pmds")
             .arg("--bind")
             .arg(sock_dir)
