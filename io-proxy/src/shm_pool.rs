@@ -364,12 +364,25 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
 
 unsafe extern "C" fn ops_free(_mp: *mut sys::rte_mempool) {}
 
+/// A NIC (or the datapath) gives headers back: their buffers return to the
+/// guest, fill buffers on the rx ring flagged EMPTY, tx buffers on txdone.
+/// One publish per ring per call, not per buffer.
 unsafe extern "C" fn ops_enqueue(
     mp: *mut sys::rte_mempool,
     objs: *const *mut c_void,
     n: c_uint,
 ) -> c_int {
     let g = guest(mp);
+    let rx_room = g.rx.free(n).unwrap_or_else(|e| {
+        g.broken = true;
+        let _ = e;
+        0
+    });
+    let tx_room = g.txdone.free(n).unwrap_or_else(|_| {
+        g.broken = true;
+        0
+    });
+    let (mut nrx, mut ntx, mut lost) = (0u32, 0u32, 0u64);
     for i in 0..n as usize {
         let m = *objs.add(i) as *mut sys::rte_mbuf;
         let p = hdr_priv(m);
@@ -379,18 +392,40 @@ unsafe extern "C" fn ops_enqueue(
             ..Default::default()
         };
         match p.origin {
-            ORIGIN_FILL => g.return_rx(Desc {
-                flags: DESC_F_EMPTY,
-                ..d
-            }),
-            ORIGIN_TX => g.return_tx(Desc {
-                flags: p.flags,
-                ..d
-            }),
+            ORIGIN_FILL if nrx < rx_room => {
+                g.rx.write(
+                    nrx,
+                    Desc {
+                        flags: DESC_F_EMPTY,
+                        ..d
+                    },
+                );
+                nrx += 1;
+            }
+            ORIGIN_TX if ntx < tx_room => {
+                g.txdone.write(
+                    ntx,
+                    Desc {
+                        flags: p.flags,
+                        ..d
+                    },
+                );
+                ntx += 1;
+            }
+            ORIGIN_FILL | ORIGIN_TX => lost += 1,
             _ => {}
         }
         p.origin = ORIGIN_NONE;
         g.free_hdrs.push(m);
+    }
+    if nrx > 0 {
+        g.rx.publish(nrx);
+    }
+    if ntx > 0 {
+        g.txdone.publish(ntx);
+    }
+    if lost > 0 {
+        SocketStats::add(&g.stats.lost_returns, lost);
     }
     0
 }

@@ -201,6 +201,9 @@ impl TxQueue {
             self.broken = true;
             return;
         };
+        let n = n.min(64);
+        let mut done = [std::ptr::null_mut::<sys::rte_mbuf>(); 64];
+        let mut k = 0;
         for i in 0..n {
             let d = self.done.read(i);
             let Some(m) = self.ids.take(d.id) else {
@@ -211,10 +214,15 @@ impl TxQueue {
             } else if d.flags & DESC_F_NOT_SENT != 0 {
                 self.not_sent.add(1);
             }
-            // SAFETY: the proxy is done with the buffer; one reference is ours.
-            unsafe { sys::dpdk_sys_pktmbuf_free_seg(m) };
+            done[k] = m;
+            k += 1;
         }
         self.done.release(n);
+        if k > 0 {
+            // SAFETY: the proxy is done with these buffers; one reference
+            // each is ours (tx_burst took it).
+            unsafe { sys::rte_pktmbuf_free_bulk(done.as_mut_ptr(), k as u32) };
+        }
     }
 
     pub fn drain(&mut self) {

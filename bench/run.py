@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+"""Side-by-side benchmark: dpdk-io-proxy (shm) against memif (zero-copy and
+copy), vhost-user/virtio-user, and a no-second-process ceiling.
+
+Every peer runs in the same invocation on the same two cores: the NIC side
+(dpdk-io-proxy, or a stock testpmd forwarding net_null <-> memif/vhost) on
+CPU 0, the guest (always stock dpdk-testpmd) forwarding on CPU 1. The "NIC"
+is net_null with copy=1 (it writes every packet) and size=<frame size>.
+
+Rates come from the guest's own counters (its telemetry socket): opackets
+over a fixed window after warm-up. Reported per configuration: median and
+spread (min..max) of the repetitions, guest RSS and hugetlb memory, CPU of
+both sides, time from guest start to first packet.
+
+usage: bench/run.py [--reps N] [--warmup S] [--window S] [--sizes 64,1518]
+                    [--modes macswap,io] [--peers shm,memif-zc,memif,vhost,ceiling]
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROXY = ROOT / "target/release/dpdk-io-proxy"
+PMDS = ROOT / "target/pmds"
+RUN = Path("/tmp/iop-bench")
+HZ = os.sysconf("SC_CLK_TCK")
+
+# The same EAL options for every guest that can take them.
+GUEST_EAL = ["-l", "0,1", "--no-pci", "--no-shconf", "--file-prefix", "bguest"]
+# The NIC side: forwarding lcore on CPU 0, main lcore (idle) on CPU 1.
+SIDE_EAL = ["-l", "0,1", "--main-lcore", "1", "--no-pci", "--file-prefix", "bside"]
+
+
+def null_vdev(name, size):
+    return f"{name},copy=1,size={size}"
+
+
+def peer_commands(peer, mode, size):
+    """(side command or None, guest command, counter ports of the guest)."""
+    if peer == "shm":
+        cmds = RUN / "proxy.cmds"
+        cmds.write_text(f"add port 0 queues 1\nadd socket {RUN}/s0/sock 0 0\n")
+        side = [str(PROXY), "--no-pci", "--file-prefix", "bside", "--vdev", null_vdev("net_null0", size),
+                "--", "--cmds", str(cmds), "0"]
+        guest = ["dpdk-testpmd", "-d", str(PMDS), *GUEST_EAL, "--no-huge", "-m1",
+                 "-a", f"sock:{RUN}/s0/sock", "--", f"--forward-mode={mode}"]
+        return side, guest, [0]
+    if peer in ("memif-zc", "memif"):
+        sock = f"{RUN}/memif.sock"
+        side = ["dpdk-testpmd", *SIDE_EAL, "--vdev", null_vdev("net_null0", size),
+                "--vdev", f"net_memif0,role=server,socket={sock}", "--", "--forward-mode=io"]
+        if peer == "memif-zc":
+            mem = ["--single-file-segments"]  # zero-copy exports the guest's hugepage file
+            zc = "yes"
+        else:
+            mem = ["--no-huge", "-m", "1024"]
+            zc = "no"
+        guest = ["dpdk-testpmd", *GUEST_EAL, *mem, "--vdev", f"net_memif0,role=client,socket={sock},zero-copy={zc}",
+                 "--", f"--forward-mode={mode}"]
+        return side, guest, [0]
+    if peer == "vhost":
+        sock = f"{RUN}/vhost.sock"
+        side = ["dpdk-testpmd", *SIDE_EAL, "--vdev", null_vdev("net_null0", size),
+                "--vdev", f"net_vhost0,iface={sock},queues=1", "--", "--forward-mode=io"]
+        guest = ["dpdk-testpmd", *GUEST_EAL, "--no-huge", "-m", "1024",
+                 "--vdev", f"net_virtio_user0,path={sock},queues=1", "--", f"--forward-mode={mode}"]
+        return side, guest, [0]
+    if peer == "ceiling":
+        guest = ["dpdk-testpmd", "-l", "0,1", "--main-lcore", "1", "--no-pci", "--no-shconf", "--file-prefix", "bguest",
+                 "--vdev", null_vdev("net_null0", size), "--vdev", null_vdev("net_null1", size),
+                 "--", "--forward-mode=io"]
+        return None, guest, [0, 1]
+    raise ValueError(peer)
+
+
+class Telemetry:
+    """A connection to a DPDK process's telemetry socket."""
+
+    def __init__(self, prefix, timeout):
+        path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                self.s.connect(path)
+                self.s.recv(16384)  # greeting
+                return
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    def query(self, cmd):
+        self.s.send(cmd.encode())
+        return json.loads(self.s.recv(1 << 20).decode())
+
+    def opackets(self, ports):
+        total_o = total_i = 0
+        for p in ports:
+            st = self.query(f"/ethdev/stats,{p}")["/ethdev/stats"]
+            total_o += st["opackets"]
+            total_i += st["ipackets"]
+        return total_o, total_i
+
+
+def cpu_seconds(pid):
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / HZ
+
+
+def mem_kb(pid):
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "HugetlbPages"):
+            out[k] = int(v.split()[0])
+    return out.get("VmRSS", 0), out.get("HugetlbPages", 0)
+
+
+def start(cmd, log):
+    if cmd[0] == "dpdk-testpmd":
+        cmd = ["stdbuf", "-oL", "-eL", *cmd]  # its log is read while it runs
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            cwd=RUN, start_new_session=True)
+
+
+def stop(p, enter=True):
+    if p is None or p.poll() is not None:
+        return
+    try:
+        if enter:
+            p.stdin.write(b"\n")
+            p.stdin.flush()
+        else:
+            p.send_signal(signal.SIGINT)
+        p.wait(timeout=20)
+    except Exception:
+        p.kill()
+        p.wait()
+
+
+def wait_for(log, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in Path(log).read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"'{text}' not in {log} after {timeout}s:\n" + Path(log).read_text(errors="replace")[-3000:])
+
+
+def run_one(peer, mode, size, warmup, window):
+    subprocess.run(["rm", "-rf", str(RUN)])
+    RUN.mkdir(parents=True)
+    side_cmd, guest_cmd, ports = peer_commands(peer, mode, size)
+    side = guest = None
+    try:
+        if side_cmd:
+            side = start(side_cmd, RUN / "side.log")
+            if peer == "shm":
+                wait_for(RUN / "side.log", "dpdk-io-proxy ready", 30)
+            else:
+                wait_for(RUN / "side.log", "Press enter to exit", 60)
+        t0 = time.monotonic()
+        guest = start(guest_cmd, RUN / "guest.log")
+        tel = Telemetry("bguest", 60)
+        first = None
+        while time.monotonic() - t0 < 60:
+            o, i = tel.opackets(ports)
+            if i > 0:
+                first = time.monotonic() - t0
+                break
+            if guest.poll() is not None:
+                raise RuntimeError("guest exited:\n" + (RUN / "guest.log").read_text()[-3000:])
+            time.sleep(0.002)
+        if first is None:
+            raise RuntimeError("no packet within 60 s:\n" + (RUN / "guest.log").read_text()[-3000:])
+        time.sleep(warmup)
+        o1, _ = tel.opackets(ports)
+        t1 = time.monotonic()
+        c_g1 = cpu_seconds(guest.pid)
+        c_s1 = cpu_seconds(side.pid) if side else 0.0
+        time.sleep(window)
+        o2, _ = tel.opackets(ports)
+        t2 = time.monotonic()
+        c_g2 = cpu_seconds(guest.pid)
+        c_s2 = cpu_seconds(side.pid) if side else 0.0
+        rss, huge = mem_kb(guest.pid)
+        return {
+            "pps": (o2 - o1) / (t2 - t1),
+            "guest_rss_kb": rss,
+            "guest_hugetlb_kb": huge,
+            "guest_cpu": (c_g2 - c_g1) / (t2 - t1),
+            "side_cpu": (c_s2 - c_s1) / (t2 - t1),
+            "first_packet_s": first,
+        }
+    finally:
+        stop(guest)
+        if side is not None:
+            stop(side, enter=(peer != "shm"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--window", type=float, default=3.0)
+    ap.add_argument("--sizes", default="64,1518")
+    ap.add_argument("--modes", default="macswap,io")
+    ap.add_argument("--peers", default="shm,memif-zc,memif,vhost,ceiling")
+    ap.add_argument("--out", default=str(ROOT / "bench/results"))
+    a = ap.parse_args()
+    for p in (PROXY, PMDS):
+        if not p.exists():
+            sys.exit(f"{p} missing: run `make build` first")
+    sizes = [int(s) for s in a.sizes.split(",")]
+    modes = a.modes.split(",")
+    peers = a.peers.split(",")
+
+    results = []
+    # Repetitions are interleaved (rep-major) so that drift of the machine
+    # hits every peer alike.
+    for rep in range(a.reps):
+        for size in sizes:
+            for mode in modes:
+                for peer in peers:
+                    r = run_one(peer, mode if peer != "ceiling" else "io", size, a.warmup, a.window)
+                    r.update(peer=peer, mode=mode, size=size, rep=rep)
+                    results.append(r)
+                    print(f"rep {rep} {size:>4} B {mode:<8} {peer:<9} {r['pps'] / 1e6:7.2f} Mpps"
+                          f"  first packet {r['first_packet_s']:.2f}s", flush=True)
+
+    summary = []
+    for size in sizes:
+        for mode in modes:
+            for peer in peers:
+                rs = [r for r in results if (r["peer"], r["mode"], r["size"]) == (peer, mode, size)]
+                pps = [r["pps"] for r in rs]
+                summary.append({
+                    "peer": peer, "mode": mode, "size": size,
+                    "mpps_median": statistics.median(pps) / 1e6,
+                    "mpps_min": min(pps) / 1e6, "mpps_max": max(pps) / 1e6,
+                    "guest_rss_mb": statistics.median(r["guest_rss_kb"] for r in rs) / 1024,
+                    "guest_hugetlb_mb": statistics.median(r["guest_hugetlb_kb"] for r in rs) / 1024,
+                    "guest_cpu": statistics.median(r["guest_cpu"] for r in rs),
+                    "side_cpu": statistics.median(r["side_cpu"] for r in rs),
+                    "first_packet_s": statistics.median(r["first_packet_s"] for r in rs),
+                })
+    for s in summary:
+        same = {x["peer"]: x["mpps_median"] for x in summary if (x["mode"], x["size"]) == (s["mode"], s["size"])}
+        s["vs_memif_zc"] = s["mpps_median"] / same["memif-zc"] if same.get("memif-zc") else None
+        s["vs_best_memif"] = (s["mpps_median"] / max(same.get("memif-zc", 0), same.get("memif", 0))
+                              if max(same.get("memif-zc", 0), same.get("memif", 0)) else None)
+        s["vs_vhost"] = s["mpps_median"] / same["vhost"] if same.get("vhost") else None
+        s["vs_ceiling"] = s["mpps_median"] / same["ceiling"] if same.get("ceiling") else None
+
+    print()
+    hdr = (f"{'size':>5} {'mode':<8} {'peer':<9} {'Mpps':>7} {'spread':>15} {'/memif-zc':>9} {'/ceiling':>8}"
+           f" {'guest RSS':>9} {'hugetlb':>8} {'cpu g/s':>9} {'1st pkt':>7}")
+    print(hdr)
+    print("-" * len(hdr))
+    fmt = lambda v: f"{v:.2f}" if v is not None else "-"
+    for s in summary:
+        print(f"{s['size']:>5} {s['mode']:<8} {s['peer']:<9} {s['mpps_median']:7.2f}"
+              f" {s['mpps_min']:6.2f}..{s['mpps_max']:<6.2f} {fmt(s['vs_memif_zc']):>9} {fmt(s['vs_ceiling']):>8}"
+              f" {s['guest_rss_mb']:7.0f}MB {s['guest_hugetlb_mb']:6.0f}MB"
+              f" {s['guest_cpu']:4.2f}/{s['side_cpu']:4.2f} {s['first_packet_s']:6.2f}s")
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    meta = {
+        "date": stamp,
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "kernel": os.uname().release},
+        "dpdk": subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True, text=True).stdout.strip(),
+        "args": vars(a),
+    }
+    (out / f"bench-{stamp}.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results}, indent=1))
+    (out / "latest.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results}, indent=1))
+    chart(summary, sizes, modes, peers, out / "latest.png")
+    print(f"\nresults: {out / f'bench-{stamp}.json'}, chart: {out / 'latest.png'}")
+
+
+def cpu_model():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def chart(summary, sizes, modes, peers, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = [(s, m) for s in sizes for m in modes]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / len(peers)
+    for ax, key, title in ((axes[0], "vs_memif_zc", "throughput / memif-zc"), (axes[1], "vs_ceiling", "throughput / ceiling")):
+        for k, peer in enumerate(peers):
+            vals = []
+            for s, m in groups:
+                x = next(x for x in summary if (x["peer"], x["size"], x["mode"]) == (peer, s, m))
+                vals.append(x[key] or 0)
+            ax.bar([g + k * width for g in range(len(groups))], vals, width, label=peer)
+        ax.set_xticks([g + width * (len(peers) - 1) / 2 for g in range(len(groups))])
+        ax.set_xticklabels([f"{s} B {m}" for s, m in groups])
+        ax.axhline(1.0, color="gray", lw=0.8)
+        ax.set_title(title)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("guest = stock dpdk-testpmd; NIC = net_null copy=1; medians")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
