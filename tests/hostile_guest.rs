@@ -44,16 +44,35 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
         &["--vdev", "net_null0"],
         &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
     );
-    let fd = connect(sock);
-    let hello = Hello {
+    // A guest that speaks only an older protocol is refused, clearly.
+    let old = connect(sock);
+    let v1 = Hello {
         version_min: 1,
         version_max: 1,
+        pid: std::process::id(),
+        name: "old".into(),
+    };
+    send_msg(old.as_raw_fd(), v1.encode().bytes(), None).unwrap();
+    let (msg, _) = recv(&old);
+    let (mut r, t, _) = Reader::new(&msg).unwrap();
+    assert_eq!(t, proto::MSG_ERROR);
+    let why = Status::decode(&mut r).unwrap().text;
+    assert!(why.contains("no common protocol version"), "{why}");
+    drop(old);
+
+    let fd = connect(sock);
+    let hello = Hello {
+        version_min: proto::VERSION_MIN,
+        version_max: proto::VERSION_MAX,
         pid: std::process::id(),
         name: "hostile".into(),
     };
     send_msg(fd.as_raw_fd(), hello.encode().bytes(), None).unwrap();
     let (msg, memfd) = recv(&fd);
     let (mut r, t, _) = Reader::new(&msg).unwrap();
+    if t == proto::MSG_ERROR {
+        panic!("proxy refused: {:?}", Status::decode(&mut r));
+    }
     assert_eq!(t, proto::MSG_HELLO_ACK);
     let ack = HelloAck::decode(&mut r).unwrap();
     let l = ack.layout;
@@ -64,61 +83,31 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
     // Fill buffers pointing at the rings, the heap, the last bytes of the
     // region, and one with a length that runs past the end.
     let bad = [
-        l.fill_off as u32,
-        l.heap_off as u32,
-        (l.region_size - 64) as u32,
-        (l.buf_off + l.buf_len - 1000) as u32,
+        l.fill_off,
+        l.heap_off,
+        l.region_size - 64,
+        l.buf_off + l.buf_len - 1000,
     ];
-    for (i, off) in bad.iter().enumerate() {
-        fill.push(Desc {
-            buf_off: *off,
-            id: i as u32,
-            buf_len: 2176,
-            data_off: 128,
-            ..Default::default()
-        })
-        .unwrap();
+    for off in bad {
+        fill.push(Desc::new(off, 128, 0)).unwrap();
     }
     let start = Start {
         rx_buf_len: 2176,
         rx_headroom: 128,
     };
-    send_msg(fd.as_raw_fd(), start.encode(1).bytes(), None).unwrap();
+    send_msg(fd.as_raw_fd(), start.encode(ack.version).bytes(), None).unwrap();
     let (msg, _) = recv(&fd);
     let (mut r, t, _) = Reader::new(&msg).unwrap();
     assert_eq!(t, proto::MSG_START_ACK);
     assert_eq!(Status::decode(&mut r).unwrap().code, 0);
 
     // Frames to send from outside the buffer area, and absurd lengths.
-    for (i, off) in bad.iter().enumerate() {
-        tx.push(Desc {
-            buf_off: *off,
-            id: 100 + i as u32,
-            buf_len: 2176,
-            data_off: 0,
-            data_len: 1514,
-            flags: 0,
-        })
-        .unwrap();
+    for off in bad {
+        tx.push(Desc::new(off, 0, 1514)).unwrap();
     }
-    tx.push(Desc {
-        buf_off: l.buf_off as u32,
-        id: 200,
-        buf_len: 2176,
-        data_off: 2000,
-        data_len: 1000,
-        flags: 0,
-    })
-    .unwrap();
-    tx.push(Desc {
-        buf_off: l.buf_off as u32,
-        id: 201,
-        buf_len: 2176,
-        data_off: 0,
-        data_len: 3,
-        flags: 0,
-    })
-    .unwrap();
+    tx.push(Desc::new(l.buf_off + l.buf_len - 1024, 0, 1514))
+        .unwrap(); // runs past the area
+    tx.push(Desc::new(l.buf_off, 0, 3)).unwrap(); // shorter than an Ethernet header
     std::thread::sleep(Duration::from_millis(500));
     let rejected = proxy.socket_field(sock, "bad_descriptors");
     assert_eq!(rejected, 10, "every bad descriptor rejected and counted");

@@ -8,7 +8,7 @@ use crate::region::{recv_msg, send_msg, Region};
 use dpdk_sys as sys;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -638,4 +638,92 @@ fn proxy_lost(d: &'static SockDevice, conn: &Conn, why: &str) {
             );
         }
     }
+}
+
+// --- where pool objects are: buffer offset -> mbuf ------------------------------
+
+/// A run of `count` objects, `stride` bytes apart, the first at `start`
+/// (the object address, i.e. the mbuf, after the mempool header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub start: usize,
+    pub stride: usize,
+    pub count: usize,
+}
+
+impl Extent {
+    /// The object whose data buffer starts at `buf`, if `buf` lies in one.
+    /// The caller confirms with the object's own `buf_addr`.
+    #[inline]
+    pub fn object_of(&self, buf: usize) -> Option<usize> {
+        let rel = buf.checked_sub(self.start)?;
+        let idx = rel / self.stride;
+        (idx < self.count).then_some(self.start + idx * self.stride)
+    }
+}
+
+const MAX_EXTENTS: usize = 64;
+struct ExtentSlot {
+    start: AtomicUsize,
+    stride: AtomicUsize,
+    count: AtomicUsize,
+}
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_SLOT: ExtentSlot = ExtentSlot {
+    start: AtomicUsize::new(0),
+    stride: AtomicUsize::new(0),
+    count: AtomicUsize::new(0),
+};
+/// Append-only (pools are created rarely); readers never lock.
+static EXTENTS: [ExtentSlot; MAX_EXTENTS] = [EMPTY_SLOT; MAX_EXTENTS];
+static EXTENTS_LEN: AtomicUsize = AtomicUsize::new(0);
+static EXTENTS_WRITE: Mutex<()> = Mutex::new(());
+
+/// Records where a pool put its objects.
+pub fn register_extent(e: Extent) {
+    let _g = EXTENTS_WRITE.lock().unwrap_or_else(|p| p.into_inner());
+    let n = EXTENTS_LEN.load(Ordering::Relaxed);
+    let slot = (0..n)
+        .find(|&i| EXTENTS[i].count.load(Ordering::Relaxed) == 0)
+        .unwrap_or(n);
+    if slot >= MAX_EXTENTS {
+        bus_err!("too many shared pools; buffers of the newest are copied on tx");
+        return;
+    }
+    EXTENTS[slot].start.store(e.start, Ordering::Relaxed);
+    EXTENTS[slot].stride.store(e.stride, Ordering::Relaxed);
+    EXTENTS[slot].count.store(e.count, Ordering::Release);
+    if slot == n {
+        EXTENTS_LEN.store(n + 1, Ordering::Release);
+    }
+}
+
+/// Forgets the extent that starts at `start` (its pool is freed).
+pub fn unregister_extent(start: usize) {
+    let _g = EXTENTS_WRITE.lock().unwrap_or_else(|p| p.into_inner());
+    for s in EXTENTS.iter().take(EXTENTS_LEN.load(Ordering::Relaxed)) {
+        if s.start.load(Ordering::Relaxed) == start {
+            s.count.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The extent holding the buffer at address `buf`.
+#[inline]
+pub fn find_extent(buf: usize) -> Option<Extent> {
+    for s in EXTENTS.iter().take(EXTENTS_LEN.load(Ordering::Acquire)) {
+        let count = s.count.load(Ordering::Acquire);
+        if count == 0 {
+            continue;
+        }
+        let e = Extent {
+            start: s.start.load(Ordering::Relaxed),
+            stride: s.stride.load(Ordering::Relaxed),
+            count,
+        };
+        if e.object_of(buf).is_some() {
+            return Some(e);
+        }
+    }
+    None
 }

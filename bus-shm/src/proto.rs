@@ -6,8 +6,9 @@ use crate::ring::ring_bytes;
 
 pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// Protocol versions this build speaks.
-pub const VERSION_MIN: u16 = 1;
-pub const VERSION_MAX: u16 = 1;
+/// v2: 8-byte descriptors without ids (v1: 16 bytes with ids).
+pub const VERSION_MIN: u16 = 2;
+pub const VERSION_MAX: u16 = 2;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 256;
 
@@ -396,7 +397,7 @@ mod tests {
     #[test]
     fn hello_ack_round_trip() {
         let a = HelloAck {
-            version: 1,
+            version: 2,
             layout: Layout::compute(4096, 1024, 32 << 20, 512 << 20),
             mac: [2, 0, 0, 0, 0, 1],
             mtu: 1500,
@@ -446,7 +447,8 @@ mod tests {
 
     #[test]
     fn version_negotiation() {
-        assert_eq!(negotiate(1, 5), Some(1));
-        assert_eq!(negotiate(2, 5), None);
+        assert_eq!(negotiate(1, 5), Some(2));
+        assert_eq!(negotiate(1, 1), None);
+        assert_eq!(negotiate(3, 5), None);
     }
 }

@@ -8,62 +8,71 @@
 //! that publishes an impossible index gets [`RingError::Corrupt`], never a
 //! panic, a loop or an out-of-bounds access.
 //!
-//! Descriptors are two `u64` words read and written with atomic (relaxed)
-//! accesses: a descriptor is copied out whole, then validated by the caller.
+//! A descriptor is one `u64` read and written with an atomic (relaxed)
+//! access: it is copied out whole, then validated by the caller.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Size of a ring's index block: two cache lines, one per index.
 pub const RING_HDR_SIZE: usize = 128;
-/// Size of one descriptor.
-pub const DESC_SIZE: usize = 16;
+/// Size of one descriptor: 8 per cache line.
+pub const DESC_SIZE: usize = 8;
 
 /// Bytes needed for a ring of `entries` descriptors (header included).
 pub const fn ring_bytes(entries: u32) -> usize {
     RING_HDR_SIZE + entries as usize * DESC_SIZE
 }
 
-/// One packet buffer descriptor as it crosses the boundary.
+/// One buffer descriptor as it crosses the boundary: a single u64,
+/// `buf_off / 8 (u32) | data_len (u16) | data_off (u16)`.
 ///
-/// - `buf_off`: offset of the buffer (the mbuf's `buf_addr`) in the region
-/// - `id`: the guest's handle for the buffer, echoed back untouched
-/// - `buf_len`, `data_off`, `data_len`: as in `rte_mbuf`
-/// - `flags`: `DESC_F_*`
+/// - `buf_off`: offset of the buffer (the mbuf's `buf_addr`) in the region,
+///   a multiple of 8
+/// - `data_off`, `data_len`: as in `rte_mbuf`
+///
+/// No pointer and no id crosses: the guest maps `buf_off` back to its mbuf
+/// through the geometry of its own pools. Status travels in `data_len` on
+/// the rings that return buffers (see `LEN_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Desc {
     pub buf_off: u32,
-    pub id: u32,
     pub data_len: u16,
     pub data_off: u16,
-    pub buf_len: u16,
-    pub flags: u16,
 }
 
-/// On the rx ring: a fill buffer handed back without a packet.
-pub const DESC_F_EMPTY: u16 = 1 << 0;
-/// The proxy rejected the descriptor (bad offset or length).
-pub const DESC_F_REJECTED: u16 = 1 << 1;
-/// The proxy could not send the packet (NIC queue full or port stopped).
-pub const DESC_F_NOT_SENT: u16 = 1 << 2;
+/// rx ring: a fill buffer handed back without a packet.
+pub const LEN_EMPTY: u16 = 0;
+/// txdone ring: sent.
+pub const LEN_SENT: u16 = 0;
+/// txdone ring: the proxy rejected the descriptor (bad offset or length).
+pub const LEN_REJECTED: u16 = 0xffff;
+/// txdone ring: not sent (NIC queue full, or the port stopped).
+pub const LEN_NOT_SENT: u16 = 0xfffe;
 
 impl Desc {
-    fn to_words(self) -> (u64, u64) {
-        (
-            self.buf_off as u64 | (self.id as u64) << 32,
-            self.data_len as u64
-                | (self.data_off as u64) << 16
-                | (self.buf_len as u64) << 32
-                | (self.flags as u64) << 48,
-        )
-    }
-    fn from_words(w0: u64, w1: u64) -> Desc {
+    /// A descriptor for the buffer at byte offset `off` (a multiple of 8;
+    /// offsets up to 32 GiB).
+    pub fn new(off: u64, data_off: u16, data_len: u16) -> Desc {
+        debug_assert!(off.is_multiple_of(8));
         Desc {
-            buf_off: w0 as u32,
-            id: (w0 >> 32) as u32,
-            data_len: w1 as u16,
-            data_off: (w1 >> 16) as u16,
-            buf_len: (w1 >> 32) as u16,
-            flags: (w1 >> 48) as u16,
+            buf_off: (off / 8) as u32,
+            data_len,
+            data_off,
+        }
+    }
+    /// Byte offset of the buffer in the region.
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.buf_off as u64 * 8
+    }
+    fn to_word(self) -> u64 {
+        self.buf_off as u64 | (self.data_len as u64) << 32 | (self.data_off as u64) << 48
+    }
+    fn from_word(w: u64) -> Desc {
+        Desc {
+            buf_off: w as u32,
+            data_len: (w >> 32) as u16,
+            data_off: (w >> 48) as u16,
         }
     }
 }
@@ -88,7 +97,7 @@ const _: () = assert!(std::mem::size_of::<RingIndexes>() == RING_HDR_SIZE);
 #[derive(Clone, Copy)]
 struct RingMem {
     idx: *const RingIndexes,
-    descs: *const [AtomicU64; 2],
+    descs: *const AtomicU64,
     mask: u32,
 }
 
@@ -104,14 +113,15 @@ impl RingMem {
         debug_assert!(entries.is_power_of_two());
         RingMem {
             idx: base as *const RingIndexes,
-            descs: base.add(RING_HDR_SIZE) as *const [AtomicU64; 2],
+            descs: base.add(RING_HDR_SIZE) as *const AtomicU64,
             mask: entries - 1,
         }
     }
     fn size(&self) -> u32 {
         self.mask + 1
     }
-    fn slot(&self, pos: u32) -> &[AtomicU64; 2] {
+    #[inline]
+    fn slot(&self, pos: u32) -> &AtomicU64 {
         // SAFETY: (pos & mask) < entries, within the validated range.
         unsafe { &*self.descs.add((pos & self.mask) as usize) }
     }
@@ -157,6 +167,7 @@ impl Producer {
 
     /// Free entries; re-reads the consumer index only when the cached view
     /// has less than `want`.
+    #[inline]
     pub fn free(&mut self, want: u32) -> Result<u32, RingError> {
         let mut free = self.mem.size() - self.prod.wrapping_sub(self.cons_cache);
         if free < want {
@@ -168,14 +179,15 @@ impl Producer {
 
     /// Writes the `i`-th descriptor after the current producer position.
     /// The caller must have checked `i < free()`.
+    #[inline]
     pub fn write(&mut self, i: u32, d: Desc) {
-        let (w0, w1) = d.to_words();
-        let slot = self.mem.slot(self.prod.wrapping_add(i));
-        slot[0].store(w0, Ordering::Relaxed);
-        slot[1].store(w1, Ordering::Relaxed);
+        self.mem
+            .slot(self.prod.wrapping_add(i))
+            .store(d.to_word(), Ordering::Relaxed);
     }
 
     /// Makes `n` written descriptors visible to the consumer.
+    #[inline]
     pub fn publish(&mut self, n: u32) {
         self.prod = self.prod.wrapping_add(n);
         self.mem.indexes().prod.store(self.prod, Ordering::Release);
@@ -220,6 +232,7 @@ impl Consumer {
 
     /// Descriptors ready to read; re-reads the producer index only when the
     /// cached view has fewer than `want`.
+    #[inline]
     pub fn available(&mut self, want: u32) -> Result<u32, RingError> {
         let mut avail = self.prod_cache.wrapping_sub(self.cons);
         if avail < want {
@@ -235,15 +248,17 @@ impl Consumer {
 
     /// Copies out the `i`-th available descriptor (`i < available()`).
     /// The copy is all the caller may trust: validate it before use.
+    #[inline]
     pub fn read(&self, i: u32) -> Desc {
-        let slot = self.mem.slot(self.cons.wrapping_add(i));
-        Desc::from_words(
-            slot[0].load(Ordering::Relaxed),
-            slot[1].load(Ordering::Relaxed),
+        Desc::from_word(
+            self.mem
+                .slot(self.cons.wrapping_add(i))
+                .load(Ordering::Relaxed),
         )
     }
 
     /// Hands `n` read entries back to the producer.
+    #[inline]
     pub fn release(&mut self, n: u32) {
         self.cons = self.cons.wrapping_add(n);
         self.mem.indexes().cons.store(self.cons, Ordering::Release);
@@ -258,17 +273,10 @@ mod tests {
     struct Mem([u8; ring_bytes(8)]);
 
     #[test]
-    fn desc_round_trips_through_words() {
-        let d = Desc {
-            buf_off: 0xdead_beef,
-            id: 7,
-            data_len: 1514,
-            data_off: 128,
-            buf_len: 2176,
-            flags: DESC_F_EMPTY,
-        };
-        let (a, b) = d.to_words();
-        assert_eq!(Desc::from_words(a, b), d);
+    fn desc_round_trips_through_a_word() {
+        let d = Desc::new(0x7_dead_bee8, 128, 1514);
+        assert_eq!(Desc::from_word(d.to_word()), d);
+        assert_eq!(d.offset(), 0x7_dead_bee8);
     }
 
     #[test]
@@ -278,16 +286,11 @@ mod tests {
         // SAFETY: 64-byte aligned buffer of the right size, alive for the test.
         let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
         for i in 0..8 {
-            assert!(p
-                .push(Desc {
-                    id: i,
-                    ..Default::default()
-                })
-                .unwrap());
+            assert!(p.push(Desc::new(i as u64 * 8, 0, 0)).unwrap());
         }
         assert!(!p.push(Desc::default()).unwrap(), "ring of 8 holds 8");
         assert_eq!(c.available(1).unwrap(), 8);
-        assert_eq!(c.read(3).id, 3);
+        assert_eq!(c.read(3).offset(), 24);
         c.release(4);
         assert_eq!(p.free(1).unwrap(), 4);
     }

@@ -5,7 +5,7 @@
 //! the state until it lets go. No lock, syscall or allocation per packet.
 
 use crate::shm_pool::{hdr_priv, GuestRegion, SocketStats};
-use bus_shm::ring::DESC_F_NOT_SENT;
+use bus_shm::ring::LEN_NOT_SENT;
 use dpdk_sys as sys;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -150,7 +150,7 @@ pub unsafe fn tx_from_guest(
     let mut unsent_bytes = 0;
     for &m in &tx[sent..k] {
         unsent_bytes += (*m).data_len as u64;
-        hdr_priv(m).flags = DESC_F_NOT_SENT;
+        hdr_priv(m).status = LEN_NOT_SENT;
         sys::dpdk_sys_pktmbuf_free(m);
     }
     SocketStats::add(&g.stats.tx_packets, sent as u64);

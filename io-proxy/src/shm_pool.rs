@@ -9,7 +9,9 @@
 
 use bus_shm::proto::Layout;
 use bus_shm::region::Region;
-use bus_shm::ring::{Consumer, Desc, Producer, RingError, DESC_F_EMPTY, DESC_F_REJECTED};
+use bus_shm::ring::{
+    Consumer, Desc, Producer, RingError, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT,
+};
 use dpdk_sys as sys;
 use std::ffi::{c_int, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +27,11 @@ pub const ORIGIN_TX: u8 = 2;
 /// Private area after each proxy mbuf header (priv_size bytes).
 #[repr(C)]
 pub struct HdrPriv {
-    pub id: u32,
-    pub buf_off: u32,
+    /// Region offset of the attached buffer.
+    pub buf_off: u64,
     pub origin: u8,
-    pub flags: u16,
+    /// What the guest is told when a tx buffer goes back (LEN_SENT or LEN_NOT_SENT).
+    pub status: u16,
 }
 pub const HDR_PRIV_SIZE: u16 = 16;
 const _: () = assert!(std::mem::size_of::<HdrPriv>() <= HDR_PRIV_SIZE as usize);
@@ -131,15 +134,12 @@ impl GuestRegion {
         }))
     }
 
-    /// Is `d` a buffer wholly inside the buffer area, with its data inside it?
+    /// Is `[off, off + len)` wholly inside the buffer area?
     #[inline]
-    fn buffer_ok(&self, d: &Desc) -> bool {
+    fn buffer_ok(&self, off: u64, len: u64) -> bool {
         let start = self.layout.buf_off;
         let end = start + self.layout.buf_len;
-        let off = d.buf_off as u64;
-        off >= start
-            && off + d.buf_len as u64 <= end
-            && d.data_off as u32 + d.data_len as u32 <= d.buf_len as u32
+        off >= start && off + len <= end
     }
 
     fn corrupt(&mut self, _e: RingError) {
@@ -159,14 +159,13 @@ impl GuestRegion {
         };
         for i in 0..avail {
             let d = self.fill.read(i);
-            let fits =
-                d.buf_len >= self.rx_room && d.data_off == self.rx_headroom && d.data_len == 0;
-            if fits && self.buffer_ok(&d) {
+            let fits = d.data_off == self.rx_headroom && d.data_len == 0;
+            if fits && self.buffer_ok(d.offset(), self.rx_room as u64) {
                 self.staged.push(d);
             } else {
                 SocketStats::add(&self.stats.bad_descriptors, 1);
                 self.return_rx(Desc {
-                    flags: DESC_F_EMPTY | DESC_F_REJECTED,
+                    data_len: LEN_EMPTY,
                     ..d
                 });
             }
@@ -190,15 +189,15 @@ impl GuestRegion {
         }
     }
 
-    /// Points a free header at the buffer of `d` (already validated).
+    /// Points a free header at the buffer at `off` (already validated).
     ///
     /// # Safety
-    /// `m` is a free header of this guest's pool.
+    /// `m` is a free header of this guest's pool; the range is in the region.
     #[inline]
-    unsafe fn attach(&self, m: *mut sys::rte_mbuf, d: &Desc, origin: u8) {
-        let buf = self.region.base().add(d.buf_off as usize);
+    unsafe fn attach(&self, m: *mut sys::rte_mbuf, off: u64, buf_len: u16, d: &Desc, origin: u8) {
+        let buf = self.region.base().add(off as usize);
         (*m).buf_addr = buf as *mut c_void;
-        (*m).buf_len = d.buf_len;
+        (*m).buf_len = buf_len;
         (*m).data_off = d.data_off;
         (*m).data_len = d.data_len;
         (*m).pkt_len = d.data_len as u32;
@@ -212,10 +211,9 @@ impl GuestRegion {
         (*m).__bindgen_anon_2.hash.rss = 0;
         (*m).vlan_tci = 0;
         let p = hdr_priv(m);
-        p.id = d.id;
-        p.buf_off = d.buf_off;
+        p.buf_off = off;
         p.origin = origin;
-        p.flags = 0;
+        p.status = LEN_SENT;
     }
 
     /// Takes up to `out.len()` guest tx descriptors, validated and attached
@@ -235,18 +233,21 @@ impl GuestRegion {
         let mut n = 0;
         for i in 0..avail {
             let d = self.tx.read(i);
-            let ok = self.buffer_ok(&d) && d.data_len >= 14 && d.data_len as u32 <= self.max_frame;
+            let end = d.data_off as u64 + d.data_len as u64;
+            let ok = d.data_len >= 14
+                && d.data_len as u32 <= self.max_frame
+                && self.buffer_ok(d.offset(), end);
             if !ok {
                 SocketStats::add(&self.stats.bad_descriptors, 1);
                 self.return_tx(Desc {
-                    flags: DESC_F_REJECTED,
+                    data_len: LEN_REJECTED,
                     ..d
                 });
                 continue;
             }
             let m = self.free_hdrs.pop().expect("checked above");
             // SAFETY: m is a free header of our pool; d is validated.
-            unsafe { self.attach(m, &d, ORIGIN_TX) };
+            unsafe { self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX) };
             out[n] = m;
             n += 1;
         }
@@ -271,25 +272,18 @@ impl GuestRegion {
         let mut n = 0usize;
         let mut bytes = 0u64;
         for &m in pkts {
-            let ours =
-                (*m).pool == self.mp && (*m).nb_segs == 1 && hdr_priv(m).origin == ORIGIN_FILL;
+            let ours = (*m).pool == self.mp
+                && (*m).nb_segs == 1
+                && (*m).data_len != LEN_EMPTY
+                && hdr_priv(m).origin == ORIGIN_FILL;
             if !ours || n >= room {
                 SocketStats::add(&self.stats.rx_drops, 1);
                 sys::dpdk_sys_pktmbuf_free(m);
                 continue;
             }
             let p = hdr_priv(m);
-            self.rx.write(
-                n as u32,
-                Desc {
-                    buf_off: p.buf_off,
-                    id: p.id,
-                    data_len: (*m).data_len,
-                    data_off: (*m).data_off,
-                    buf_len: (*m).buf_len,
-                    flags: 0,
-                },
-            );
+            self.rx
+                .write(n as u32, Desc::new(p.buf_off, (*m).data_off, (*m).data_len));
             bytes += (*m).data_len as u64;
             // The buffer now belongs to the guest; the header is free again.
             p.origin = ORIGIN_NONE;
@@ -310,7 +304,7 @@ impl GuestRegion {
         self.stage_fills();
         while let Some(d) = self.staged.pop() {
             self.return_rx(Desc {
-                flags: DESC_F_EMPTY,
+                data_len: LEN_EMPTY,
                 ..d
             });
         }
@@ -322,7 +316,7 @@ impl GuestRegion {
             }
             while let Some(d) = self.staged.pop() {
                 self.return_rx(Desc {
-                    flags: DESC_F_EMPTY,
+                    data_len: LEN_EMPTY,
                     ..d
                 });
             }
@@ -334,7 +328,7 @@ impl GuestRegion {
             for i in 0..n {
                 let d = self.tx.read(i);
                 self.return_tx(Desc {
-                    flags: bus_shm::ring::DESC_F_NOT_SENT,
+                    data_len: LEN_NOT_SENT,
                     ..d
                 });
             }
@@ -386,30 +380,13 @@ unsafe extern "C" fn ops_enqueue(
     for i in 0..n as usize {
         let m = *objs.add(i) as *mut sys::rte_mbuf;
         let p = hdr_priv(m);
-        let d = Desc {
-            buf_off: p.buf_off,
-            id: p.id,
-            ..Default::default()
-        };
         match p.origin {
             ORIGIN_FILL if nrx < rx_room => {
-                g.rx.write(
-                    nrx,
-                    Desc {
-                        flags: DESC_F_EMPTY,
-                        ..d
-                    },
-                );
+                g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
                 nrx += 1;
             }
             ORIGIN_TX if ntx < tx_room => {
-                g.txdone.write(
-                    ntx,
-                    Desc {
-                        flags: p.flags,
-                        ..d
-                    },
-                );
+                g.txdone.write(ntx, Desc::new(p.buf_off, 0, p.status));
                 ntx += 1;
             }
             ORIGIN_FILL | ORIGIN_TX => lost += 1,
@@ -449,7 +426,7 @@ unsafe extern "C" fn ops_dequeue(
     for (i, k) in (start..g.staged.len()).enumerate() {
         let d = g.staged[k];
         let m = g.free_hdrs.pop().expect("checked above");
-        g.attach(m, &d, ORIGIN_FILL);
+        g.attach(m, d.offset(), g.rx_room, &d, ORIGIN_FILL);
         *objs.add(i) = m as *mut c_void;
     }
     g.staged.truncate(start);

@@ -90,8 +90,11 @@ unsafe extern "C" fn ops_free(mp: *mut sys::rte_mempool) {
         sys::rte_ring_free(ring(mp));
     }
     let mut ext = EXTENTS.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: mp is the pool being freed.
+    let header = unsafe { (*mp).header_size as usize };
     ext.retain(|&(pool, p, len)| {
         if pool == mp as usize {
+            bus_shm::guest::unregister_extent(p + header);
             bus_shm::guest::buffer_free(p as *mut u8, len);
             false
         } else {
@@ -206,6 +209,16 @@ unsafe extern "C" fn ops_populate(
             bytes >> 20
         ),
     );
+    // Objects are laid out back to back from p (no page rule: the pool has
+    // RTE_MEMPOOL_F_NO_IOVA_CONTIG), so the guest's PMD can map a buffer
+    // offset back to its mbuf.
+    // SAFETY: mp is valid during populate.
+    let (header, stride) = unsafe { ((*mp).header_size as usize, total) };
+    bus_shm::guest::register_extent(bus_shm::guest::Extent {
+        start: p as usize + header,
+        stride,
+        count: max_objs as usize,
+    });
     // SAFETY: p..p+bytes is ours and mapped for the life of the process.
     unsafe {
         sys::rte_mempool_op_populate_helper(

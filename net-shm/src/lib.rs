@@ -9,7 +9,7 @@ pub mod queue;
 use bus_shm::guest::{SockDevice, SockDriver};
 use bus_shm::proto::Start;
 use dpdk_sys as sys;
-use queue::{Area, IdTable, RxQueue, TxQueue};
+use queue::{Area, RxQueue, TxQueue};
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -390,7 +390,14 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
         }
     }
     if let Some(q) = tx {
-        for c in [&q.packets, &q.bytes, &q.copies, &q.not_sent, &q.rejected] {
+        for c in [
+            &q.packets,
+            &q.bytes,
+            &q.copies,
+            &q.not_sent,
+            &q.rejected,
+            &q.bad_desc,
+        ] {
             c.reset();
         }
     }
@@ -433,7 +440,7 @@ unsafe extern "C" fn xstats_get(
     let (rx, tx) = queues(dev);
     let values = [
         rx.map_or(0, |q| q.empty_returns.get()),
-        rx.map_or(0, |q| q.bad_desc.get()),
+        rx.map_or(0, |q| q.bad_desc.get()) + tx.map_or(0, |q| q.bad_desc.get()),
         tx.map_or(0, |q| q.copies.get()),
         tx.map_or(0, |q| q.not_sent.get()),
         tx.map_or(0, |q| q.rejected.get()),
@@ -470,19 +477,22 @@ unsafe extern "C" fn rx_queue_setup(
                 err!("port {}: rx pool is empty", p.port_id);
                 return -libc::ENOMEM;
             }
+            let buf = (*m).buf_addr as usize;
             let inside = p
                 .area
-                .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64)
+                .buf_offset(buf as *const u8, (*m).buf_len as u64)
                 .is_some();
+            let extent = bus_shm::guest::find_extent(buf);
+            let headroom = (*m).data_off;
             sys::dpdk_sys_pktmbuf_free(m);
-            if !inside {
+            let (true, Some(extent)) = (inside, extent) else {
                 err!(
                     "port {}: rx mempool is not in the shared area; create it with rte_pktmbuf_pool_create() \
                      (the sock bus makes shared_mem the platform mbuf ops) and do not force other ops",
                     p.port_id
                 );
                 return -libc::EINVAL;
-            }
+            };
             rx_queue_release(dev, 0);
             let l = conn.info.layout;
             let (Ok(fill), Ok(rx)) = (
@@ -494,10 +504,13 @@ unsafe extern "C" fn rx_queue_setup(
             let q = Box::new(RxQueue {
                 fill,
                 rx,
-                ids: IdTable::new(l.ring_entries),
                 mp,
+                extent,
                 area: p.area,
                 port_id: p.port_id,
+                headroom,
+                outstanding: 0,
+                limit: l.ring_entries,
                 broken: false,
                 packets: Default::default(),
                 bytes: Default::default(),
@@ -562,15 +575,17 @@ unsafe extern "C" fn tx_queue_setup(
             let q = Box::new(TxQueue {
                 tx,
                 done,
-                ids: IdTable::new(l.ring_entries),
                 copy_pool,
                 area: p.area,
+                outstanding: 0,
+                limit: l.ring_entries,
                 broken: false,
                 packets: Default::default(),
                 bytes: Default::default(),
                 copies: Default::default(),
                 not_sent: Default::default(),
                 rejected: Default::default(),
+                bad_desc: Default::default(),
             });
             *(*(*dev).data).tx_queues = Box::into_raw(q) as *mut c_void;
             0

@@ -3,63 +3,22 @@
 //! The guest behaves towards the proxy like a NIC driver towards its NIC:
 //! it posts empty buffers (fill ring) and gets packets back (rx ring); it
 //! posts packets (tx ring) and gets the buffers back once sent (txdone ring).
-//! Each buffer crossing carries an id into a private table of mbuf pointers,
-//! so no pointer is ever read back from shared memory.
+//! A descriptor carries a buffer offset, never a pointer: the guest maps it
+//! back to its mbuf through the geometry of its own pools and confirms with
+//! the mbuf's `buf_addr`.
+//!
+//! Each queue counts the buffers it has out. Keeping that below the ring
+//! size means the proxy can always give every buffer back.
 
-use bus_shm::ring::{Consumer, Desc, Producer, DESC_F_EMPTY, DESC_F_NOT_SENT, DESC_F_REJECTED};
+use bus_shm::guest::{find_extent, Extent};
+use bus_shm::ring::{Consumer, Desc, Producer, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT};
 use dpdk_sys as sys;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Refill the fill ring when at least this many entries are free.
 const REFILL_MIN: u32 = 32;
 const REFILL_MAX: u32 = 64;
-
-/// mbuf pointers indexed by the ids that cross the boundary.
-pub struct IdTable {
-    slots: Box<[*mut sys::rte_mbuf]>,
-    free: Vec<u32>,
-}
-
-impl IdTable {
-    pub fn new(cap: u32) -> IdTable {
-        IdTable {
-            slots: vec![std::ptr::null_mut(); cap as usize].into_boxed_slice(),
-            free: (0..cap).rev().collect(),
-        }
-    }
-    pub fn available(&self) -> u32 {
-        self.free.len() as u32
-    }
-    /// Stores `m`; the caller checked `available() > 0`.
-    #[inline]
-    pub fn put(&mut self, m: *mut sys::rte_mbuf) -> u32 {
-        let id = self.free.pop().expect("id table full");
-        self.slots[id as usize] = m;
-        id
-    }
-    /// Takes back the mbuf of `id`, if `id` is one we handed out.
-    #[inline]
-    pub fn take(&mut self, id: u32) -> Option<*mut sys::rte_mbuf> {
-        let slot = self.slots.get_mut(id as usize)?;
-        let m = std::mem::replace(slot, std::ptr::null_mut());
-        if m.is_null() {
-            return None;
-        }
-        self.free.push(id);
-        Some(m)
-    }
-    /// Everything still out (for stop): mbufs we must free ourselves.
-    pub fn drain(&mut self) -> Vec<*mut sys::rte_mbuf> {
-        let mut out = Vec::new();
-        for (id, slot) in self.slots.iter_mut().enumerate() {
-            if !slot.is_null() {
-                out.push(std::mem::replace(slot, std::ptr::null_mut()));
-                self.free.push(id as u32);
-            }
-        }
-        out
-    }
-}
+const RECLAIM_MAX: usize = 64;
 
 /// Counters written by the polling thread, read by stats_get().
 #[derive(Default)]
@@ -87,22 +46,44 @@ pub struct Area {
     pub buf_end: u64,
 }
 impl Area {
-    /// Offset of a buffer of `len` bytes at `p`, if it lies in the buffer area.
+    /// Offset of a buffer of `len` bytes at `p`, if it lies in the buffer
+    /// area and can travel in a descriptor (8-byte aligned).
     #[inline]
-    pub fn buf_offset(&self, p: *const u8, len: u64) -> Option<u32> {
+    pub fn buf_offset(&self, p: *const u8, len: u64) -> Option<u64> {
         let off = (p as u64).checked_sub(self.base as u64)?;
-        (off >= self.buf_start && off + len <= self.buf_end).then_some(off as u32)
+        (off >= self.buf_start && off + len <= self.buf_end && off % 8 == 0).then_some(off)
     }
+}
+
+/// The mbuf whose buffer starts at region offset `off`, found through
+/// `extent` (or the registry when None), confirmed by its `buf_addr`.
+///
+/// # Safety
+/// Extents describe live pools of mbufs in this process.
+#[inline]
+unsafe fn mbuf_at(area: &Area, extent: Option<&Extent>, off: u64) -> Option<*mut sys::rte_mbuf> {
+    let buf = (area.base as usize).checked_add(off as usize)?;
+    let e = match extent {
+        Some(e) => *e,
+        None => find_extent(buf)?,
+    };
+    let m = e.object_of(buf)? as *mut sys::rte_mbuf;
+    ((*m).buf_addr as usize == buf).then_some(m)
 }
 
 #[repr(C, align(64))]
 pub struct RxQueue {
     pub fill: Producer,
     pub rx: Consumer,
-    pub ids: IdTable,
     pub mp: *mut sys::rte_mempool,
+    /// Where `mp`'s mbufs are.
+    pub extent: Extent,
     pub area: Area,
     pub port_id: u16,
+    pub headroom: u16,
+    /// Buffers posted and not yet back (at most the ring size).
+    pub outstanding: u32,
+    pub limit: u32,
     pub broken: bool,
     pub packets: Counter,
     pub bytes: Counter,
@@ -115,26 +96,28 @@ pub struct RxQueue {
 pub struct TxQueue {
     pub tx: Producer,
     pub done: Consumer,
-    pub ids: IdTable,
     pub copy_pool: *mut sys::rte_mempool,
     pub area: Area,
+    pub outstanding: u32,
+    pub limit: u32,
     pub broken: bool,
     pub packets: Counter,
     pub bytes: Counter,
     pub copies: Counter,
     pub not_sent: Counter,
     pub rejected: Counter,
+    pub bad_desc: Counter,
 }
 
 impl RxQueue {
-    /// Posts fresh buffers while there is room in the ring and the id table.
+    /// Posts fresh buffers while there is room in the ring and under the limit.
     pub fn refill(&mut self, min: u32) {
         loop {
             let Ok(room) = self.fill.free(REFILL_MAX) else {
                 self.broken = true;
                 return;
             };
-            let want = room.min(self.ids.available()).min(REFILL_MAX);
+            let want = room.min(self.limit - self.outstanding).min(REFILL_MAX);
             if want < min || want == 0 {
                 return;
             }
@@ -144,80 +127,69 @@ impl RxQueue {
                 self.nombuf.add(want as u64);
                 return;
             }
-            let mut posted = 0;
-            for &m in &mbufs[..want as usize] {
-                // SAFETY: m is a fresh mbuf from our pool.
-                let (buf, buf_len, data_off) =
-                    unsafe { ((*m).buf_addr as *const u8, (*m).buf_len, (*m).data_off) };
-                let Some(buf_off) = self.area.buf_offset(buf, buf_len as u64) else {
-                    // Checked at queue setup; a pool outside the area is a bug.
-                    // SAFETY: our mbuf, not shared with anyone.
-                    unsafe { sys::dpdk_sys_pktmbuf_free(m) };
-                    continue;
-                };
-                let id = self.ids.put(m);
-                self.fill.write(
-                    posted,
-                    Desc {
-                        buf_off,
-                        id,
-                        data_len: 0,
-                        data_off,
-                        buf_len,
-                        flags: 0,
-                    },
-                );
-                posted += 1;
+            for (i, &m) in mbufs[..want as usize].iter().enumerate() {
+                // SAFETY: a fresh mbuf of our pool, checked at queue setup to
+                // lie in the buffer area.
+                let off = unsafe { (*m).buf_addr as u64 - self.area.base as u64 };
+                self.fill.write(i as u32, Desc::new(off, self.headroom, 0));
             }
-            self.fill.publish(posted);
-            if posted < want {
-                return;
-            }
+            self.fill.publish(want);
+            self.outstanding += want;
         }
     }
 
-    /// Frees everything this queue has out (port stopped, proxy done with it).
+    /// Frees what came back after the proxy let go of everything (stop).
     pub fn drain(&mut self) {
         if let Ok(n) = self.rx.available(u32::MAX) {
             for i in 0..n {
                 let d = self.rx.read(i);
-                if let Some(m) = self.ids.take(d.id) {
+                // SAFETY: our pool's extent.
+                if let Some(m) = unsafe { mbuf_at(&self.area, Some(&self.extent), d.offset()) } {
                     // SAFETY: our mbuf, returned by the proxy.
                     unsafe { sys::dpdk_sys_pktmbuf_free(m) };
                 }
             }
             self.rx.release(n);
-        }
-        for m in self.ids.drain() {
-            // SAFETY: ours; the proxy is stopped or gone and no longer uses it.
-            unsafe { sys::dpdk_sys_pktmbuf_free(m) };
+            self.outstanding = self.outstanding.saturating_sub(n);
         }
     }
 }
 
 impl TxQueue {
     fn reclaim(&mut self) {
-        let Ok(n) = self.done.available(64) else {
+        let Ok(n) = self.done.available(RECLAIM_MAX as u32) else {
             self.broken = true;
             return;
         };
-        let n = n.min(64);
-        let mut done = [std::ptr::null_mut::<sys::rte_mbuf>(); 64];
+        let n = n.min(RECLAIM_MAX as u32);
+        let mut done = [std::ptr::null_mut::<sys::rte_mbuf>(); RECLAIM_MAX];
         let mut k = 0;
+        let mut last: Option<Extent> = None;
         for i in 0..n {
             let d = self.done.read(i);
-            let Some(m) = self.ids.take(d.id) else {
+            let buf = self.area.base as usize + d.offset() as usize;
+            // Most completions come from one pool: try the last one first.
+            let hit = last
+                .filter(|e| e.object_of(buf).is_some())
+                .or_else(|| find_extent(buf));
+            // SAFETY: extents describe live pools of this process.
+            let Some(m) = hit.and_then(|e| unsafe { mbuf_at(&self.area, Some(&e), d.offset()) })
+            else {
+                self.bad_desc.add(1);
                 continue;
             };
-            if d.flags & DESC_F_REJECTED != 0 {
-                self.rejected.add(1);
-            } else if d.flags & DESC_F_NOT_SENT != 0 {
-                self.not_sent.add(1);
+            last = hit;
+            match d.data_len {
+                LEN_SENT => {}
+                LEN_REJECTED => self.rejected.add(1),
+                LEN_NOT_SENT => self.not_sent.add(1),
+                _ => self.bad_desc.add(1),
             }
             done[k] = m;
             k += 1;
         }
         self.done.release(n);
+        self.outstanding = self.outstanding.saturating_sub(n);
         if k > 0 {
             // SAFETY: the proxy is done with these buffers; one reference
             // each is ours (tx_burst took it).
@@ -226,10 +198,12 @@ impl TxQueue {
     }
 
     pub fn drain(&mut self) {
-        self.reclaim();
-        for m in self.ids.drain() {
-            // SAFETY: as in reclaim(); the proxy is stopped or gone.
-            unsafe { sys::dpdk_sys_pktmbuf_free_seg(m) };
+        while self.outstanding > 0 {
+            let before = self.outstanding;
+            self.reclaim();
+            if self.outstanding == before {
+                break; // the proxy is gone: what it held is lost with it
+            }
         }
     }
 
@@ -293,16 +267,16 @@ pub unsafe extern "C" fn rx_burst(
     let mut bytes = 0u64;
     for i in 0..avail {
         let d = q.rx.read(i);
-        let Some(m) = q.ids.take(d.id) else {
+        let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
             q.bad_desc.add(1);
             continue;
         };
-        if d.flags & DESC_F_EMPTY != 0 {
+        if d.data_len == LEN_EMPTY {
             q.empty_returns.add(1);
             sys::dpdk_sys_pktmbuf_free(m);
             continue;
         }
-        if d.data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 || d.data_len == 0 {
+        if d.data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
             q.bad_desc.add(1);
             sys::dpdk_sys_pktmbuf_free(m);
             continue;
@@ -317,6 +291,7 @@ pub unsafe extern "C" fn rx_burst(
     }
     if avail > 0 {
         q.rx.release(avail);
+        q.outstanding = q.outstanding.saturating_sub(avail);
     }
     q.refill(REFILL_MIN);
     q.packets.add(got as u64);
@@ -341,7 +316,7 @@ pub unsafe extern "C" fn tx_burst(
     }
     q.reclaim();
     let room = match q.tx.free(n as u32) {
-        Ok(r) => r.min(q.ids.available()).min(n as u32),
+        Ok(r) => r.min(q.limit - q.outstanding).min(n as u32),
         Err(_) => {
             q.broken = true;
             return 0;
@@ -352,38 +327,32 @@ pub unsafe extern "C" fn tx_burst(
     while sent < room {
         let orig = *pkts.add(sent as usize);
         let mut m = orig;
-        let mut buf_off = None;
+        let mut off = None;
         if (*m).nb_segs == 1 && (*m).ol_flags & NOT_ZERO_COPY == 0 {
-            buf_off = q
+            off = q
                 .area
                 .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
         }
-        if buf_off.is_none() {
+        if off.is_none() {
             let Some(c) = q.copy_into_area(m) else { break };
-            sys::dpdk_sys_pktmbuf_free(orig);
             m = c;
-            buf_off = q
+            off = q
                 .area
                 .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
+            if off.is_none() {
+                sys::dpdk_sys_pktmbuf_free(c);
+                break;
+            }
+            sys::dpdk_sys_pktmbuf_free(orig);
         }
-        let Some(buf_off) = buf_off else { break };
+        let Some(off) = off else { break };
         bytes += (*m).data_len as u64;
-        let id = q.ids.put(m);
-        q.tx.write(
-            sent,
-            Desc {
-                buf_off,
-                id,
-                data_len: (*m).data_len,
-                data_off: (*m).data_off,
-                buf_len: (*m).buf_len,
-                flags: 0,
-            },
-        );
+        q.tx.write(sent, Desc::new(off, (*m).data_off, (*m).data_len));
         sent += 1;
     }
     if sent > 0 {
         q.tx.publish(sent);
+        q.outstanding += sent;
     }
     q.packets.add(sent as u64);
     q.bytes.add(bytes);
