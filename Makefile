@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PMDS := target/pmds
 
-.PHONY: all setup build test demo lint clean
+.PHONY: all setup build test demo bench lint clean
 
 all: build
 
@@ -24,6 +24,10 @@ test: build lint
 
 demo: build
 	bash scripts/demo.sh
+
+# Side-by-side benchmark (not part of `make test`): see docs/performance.md.
+bench: build
+	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
