@@ -44,13 +44,14 @@ def null_vdev(name, size):
 
 def peer_commands(peer, mode, size):
     """(side command or None, guest command, counter ports of the guest)."""
-    if peer == "shm":
+    if peer in ("shm", "shm-norecycle"):
+        devargs = ",recycle=0" if peer == "shm-norecycle" else ""
         cmds = RUN / "proxy.cmds"
         cmds.write_text(f"add port 0 queues 1\nadd socket {RUN}/s0/sock 0 0\n")
         side = [str(PROXY), "--no-pci", "--file-prefix", "bside", "--vdev", null_vdev("net_null0", size),
                 "--", "--cmds", str(cmds), "0"]
         guest = ["dpdk-testpmd", "-d", str(PMDS), *GUEST_EAL, "--no-huge", "-m1",
-                 "-a", f"sock:{RUN}/s0/sock", "--", f"--forward-mode={mode}"]
+                 "-a", f"sock:{RUN}/s0/sock{devargs}", "--", f"--forward-mode={mode}"]
         return side, guest, [0]
     if peer in ("memif-zc", "memif"):
         sock = f"{RUN}/memif.sock"
@@ -164,7 +165,7 @@ def run_one(peer, mode, size, warmup, window):
     try:
         if side_cmd:
             side = start(side_cmd, RUN / "side.log")
-            if peer == "shm":
+            if peer.startswith("shm"):
                 wait_for(RUN / "side.log", "dpdk-io-proxy ready", 30)
             else:
                 wait_for(RUN / "side.log", "Press enter to exit", 60)
@@ -204,7 +205,7 @@ def run_one(peer, mode, size, warmup, window):
     finally:
         stop(guest)
         if side is not None:
-            stop(side, enter=(peer != "shm"))
+            stop(side, enter=not peer.startswith("shm"))
 
 
 def main():

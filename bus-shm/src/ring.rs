@@ -49,6 +49,11 @@ pub const LEN_REJECTED: u16 = 0xffff;
 /// txdone ring: not sent (NIC queue full, or the port stopped).
 pub const LEN_NOT_SENT: u16 = 0xfffe;
 
+/// tx ring, in `data_off`: the buffer is from the pool of the port's rx
+/// queue; once sent (or not), the proxy keeps it as a fill buffer instead of
+/// returning it on txdone. It comes back on the rx ring.
+pub const TX_RECYCLE: u16 = 0x8000;
+
 impl Desc {
     /// A descriptor for the buffer at byte offset `off` (a multiple of 8;
     /// offsets up to 32 GiB).

@@ -22,7 +22,7 @@ impl Default for RegionConfig {
         RegionConfig {
             heap_mb: 64,
             buffers_mb: 512,
-            ring_entries: 1024,
+            ring_entries: 2048,
         }
     }
 }

@@ -11,6 +11,7 @@ use bus_shm::proto::Layout;
 use bus_shm::region::Region;
 use bus_shm::ring::{
     Consumer, Desc, Producer, RingError, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT,
+    TX_RECYCLE,
 };
 use dpdk_sys as sys;
 use std::ffi::{c_int, c_uint, c_void, CStr};
@@ -32,6 +33,9 @@ pub struct HdrPriv {
     pub origin: u8,
     /// What the guest is told when a tx buffer goes back (LEN_SENT or LEN_NOT_SENT).
     pub status: u16,
+    /// A tx buffer the guest handed over for recycling: once the NIC is
+    /// done with it, it becomes a fill buffer (and comes back on rx).
+    pub recycle: bool,
 }
 pub const HDR_PRIV_SIZE: u16 = 16;
 const _: () = assert!(std::mem::size_of::<HdrPriv>() <= HDR_PRIV_SIZE as usize);
@@ -214,6 +218,7 @@ impl GuestRegion {
         p.buf_off = off;
         p.origin = origin;
         p.status = LEN_SENT;
+        p.recycle = false;
     }
 
     /// Takes up to `out.len()` guest tx descriptors, validated and attached
@@ -233,21 +238,37 @@ impl GuestRegion {
         let mut n = 0;
         for i in 0..avail {
             let d = self.tx.read(i);
+            let recycle = d.data_off & TX_RECYCLE != 0;
+            let d = Desc {
+                data_off: d.data_off & !TX_RECYCLE,
+                ..d
+            };
             let end = d.data_off as u64 + d.data_len as u64;
             let ok = d.data_len >= 14
                 && d.data_len as u32 <= self.max_frame
-                && self.buffer_ok(d.offset(), end);
+                && self.buffer_ok(d.offset(), end)
+                // it will be a fill buffer next: it must be one
+                && (!recycle || self.buffer_ok(d.offset(), self.rx_room as u64));
             if !ok {
                 SocketStats::add(&self.stats.bad_descriptors, 1);
-                self.return_tx(Desc {
-                    data_len: LEN_REJECTED,
-                    ..d
-                });
+                if recycle {
+                    self.return_rx(Desc {
+                        data_len: LEN_EMPTY,
+                        ..d
+                    });
+                } else {
+                    self.return_tx(Desc {
+                        data_len: LEN_REJECTED,
+                        ..d
+                    });
+                }
                 continue;
             }
             let m = self.free_hdrs.pop().expect("checked above");
             // SAFETY: m is a free header of our pool; d is validated.
             unsafe { self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX) };
+            // SAFETY: m is ours, just attached.
+            unsafe { hdr_priv(m).recycle = recycle };
             out[n] = m;
             n += 1;
         }
@@ -327,10 +348,17 @@ impl GuestRegion {
         if let Ok(n) = self.tx.available(u32::MAX) {
             for i in 0..n {
                 let d = self.tx.read(i);
-                self.return_tx(Desc {
-                    data_len: LEN_NOT_SENT,
-                    ..d
-                });
+                if d.data_off & TX_RECYCLE != 0 {
+                    self.return_rx(Desc {
+                        data_len: LEN_EMPTY,
+                        ..d
+                    });
+                } else {
+                    self.return_tx(Desc {
+                        data_len: LEN_NOT_SENT,
+                        ..d
+                    });
+                }
             }
             self.tx.release(n);
         }
@@ -385,7 +413,14 @@ unsafe extern "C" fn ops_enqueue(
                 g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
                 nrx += 1;
             }
-            ORIGIN_TX if ntx < tx_room => {
+            ORIGIN_TX if p.recycle && g.staged.len() < g.staged_cap => {
+                g.staged.push(Desc::new(p.buf_off, g.rx_headroom, 0));
+            }
+            ORIGIN_TX if p.recycle && nrx < rx_room => {
+                g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
+                nrx += 1;
+            }
+            ORIGIN_TX if !p.recycle && ntx < tx_room => {
                 g.txdone.write(ntx, Desc::new(p.buf_off, 0, p.status));
                 ntx += 1;
             }
@@ -393,6 +428,7 @@ unsafe extern "C" fn ops_enqueue(
             _ => {}
         }
         p.origin = ORIGIN_NONE;
+        p.recycle = false;
         g.free_hdrs.push(m);
     }
     if nrx > 0 {

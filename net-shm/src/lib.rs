@@ -9,7 +9,7 @@ pub mod queue;
 use bus_shm::guest::{SockDevice, SockDriver};
 use bus_shm::proto::Start;
 use dpdk_sys as sys;
-use queue::{Area, RxQueue, TxQueue};
+use queue::{Area, RxBudget, RxQueue, TxQueue};
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -51,6 +51,9 @@ struct Port {
     max_mtu: u16,
     max_rx_pktlen: u32,
     started: bool,
+    recycle: bool,
+    /// Shared by the rx and tx queue (buffers the rx ring may take back).
+    budget: Box<RxBudget>,
 }
 
 /// # Safety
@@ -99,8 +102,33 @@ fn ops() -> *const sys::eth_dev_ops {
     }
 }
 
+/// Devargs of a `sock:` device (`-a sock:/path,key=value,...`).
+#[derive(Debug, PartialEq, Eq)]
+struct Devargs {
+    /// Hand tx buffers of the rx pool back as fill buffers (default on).
+    recycle: bool,
+}
+
+fn parse_devargs(args: &str) -> Result<Devargs, String> {
+    let mut d = Devargs { recycle: true };
+    for kv in args.split(',').filter(|s| !s.is_empty()) {
+        match kv.split_once('=') {
+            Some(("recycle", "0")) => d.recycle = false,
+            Some(("recycle", "1")) => d.recycle = true,
+            _ => return Err(format!("unknown or bad devarg '{kv}' (known: recycle=0|1)")),
+        }
+    }
+    Ok(d)
+}
+
 fn probe(sock: &'static SockDevice) -> Result<(), String> {
     let conn = sock.conn().ok_or("not connected")?;
+    let args = parse_devargs(
+        &sock
+            .devargs()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    )?;
     let l = conn.info.layout;
     let name = std::ffi::CString::new(sock.path.as_str()).map_err(|_| "bad name")?;
     // SAFETY: ethdev allocation on the init thread; every pointer stored in
@@ -131,6 +159,8 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             max_mtu: conn.info.mtu,
             max_rx_pktlen: conn.info.max_rx_pktlen,
             started: false,
+            recycle: args.recycle,
+            budget: Box::default(),
         });
         *holder = Box::into_raw(p);
         (*data).dev_private = holder as *mut c_void;
@@ -255,6 +285,10 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
                 (*rxq).drain();
                 return -libc::EIO;
             }
+            // Tx buffers of the rx pool may now go back as fill buffers.
+            if p.recycle {
+                (*txq).recycle_pool = (*rxq).mp;
+            }
             p.started = true;
             *(*data).rx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
             *(*data).tx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
@@ -287,6 +321,7 @@ unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
                 (*rxq).drain();
             }
             if !txq.is_null() {
+                (*txq).recycle_pool = std::ptr::null_mut();
                 (*txq).drain();
             }
             *(*data).rx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
@@ -385,6 +420,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
             &q.nombuf,
             &q.bad_desc,
             &q.empty_returns,
+            &q.stop_discards,
         ] {
             c.reset();
         }
@@ -397,6 +433,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
             &q.not_sent,
             &q.rejected,
             &q.bad_desc,
+            &q.recycled,
         ] {
             c.reset();
         }
@@ -404,7 +441,9 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
     0
 }
 
-const XSTATS: [&str; 5] = [
+const XSTATS: [&str; 7] = [
+    "rx_discarded_at_stop",
+    "tx_recycled",
     "rx_empty_returns",
     "rx_bad_descriptors",
     "tx_copies",
@@ -439,6 +478,8 @@ unsafe extern "C" fn xstats_get(
     }
     let (rx, tx) = queues(dev);
     let values = [
+        rx.map_or(0, |q| q.stop_discards.get()),
+        tx.map_or(0, |q| q.recycled.get()),
         rx.map_or(0, |q| q.empty_returns.get()),
         rx.map_or(0, |q| q.bad_desc.get()) + tx.map_or(0, |q| q.bad_desc.get()),
         tx.map_or(0, |q| q.copies.get()),
@@ -509,12 +550,16 @@ unsafe extern "C" fn rx_queue_setup(
                 area: p.area,
                 port_id: p.port_id,
                 headroom,
-                outstanding: 0,
+                budget: &*p.budget,
                 limit: l.ring_entries,
+                // Half the ring: more than a NIC ring of 1024 takes at start,
+                // and room for recycled buffers on top.
+                fill_target: (l.ring_entries / 2 + 2 * 64).min(l.ring_entries - 128),
                 broken: false,
                 packets: Default::default(),
                 bytes: Default::default(),
                 nombuf: Default::default(),
+                stop_discards: Default::default(),
                 empty_returns: Default::default(),
                 bad_desc: Default::default(),
             });
@@ -579,10 +624,13 @@ unsafe extern "C" fn tx_queue_setup(
                 area: p.area,
                 outstanding: 0,
                 limit: l.ring_entries,
+                recycle_pool: std::ptr::null_mut(),
+                budget: &*p.budget,
                 broken: false,
                 packets: Default::default(),
                 bytes: Default::default(),
                 copies: Default::default(),
+                recycled: Default::default(),
                 not_sent: Default::default(),
                 rejected: Default::default(),
                 bad_desc: Default::default(),
@@ -616,5 +664,23 @@ unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
         let mut q = Box::from_raw(q);
         q.drain();
         *(*data).tx_queues = std::ptr::null_mut();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devargs() {
+        assert_eq!(parse_devargs("").unwrap(), Devargs { recycle: true });
+        assert_eq!(
+            parse_devargs("recycle=0").unwrap(),
+            Devargs { recycle: false }
+        );
+        assert!(parse_devargs("recycle=maybe")
+            .unwrap_err()
+            .contains("recycle=0|1"));
+        assert!(parse_devargs("bogus=1").is_err());
     }
 }

@@ -11,7 +11,9 @@
 //! size means the proxy can always give every buffer back.
 
 use bus_shm::guest::{find_extent, Extent};
-use bus_shm::ring::{Consumer, Desc, Producer, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT};
+use bus_shm::ring::{
+    Consumer, Desc, Producer, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, TX_RECYCLE,
+};
 use dpdk_sys as sys;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,6 +37,34 @@ impl Counter {
     }
     pub fn reset(&self) {
         self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+/// How many buffers the rx ring may have to take back: the ones the rx
+/// queue posted plus the ones the tx queue handed over for recycling. Each
+/// count has one writer (rx or tx thread); both sides keep a margin of
+/// `BUDGET_SLACK` for the other's updates they have not seen yet.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct RxBudget {
+    posted: AtomicU64,
+    returned: AtomicU64,
+    _pad: [u64; 6],
+    recycled: AtomicU64,
+}
+const BUDGET_SLACK: u32 = 128;
+
+impl RxBudget {
+    #[inline]
+    fn out(&self) -> u32 {
+        let p = self.posted.load(Ordering::Relaxed);
+        let r = self.recycled.load(Ordering::Relaxed);
+        let b = self.returned.load(Ordering::Relaxed);
+        p.wrapping_add(r).wrapping_sub(b) as u32
+    }
+    #[inline]
+    fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 }
 
@@ -81,13 +111,17 @@ pub struct RxQueue {
     pub area: Area,
     pub port_id: u16,
     pub headroom: u16,
-    /// Buffers posted and not yet back (at most the ring size).
-    pub outstanding: u32,
+    /// Buffers the rx ring may have to take back, shared with the tx queue.
+    pub budget: *const RxBudget,
     pub limit: u32,
+    /// How many fresh buffers to keep out (enough for the NIC's ring).
+    pub fill_target: u32,
     pub broken: bool,
     pub packets: Counter,
     pub bytes: Counter,
     pub nombuf: Counter,
+    /// Packets still queued when the port stopped (freed unread).
+    pub stop_discards: Counter,
     pub empty_returns: Counter,
     pub bad_desc: Counter,
 }
@@ -98,12 +132,18 @@ pub struct TxQueue {
     pub done: Consumer,
     pub copy_pool: *mut sys::rte_mempool,
     pub area: Area,
+    /// Buffers on the tx path that will come back on txdone.
     pub outstanding: u32,
     pub limit: u32,
+    /// The rx queue's pool and budget while the port runs (else null):
+    /// buffers of that pool go back to the proxy as fill buffers.
+    pub recycle_pool: *mut sys::rte_mempool,
+    pub budget: *const RxBudget,
     pub broken: bool,
     pub packets: Counter,
     pub bytes: Counter,
     pub copies: Counter,
+    pub recycled: Counter,
     pub not_sent: Counter,
     pub rejected: Counter,
     pub bad_desc: Counter,
@@ -117,7 +157,13 @@ impl RxQueue {
                 self.broken = true;
                 return;
             };
-            let want = room.min(self.limit - self.outstanding).min(REFILL_MAX);
+            // SAFETY: the budget lives in the port, as long as the queue.
+            let budget = unsafe { &*self.budget };
+            // Fresh buffers fill the budget to `fill_target` only; the rest
+            // is left to buffers recycled by the tx queue.
+            let want = room
+                .min(self.fill_target.saturating_sub(budget.out()))
+                .min(REFILL_MAX);
             if want < min || want == 0 {
                 return;
             }
@@ -134,7 +180,7 @@ impl RxQueue {
                 self.fill.write(i as u32, Desc::new(off, self.headroom, 0));
             }
             self.fill.publish(want);
-            self.outstanding += want;
+            RxBudget::add(&budget.posted, want as u64);
         }
     }
 
@@ -143,6 +189,9 @@ impl RxQueue {
         if let Ok(n) = self.rx.available(u32::MAX) {
             for i in 0..n {
                 let d = self.rx.read(i);
+                if d.data_len != LEN_EMPTY {
+                    self.stop_discards.add(1);
+                }
                 // SAFETY: our pool's extent.
                 if let Some(m) = unsafe { mbuf_at(&self.area, Some(&self.extent), d.offset()) } {
                     // SAFETY: our mbuf, returned by the proxy.
@@ -150,7 +199,8 @@ impl RxQueue {
                 }
             }
             self.rx.release(n);
-            self.outstanding = self.outstanding.saturating_sub(n);
+            // SAFETY: as in refill().
+            RxBudget::add(unsafe { &(*self.budget).returned }, n as u64);
         }
     }
 }
@@ -281,17 +331,24 @@ pub unsafe extern "C" fn rx_burst(
             sys::dpdk_sys_pktmbuf_free(m);
             continue;
         }
+        // As rte_pktmbuf_reset() leaves it (recycled buffers skipped it).
         (*m).data_off = d.data_off;
         (*m).data_len = d.data_len;
         (*m).pkt_len = d.data_len as u32;
         (*m).port = q.port_id;
+        (*m).nb_segs = 1;
+        (*m).ol_flags = 0;
+        (*m).__bindgen_anon_1.packet_type = 0;
+        (*m).vlan_tci = 0;
+        (*m).vlan_tci_outer = 0;
+        (*m).__bindgen_anon_2.hash.rss = 0;
         bytes += d.data_len as u64;
         *pkts.add(got) = m;
         got += 1;
     }
     if avail > 0 {
         q.rx.release(avail);
-        q.outstanding = q.outstanding.saturating_sub(avail);
+        RxBudget::add(&(*q.budget).returned, avail as u64);
     }
     q.refill(REFILL_MIN);
     q.packets.add(got as u64);
@@ -324,6 +381,14 @@ pub unsafe extern "C" fn tx_burst(
     };
     let mut sent = 0u32;
     let mut bytes = 0u64;
+    let mut recycled = 0u32;
+    let mut to_done = 0u32;
+    let recycle_room = if q.recycle_pool.is_null() {
+        0
+    } else {
+        let b = &*q.budget;
+        (q.limit - BUDGET_SLACK).saturating_sub(b.out())
+    };
     while sent < room {
         let orig = *pkts.add(sent as usize);
         let mut m = orig;
@@ -347,12 +412,31 @@ pub unsafe extern "C" fn tx_burst(
         }
         let Some(off) = off else { break };
         bytes += (*m).data_len as u64;
-        q.tx.write(sent, Desc::new(off, (*m).data_off, (*m).data_len));
+        // A buffer of the rx pool that only the PMD now holds can go
+        // straight back to the proxy's fill stock after it is sent.
+        let recycle = recycled < recycle_room
+            && (*m).pool == q.recycle_pool
+            && (*m).refcnt == 1
+            && (*m).data_off < TX_RECYCLE;
+        let data_off = if recycle {
+            recycled += 1;
+            // It skips rte_pktmbuf_reset(): clear what the app may have set.
+            (*m).__bindgen_anon_3.tx_offload = 0;
+            (*m).data_off | TX_RECYCLE
+        } else {
+            to_done += 1;
+            (*m).data_off
+        };
+        q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
         sent += 1;
     }
     if sent > 0 {
         q.tx.publish(sent);
-        q.outstanding += sent;
+        q.outstanding += to_done;
+        if recycled > 0 {
+            RxBudget::add(&(*q.budget).recycled, recycled as u64);
+            q.recycled.add(recycled as u64);
+        }
     }
     q.packets.add(sent as u64);
     q.bytes.add(bytes);

@@ -44,7 +44,7 @@ impl Scratch {
 }
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var_os("IOP_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
@@ -238,6 +238,28 @@ pub struct GuestCounts {
 
 impl Guest {
     pub fn start(dir: &Scratch, name: &str, sock: &str) -> Guest {
+        let mut proc = Proc::spawn(
+            &mut Self::command(sock, &[]),
+            dir.path(&format!("{name}.log")),
+            true,
+        );
+        // stdin stays open: testpmd forwards until it reads a line.
+        proc.wait_for("Press enter to exit", 1, Duration::from_secs(60));
+        Guest { proc }
+    }
+
+    /// The same guest at its interactive prompt (`-i`), driven by `cmd()`.
+    pub fn start_interactive(dir: &Scratch, name: &str, sock: &str) -> Guest {
+        let mut proc = Proc::spawn(
+            &mut Self::command(sock, &["-i"]),
+            dir.path(&format!("{name}.log")),
+            true,
+        );
+        proc.wait_for("testpmd>", 1, Duration::from_secs(60));
+        Guest { proc }
+    }
+
+    fn command(sock: &str, app_args: &[&str]) -> Command {
         // stdbuf: testpmd's stdout is a file here; line-buffer it so its
         // progress can be read while it runs.
         let mut cmd = Command::new("stdbuf");
@@ -247,8 +269,37 @@ impl Guest {
             .args(["-l", "0,1", "--no-huge", "-m1", "--no-shconf"])
             .arg("-a")
             .arg(format!("sock:{sock}"))
-            .args(["--", "--forward-mode=macswap"]);
-        Self::spawn(dir, name, cmd)
+            .args(["--", "--forward-mode=macswap"])
+            .args(app_args);
+        cmd
+    }
+
+    /// Types a command at the testpmd prompt and waits for the next prompt.
+    pub fn cmd(&mut self, line: &str) {
+        let prompts = self.proc.text().matches("testpmd>").count();
+        let stdin = self.proc.stdin.as_mut().expect("interactive guest");
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        if line != "quit" {
+            self.proc
+                .wait_for("testpmd>", prompts + 1, Duration::from_secs(30));
+        }
+    }
+
+    /// An xstat from the last `show port xstats` output.
+    pub fn xstat(&self, name: &str) -> u64 {
+        let text = self.proc.text();
+        let key = format!("{name}: ");
+        let i = text
+            .rfind(&key)
+            .unwrap_or_else(|| panic!("no xstat {name} in:\n{text}"))
+            + key.len();
+        text[i..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     /// The same guest as an unprivileged container would run it: uid 65534,
@@ -313,7 +364,6 @@ impl Guest {
     }
 
     fn spawn(dir: &Scratch, name: &str, mut cmd: Command) -> Guest {
-        // stdin stays open: testpmd forwards until it reads a line.
         let mut proc = Proc::spawn(&mut cmd, dir.path(&format!("{name}.log")), true);
         proc.wait_for("Press enter to exit", 1, Duration::from_secs(60));
         Guest { proc }
