@@ -649,16 +649,28 @@ pub struct Extent {
     pub start: usize,
     pub stride: usize,
     pub count: usize,
+    /// For mbuf pools: where an object's data buffer starts, relative to
+    /// the object (`sizeof(rte_mbuf) + priv_size`); 0 for other pools.
+    pub buf_delta: usize,
 }
 
 impl Extent {
-    /// The object whose data buffer starts at `buf`, if `buf` lies in one.
-    /// The caller confirms with the object's own `buf_addr`.
+    /// Does `addr` lie in this run of objects?
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr >= self.start && addr - self.start < self.count * self.stride
+    }
+
+    /// The object whose data buffer would start at `buf` (no division: the
+    /// buffer is at a fixed distance from its mbuf). The caller confirms
+    /// with the object's own `buf_addr`.
     #[inline]
     pub fn object_of(&self, buf: usize) -> Option<usize> {
-        let rel = buf.checked_sub(self.start)?;
-        let idx = rel / self.stride;
-        (idx < self.count).then_some(self.start + idx * self.stride)
+        if self.buf_delta == 0 {
+            return None;
+        }
+        let obj = buf.checked_sub(self.buf_delta)?;
+        self.contains(obj).then_some(obj)
     }
 }
 
@@ -667,12 +679,14 @@ struct ExtentSlot {
     start: AtomicUsize,
     stride: AtomicUsize,
     count: AtomicUsize,
+    buf_delta: AtomicUsize,
 }
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_SLOT: ExtentSlot = ExtentSlot {
     start: AtomicUsize::new(0),
     stride: AtomicUsize::new(0),
     count: AtomicUsize::new(0),
+    buf_delta: AtomicUsize::new(0),
 };
 /// Append-only (pools are created rarely); readers never lock.
 static EXTENTS: [ExtentSlot; MAX_EXTENTS] = [EMPTY_SLOT; MAX_EXTENTS];
@@ -692,6 +706,9 @@ pub fn register_extent(e: Extent) {
     }
     EXTENTS[slot].start.store(e.start, Ordering::Relaxed);
     EXTENTS[slot].stride.store(e.stride, Ordering::Relaxed);
+    EXTENTS[slot]
+        .buf_delta
+        .store(e.buf_delta, Ordering::Relaxed);
     EXTENTS[slot].count.store(e.count, Ordering::Release);
     if slot == n {
         EXTENTS_LEN.store(n + 1, Ordering::Release);
@@ -720,6 +737,7 @@ pub fn find_extent(buf: usize) -> Option<Extent> {
             start: s.start.load(Ordering::Relaxed),
             stride: s.stride.load(Ordering::Relaxed),
             count,
+            buf_delta: s.buf_delta.load(Ordering::Relaxed),
         };
         if e.object_of(buf).is_some() {
             return Some(e);

@@ -214,10 +214,22 @@ unsafe extern "C" fn ops_populate(
     // offset back to its mbuf.
     // SAFETY: mp is valid during populate.
     let (header, stride) = unsafe { ((*mp).header_size as usize, total) };
+    // For mbuf pools (rte_pktmbuf_pool_init ran before populate), a
+    // buffer sits sizeof(rte_mbuf) + priv_size after its mbuf.
+    // SAFETY: mp is valid; the private area is read only if large enough.
+    let buf_delta = unsafe {
+        if (*mp).private_data_size as usize >= std::mem::size_of::<sys::rte_pktmbuf_pool_private>()
+        {
+            std::mem::size_of::<sys::rte_mbuf>() + sys::dpdk_sys_pktmbuf_priv_size(mp) as usize
+        } else {
+            0
+        }
+    };
     bus_shm::guest::register_extent(bus_shm::guest::Extent {
         start: p as usize + header,
         stride,
         count: max_objs as usize,
+        buf_delta,
     });
     // SAFETY: p..p+bytes is ours and mapped for the life of the process.
     unsafe {
