@@ -1,5 +1,7 @@
 # The two entry points a user needs are `make demo` and `make test`
 # (README). Both run scripts/setup.sh first, which is idempotent.
+# rustup installs cargo under ~/.cargo/bin, which a non-login shell may lack.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PMDS := target/pmds
 
