@@ -241,15 +241,8 @@ pub fn buffer_space() -> Option<(usize, usize)> {
 
 // --- EAL callbacks ------------------------------------------------------------
 
-fn guard<F: FnOnce() -> c_int + std::panic::UnwindSafe>(what: &str, f: F) -> c_int {
-    std::panic::catch_unwind(f).unwrap_or_else(|_| {
-        bus_err!("internal error (panic) in {what}");
-        -1
-    })
-}
-
 unsafe extern "C" fn bus_scan() -> c_int {
-    guard("scan", || {
+    sys::ffi_guard("sock bus bus_scan", -libc::EIO, || {
         let mut devs = DEVICES.lock().unwrap();
         // SAFETY: EAL's devargs list is stable during scan (init thread).
         let mut da = unsafe { sys::rte_devargs_next(BUS_NAME.as_ptr(), std::ptr::null()) };
@@ -284,7 +277,7 @@ unsafe extern "C" fn bus_scan() -> c_int {
 }
 
 unsafe extern "C" fn bus_parse(name: *const c_char, _addr: *mut c_void) -> c_int {
-    guard("parse", || {
+    sys::ffi_guard("sock bus bus_parse", -libc::EIO, || {
         // SAFETY: EAL passes a NUL-terminated name.
         let name = unsafe { CStr::from_ptr(name) }.to_bytes();
         // A unix socket path: absolute or relative, fits sockaddr_un.
@@ -303,26 +296,28 @@ unsafe extern "C" fn bus_find_device(
     cmp: sys::rte_dev_cmp_t,
     data: *const c_void,
 ) -> *mut sys::rte_device {
-    let Some(cmp) = cmp else {
-        return std::ptr::null_mut();
-    };
-    let devs = match DEVICES.lock() {
-        Ok(d) => d.clone(),
-        Err(_) => return std::ptr::null_mut(),
-    };
-    let mut past_start = start.is_null();
-    for d in devs {
-        let p = d.rte_device();
-        if !past_start {
-            past_start = std::ptr::eq(p, start);
-            continue;
+    sys::ffi_guard("sock bus bus_find_device", std::ptr::null_mut(), || {
+        let Some(cmp) = cmp else {
+            return std::ptr::null_mut();
+        };
+        let devs = match DEVICES.lock() {
+            Ok(d) => d.clone(),
+            Err(_) => return std::ptr::null_mut(),
+        };
+        let mut past_start = start.is_null();
+        for d in devs {
+            let p = d.rte_device();
+            if !past_start {
+                past_start = std::ptr::eq(p, start);
+                continue;
+            }
+            // SAFETY: EAL's comparison callback on a valid device.
+            if unsafe { cmp(p, data) } == 0 {
+                return p;
+            }
         }
-        // SAFETY: EAL's comparison callback on a valid device.
-        if unsafe { cmp(p, data) } == 0 {
-            return p;
-        }
-    }
-    std::ptr::null_mut()
+        std::ptr::null_mut()
+    })
 }
 
 unsafe extern "C" fn bus_iommu_class() -> sys::rte_iova_mode {
@@ -330,7 +325,7 @@ unsafe extern "C" fn bus_iommu_class() -> sys::rte_iova_mode {
 }
 
 unsafe extern "C" fn bus_probe() -> c_int {
-    guard("probe", || {
+    sys::ffi_guard("sock bus bus_probe", -libc::EIO, || {
         let devs = DEVICES.lock().unwrap().clone();
         let mut failed = 0;
         for d in devs {
@@ -351,7 +346,7 @@ unsafe extern "C" fn bus_probe() -> c_int {
 }
 
 unsafe extern "C" fn bus_cleanup() -> c_int {
-    guard("cleanup", || {
+    sys::ffi_guard("sock bus bus_cleanup", -libc::EIO, || {
         let drv = *DRIVER.lock().unwrap();
         for d in DEVICES.lock().unwrap().clone() {
             if d.conn().is_some() {
@@ -566,9 +561,11 @@ fn register_events(d: &'static SockDevice, conn: &'static Conn) -> Result<(), St
 }
 
 unsafe extern "C" fn on_event(arg: *mut c_void) {
-    // SAFETY: arg is the &'static SockDevice registered above.
-    let d: &'static SockDevice = unsafe { &*(arg as *const SockDevice) };
-    let _ = std::panic::catch_unwind(|| handle_events(d));
+    sys::ffi_guard("sock bus on_event", (), || {
+        // SAFETY: arg is the &'static SockDevice registered above.
+        let d: &'static SockDevice = unsafe { &*(arg as *const SockDevice) };
+        handle_events(d);
+    })
 }
 
 fn handle_events(d: &'static SockDevice) {

@@ -61,6 +61,24 @@ pub const RTE_ETH_RSS_TCP: u64 = RTE_ETH_RSS_NONFRAG_IPV4_TCP as u64
 /// headers of the matching DPDK source).
 pub const HAVE_HEAP_GROW: bool = cfg!(dpdk_eal_private);
 
+/// Runs the body of an `extern "C"` callback: a panic inside is logged and
+/// becomes `on_panic`, so nothing unwinds into C and the app keeps running.
+/// Costs nothing unless a panic happens.
+#[inline]
+pub fn ffi_guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => {
+            log(
+                RTE_LOG_ERR,
+                RTE_LOGTYPE_EAL,
+                &format!("internal error (panic) in {what}"),
+            );
+            on_panic
+        }
+    }
+}
+
 /// Registers mempool ops called `name`, with the callbacks `set` fills in.
 /// EAL copies the struct; returns the ops index or a negative errno.
 pub fn register_mempool_ops(name: &std::ffi::CStr, set: impl FnOnce(&mut rte_mempool_ops)) -> i32 {

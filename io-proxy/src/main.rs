@@ -205,9 +205,11 @@ fn set_control_affinity(dp_cpu: u32) {
 }
 
 unsafe extern "C" fn dp_entry(arg: *mut libc::c_void) -> libc::c_int {
-    let dp = &*(arg as *const Datapath);
-    dp.run();
-    0
+    sys::ffi_guard("io_proxy dp_entry", -libc::EIO, || {
+        let dp = &*(arg as *const Datapath);
+        dp.run();
+        0
+    })
 }
 
 fn main() {

@@ -322,14 +322,8 @@ impl GuestRegion {
     /// Returns every buffer the proxy holds or that waits in the guest's
     /// fill and tx rings (STOP). Headers must all be back in the pool.
     pub fn return_all(&mut self) {
-        self.stage_fills();
-        while let Some(d) = self.staged.pop() {
-            self.return_rx(Desc {
-                data_len: LEN_EMPTY,
-                ..d
-            });
-        }
-        // fills beyond staging capacity
+        // What is staged, then what the fill ring still holds, a staging
+        // area's worth at a time.
         loop {
             self.stage_fills();
             if self.staged.is_empty() {
@@ -374,14 +368,16 @@ unsafe fn guest<'a>(mp: *const sys::rte_mempool) -> &'a mut GuestRegion {
 }
 
 unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
-    // The creator passed the GuestRegion as pool_config.
-    if (*mp).pool_config.is_null() {
-        return -libc::EINVAL;
-    }
-    (*mp).__bindgen_anon_1.pool_data = (*mp).pool_config;
-    let g = guest(mp);
-    g.free_hdrs = Vec::with_capacity((*mp).size as usize);
-    0
+    sys::ffi_guard("shm_proxy ops_alloc", -libc::EIO, || {
+        // The creator passed the GuestRegion as pool_config.
+        if (*mp).pool_config.is_null() {
+            return -libc::EINVAL;
+        }
+        (*mp).__bindgen_anon_1.pool_data = (*mp).pool_config;
+        let g = guest(mp);
+        g.free_hdrs = Vec::with_capacity((*mp).size as usize);
+        0
+    })
 }
 
 unsafe extern "C" fn ops_free(_mp: *mut sys::rte_mempool) {}
@@ -394,53 +390,54 @@ unsafe extern "C" fn ops_enqueue(
     objs: *const *mut c_void,
     n: c_uint,
 ) -> c_int {
-    let g = guest(mp);
-    let rx_room = g.rx.free(n).unwrap_or_else(|e| {
-        g.broken = true;
-        let _ = e;
-        0
-    });
-    let tx_room = g.txdone.free(n).unwrap_or_else(|_| {
-        g.broken = true;
-        0
-    });
-    let (mut nrx, mut ntx, mut lost) = (0u32, 0u32, 0u64);
-    for i in 0..n as usize {
-        let m = *objs.add(i) as *mut sys::rte_mbuf;
-        let p = hdr_priv(m);
-        match p.origin {
-            ORIGIN_FILL if nrx < rx_room => {
-                g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
-                nrx += 1;
+    sys::ffi_guard("shm_proxy ops_free", -libc::EIO, || {
+        let g = guest(mp);
+        let rx_room = g.rx.free(n).unwrap_or_else(|_| {
+            g.broken = true;
+            0
+        });
+        let tx_room = g.txdone.free(n).unwrap_or_else(|_| {
+            g.broken = true;
+            0
+        });
+        let (mut nrx, mut ntx, mut lost) = (0u32, 0u32, 0u64);
+        for i in 0..n as usize {
+            let m = *objs.add(i) as *mut sys::rte_mbuf;
+            let p = hdr_priv(m);
+            match p.origin {
+                ORIGIN_FILL if nrx < rx_room => {
+                    g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
+                    nrx += 1;
+                }
+                ORIGIN_TX if p.recycle && g.staged.len() < g.staged_cap => {
+                    g.staged.push(Desc::new(p.buf_off, g.rx_headroom, 0));
+                }
+                ORIGIN_TX if p.recycle && nrx < rx_room => {
+                    g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
+                    nrx += 1;
+                }
+                ORIGIN_TX if !p.recycle && ntx < tx_room => {
+                    g.txdone.write(ntx, Desc::new(p.buf_off, 0, p.status));
+                    ntx += 1;
+                }
+                ORIGIN_FILL | ORIGIN_TX => lost += 1,
+                _ => {}
             }
-            ORIGIN_TX if p.recycle && g.staged.len() < g.staged_cap => {
-                g.staged.push(Desc::new(p.buf_off, g.rx_headroom, 0));
-            }
-            ORIGIN_TX if p.recycle && nrx < rx_room => {
-                g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
-                nrx += 1;
-            }
-            ORIGIN_TX if !p.recycle && ntx < tx_room => {
-                g.txdone.write(ntx, Desc::new(p.buf_off, 0, p.status));
-                ntx += 1;
-            }
-            ORIGIN_FILL | ORIGIN_TX => lost += 1,
-            _ => {}
+            p.origin = ORIGIN_NONE;
+            p.recycle = false;
+            g.free_hdrs.push(m);
         }
-        p.origin = ORIGIN_NONE;
-        p.recycle = false;
-        g.free_hdrs.push(m);
-    }
-    if nrx > 0 {
-        g.rx.publish(nrx);
-    }
-    if ntx > 0 {
-        g.txdone.publish(ntx);
-    }
-    if lost > 0 {
-        SocketStats::add(&g.stats.lost_returns, lost);
-    }
-    0
+        if nrx > 0 {
+            g.rx.publish(nrx);
+        }
+        if ntx > 0 {
+            g.txdone.publish(ntx);
+        }
+        if lost > 0 {
+            SocketStats::add(&g.stats.lost_returns, lost);
+        }
+        0
+    })
 }
 
 unsafe extern "C" fn ops_dequeue(
@@ -448,30 +445,34 @@ unsafe extern "C" fn ops_dequeue(
     objs: *mut *mut c_void,
     n: c_uint,
 ) -> c_int {
-    let g = guest(mp);
-    let n = n as usize;
-    if g.staged.len() < n {
-        g.stage_fills();
-    }
-    if g.staged.len() < n || g.free_hdrs.len() < n {
-        SocketStats::add(&g.stats.rx_no_buffer, n as u64);
-        return -libc::ENOBUFS;
-    }
-    // From the end: cheapest, and any order is fine for the guest.
-    let start = g.staged.len() - n;
-    for (i, k) in (start..g.staged.len()).enumerate() {
-        let d = g.staged[k];
-        let m = g.free_hdrs.pop().expect("checked above");
-        g.attach(m, d.offset(), g.rx_room, &d, ORIGIN_FILL);
-        *objs.add(i) = m as *mut c_void;
-    }
-    g.staged.truncate(start);
-    0
+    sys::ffi_guard("shm_proxy ops_dequeue", -libc::EIO, || {
+        let g = guest(mp);
+        let n = n as usize;
+        if g.staged.len() < n {
+            g.stage_fills();
+        }
+        if g.staged.len() < n || g.free_hdrs.len() < n {
+            SocketStats::add(&g.stats.rx_no_buffer, n as u64);
+            return -libc::ENOBUFS;
+        }
+        // From the end: cheapest, and any order is fine for the guest.
+        let start = g.staged.len() - n;
+        for (i, k) in (start..g.staged.len()).enumerate() {
+            let d = g.staged[k];
+            let m = g.free_hdrs.pop().expect("checked above");
+            g.attach(m, d.offset(), g.rx_room, &d, ORIGIN_FILL);
+            *objs.add(i) = m as *mut c_void;
+        }
+        g.staged.truncate(start);
+        0
+    })
 }
 
 unsafe extern "C" fn ops_get_count(mp: *const sys::rte_mempool) -> c_uint {
-    let g = guest(mp);
-    g.free_hdrs.len().min(g.staged.len()) as c_uint
+    sys::ffi_guard("shm_proxy ops_get_count", 0, || {
+        let g = guest(mp);
+        g.free_hdrs.len().min(g.staged.len()) as c_uint
+    })
 }
 
 /// Clears each object before the library enqueues it, so that every
@@ -485,8 +486,10 @@ unsafe extern "C" fn ops_populate(
     obj_cb: sys::rte_mempool_populate_obj_cb_t,
     obj_cb_arg: *mut c_void,
 ) -> c_int {
-    std::ptr::write_bytes(vaddr as *mut u8, 0, len);
-    sys::rte_mempool_op_populate_default(mp, max_objs, vaddr, iova, len, obj_cb, obj_cb_arg)
+    sys::ffi_guard("shm_proxy ops_populate", -libc::EIO, || {
+        std::ptr::write_bytes(vaddr as *mut u8, 0, len);
+        sys::rte_mempool_op_populate_default(mp, max_objs, vaddr, iova, len, obj_cb, obj_cb_arg)
+    })
 }
 
 /// Registers the `shm_proxy` ops (once, before the first guest).
@@ -511,17 +514,19 @@ unsafe extern "C" fn init_hdr(
     obj: *mut c_void,
     _idx: c_uint,
 ) {
-    let m = obj as *mut sys::rte_mbuf;
-    std::ptr::write_bytes(
-        m as *mut u8,
-        0,
-        std::mem::size_of::<sys::rte_mbuf>() + HDR_PRIV_SIZE as usize,
-    );
-    (*m).pool = mp;
-    (*m).priv_size = HDR_PRIV_SIZE;
-    (*m).refcnt = 1;
-    (*m).nb_segs = 1;
-    (*m).port = u16::MAX;
+    sys::ffi_guard("shm_proxy init_hdr", (), || {
+        let m = obj as *mut sys::rte_mbuf;
+        std::ptr::write_bytes(
+            m as *mut u8,
+            0,
+            std::mem::size_of::<sys::rte_mbuf>() + HDR_PRIV_SIZE as usize,
+        );
+        (*m).pool = mp;
+        (*m).priv_size = HDR_PRIV_SIZE;
+        (*m).refcnt = 1;
+        (*m).nb_segs = 1;
+        (*m).port = u16::MAX;
+    })
 }
 
 /// Creates the header pool of a guest: `n` headers whose data room is the

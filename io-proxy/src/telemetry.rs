@@ -83,34 +83,49 @@ unsafe fn add_str(d: *mut sys::rte_tel_data, k: &str, v: &str) {
     sys::rte_tel_data_add_dict_string(d, cs(k).as_ptr(), cs(v).as_ptr());
 }
 
+/// A new, empty dict container (None when out of memory).
+unsafe fn new_dict() -> Option<*mut sys::rte_tel_data> {
+    let c = sys::rte_tel_data_alloc();
+    if c.is_null() {
+        return None;
+    }
+    sys::rte_tel_data_start_dict(c);
+    Some(c)
+}
+
+/// Adds container `c` to dict `d` under `k`; `d` takes ownership.
+unsafe fn add_dict(d: *mut sys::rte_tel_data, k: &str, c: *mut sys::rte_tel_data) {
+    sys::rte_tel_data_add_dict_container(d, cs(k).as_ptr(), c, 0);
+}
+
 unsafe extern "C" fn tel_ports(
     _cmd: *const c_char,
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
-    sys::rte_tel_data_start_dict(d);
-    let Some(snap) = g.as_ref() else { return 0 };
-    for p in &snap.ports {
-        let c = sys::rte_tel_data_alloc();
-        if c.is_null() {
-            return -libc::ENOMEM;
+    sys::ffi_guard("io_proxy telemetry tel_ports", -libc::EIO, || {
+        let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+        sys::rte_tel_data_start_dict(d);
+        let Some(snap) = g.as_ref() else { return 0 };
+        for p in &snap.ports {
+            let Some(c) = new_dict() else {
+                return -libc::ENOMEM;
+            };
+            add_u64(c, "port_id", p.id as u64);
+            add_str(c, "name", &p.name);
+            add_str(c, "driver", &p.driver);
+            add_u64(c, "queues", p.queues as u64);
+            add_u64(c, "rss", p.rss as u64);
+            add_str(c, "mac", &p.mac);
+            let mut st: sys::rte_eth_stats = std::mem::zeroed();
+            sys::rte_eth_stats_get(p.id, &mut st);
+            add_u64(c, "rx_packets", st.ipackets);
+            add_u64(c, "tx_packets", st.opackets);
+            add_u64(c, "rx_missed", st.imissed);
+            add_dict(d, &format!("port{}", p.id), c);
         }
-        sys::rte_tel_data_start_dict(c);
-        add_u64(c, "port_id", p.id as u64);
-        add_str(c, "name", &p.name);
-        add_str(c, "driver", &p.driver);
-        add_u64(c, "queues", p.queues as u64);
-        add_u64(c, "rss", p.rss as u64);
-        add_str(c, "mac", &p.mac);
-        let mut st: sys::rte_eth_stats = std::mem::zeroed();
-        sys::rte_eth_stats_get(p.id, &mut st);
-        add_u64(c, "rx_packets", st.ipackets);
-        add_u64(c, "tx_packets", st.opackets);
-        add_u64(c, "rx_missed", st.imissed);
-        sys::rte_tel_data_add_dict_container(d, cs(&format!("port{}", p.id)).as_ptr(), c, 0);
-    }
-    0
+        0
+    })
 }
 
 unsafe extern "C" fn tel_sockets(
@@ -118,36 +133,36 @@ unsafe extern "C" fn tel_sockets(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
-    sys::rte_tel_data_start_dict(d);
-    let Some(snap) = g.as_ref() else { return 0 };
-    for (i, s) in snap.sockets.iter().enumerate() {
-        let c = sys::rte_tel_data_alloc();
-        if c.is_null() {
-            return -libc::ENOMEM;
+    sys::ffi_guard("io_proxy telemetry tel_sockets", -libc::EIO, || {
+        let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+        sys::rte_tel_data_start_dict(d);
+        let Some(snap) = g.as_ref() else { return 0 };
+        for (i, s) in snap.sockets.iter().enumerate() {
+            let Some(c) = new_dict() else {
+                return -libc::ENOMEM;
+            };
+            add_str(c, "path", &s.path);
+            add_u64(c, "port", s.port as u64);
+            add_u64(c, "queue", s.queue as u64);
+            add_u64(c, "connected", s.connected as u64);
+            add_u64(c, "started", s.started as u64);
+            sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as i32);
+            add_str(c, "guest", &s.guest);
+            let st = &s.stats;
+            add_u64(c, "rx_packets", get(&st.rx_packets));
+            add_u64(c, "rx_bytes", get(&st.rx_bytes));
+            add_u64(c, "tx_packets", get(&st.tx_packets));
+            add_u64(c, "tx_bytes", get(&st.tx_bytes));
+            add_u64(c, "rx_drops", get(&st.rx_drops));
+            add_u64(c, "tx_drops", get(&st.tx_drops));
+            add_u64(c, "rx_no_buffer", get(&st.rx_no_buffer));
+            add_u64(c, "bad_descriptors", get(&st.bad_descriptors));
+            add_u64(c, "lost_returns", get(&st.lost_returns));
+            add_u64(c, "payload_copies", get(&st.payload_copies));
+            add_dict(d, &format!("socket{i}"), c);
         }
-        sys::rte_tel_data_start_dict(c);
-        add_str(c, "path", &s.path);
-        add_u64(c, "port", s.port as u64);
-        add_u64(c, "queue", s.queue as u64);
-        add_u64(c, "connected", s.connected as u64);
-        add_u64(c, "started", s.started as u64);
-        sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as i32);
-        add_str(c, "guest", &s.guest);
-        let st = &s.stats;
-        add_u64(c, "rx_packets", get(&st.rx_packets));
-        add_u64(c, "rx_bytes", get(&st.rx_bytes));
-        add_u64(c, "tx_packets", get(&st.tx_packets));
-        add_u64(c, "tx_bytes", get(&st.tx_bytes));
-        add_u64(c, "rx_drops", get(&st.rx_drops));
-        add_u64(c, "tx_drops", get(&st.tx_drops));
-        add_u64(c, "rx_no_buffer", get(&st.rx_no_buffer));
-        add_u64(c, "bad_descriptors", get(&st.bad_descriptors));
-        add_u64(c, "lost_returns", get(&st.lost_returns));
-        add_u64(c, "payload_copies", get(&st.payload_copies));
-        sys::rte_tel_data_add_dict_container(d, cs(&format!("socket{i}")).as_ptr(), c, 0);
-    }
-    0
+        0
+    })
 }
 
 /// Registers the log type and the telemetry commands (after EAL init).

@@ -64,43 +64,47 @@ unsafe fn ring(mp: *const sys::rte_mempool) -> *mut sys::rte_ring {
 }
 
 unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
-    // SAFETY: EAL passes a valid pool being created.
-    unsafe {
-        let mut name = [0u8; sys::RTE_RING_NAMESIZE as usize];
-        let pool = std::ffi::CStr::from_ptr((*mp).name.as_ptr()).to_string_lossy();
-        let s = format!("SHM_{pool}");
-        let n = s.len().min(name.len() - 1);
-        name[..n].copy_from_slice(&s.as_bytes()[..n]);
-        let count = ((*mp).size + 1).next_power_of_two();
-        let r = sys::rte_ring_create(name.as_ptr() as *const _, count, (*mp).socket_id, 0);
-        if r.is_null() {
-            return -sys::rte_errno();
+    sys::ffi_guard("shared_mem ops_alloc", -libc::EIO, || {
+        // SAFETY: EAL passes a valid pool being created.
+        unsafe {
+            let mut name = [0u8; sys::RTE_RING_NAMESIZE as usize];
+            let pool = std::ffi::CStr::from_ptr((*mp).name.as_ptr()).to_string_lossy();
+            let s = format!("SHM_{pool}");
+            let n = s.len().min(name.len() - 1);
+            name[..n].copy_from_slice(&s.as_bytes()[..n]);
+            let count = ((*mp).size + 1).next_power_of_two();
+            let r = sys::rte_ring_create(name.as_ptr() as *const _, count, (*mp).socket_id, 0);
+            if r.is_null() {
+                return -sys::rte_errno();
+            }
+            (*mp).__bindgen_anon_1.pool_data = r as *mut c_void;
+            // Nothing in the guest DMAs: objects may straddle pages, which
+            // packs them densely instead of one per 4 KiB page.
+            (*mp).flags |= sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG;
         }
-        (*mp).__bindgen_anon_1.pool_data = r as *mut c_void;
-        // Nothing in the guest DMAs: objects may straddle pages, which
-        // packs them densely instead of one per 4 KiB page.
-        (*mp).flags |= sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG;
-    }
-    0
+        0
+    })
 }
 
 unsafe extern "C" fn ops_free(mp: *mut sys::rte_mempool) {
-    // SAFETY: a pool of ours being freed: its ring and arena extents go.
-    unsafe {
-        sys::rte_ring_free(ring(mp));
-    }
-    let mut ext = EXTENTS.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: mp is the pool being freed.
-    let header = unsafe { (*mp).header_size as usize };
-    ext.retain(|&(pool, p, len)| {
-        if pool == mp as usize {
-            bus_shm::guest::unregister_extent(p + header);
-            bus_shm::guest::buffer_free(p as *mut u8, len);
-            false
-        } else {
-            true
+    sys::ffi_guard("shared_mem ops_free", (), || {
+        // SAFETY: a pool of ours being freed: its ring and arena extents go.
+        unsafe {
+            sys::rte_ring_free(ring(mp));
         }
-    });
+        let mut ext = EXTENTS.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: mp is the pool being freed.
+        let header = unsafe { (*mp).header_size as usize };
+        ext.retain(|&(pool, p, len)| {
+            if pool == mp as usize {
+                bus_shm::guest::unregister_extent(p + header);
+                bus_shm::guest::buffer_free(p as *mut u8, len);
+                false
+            } else {
+                true
+            }
+        });
+    })
 }
 
 unsafe extern "C" fn ops_enqueue(
@@ -108,13 +112,16 @@ unsafe extern "C" fn ops_enqueue(
     objs: *const *mut c_void,
     n: c_uint,
 ) -> c_int {
-    // SAFETY: objs holds n object pointers (mempool API contract).
-    let done = unsafe { sys::dpdk_sys_ring_enqueue_bulk(ring(mp), objs, n, std::ptr::null_mut()) };
-    if done == n {
-        0
-    } else {
-        -libc::ENOBUFS
-    }
+    sys::ffi_guard("shared_mem ops_enqueue", -libc::EIO, || {
+        // SAFETY: objs holds n object pointers (mempool API contract).
+        let done =
+            unsafe { sys::dpdk_sys_ring_enqueue_bulk(ring(mp), objs, n, std::ptr::null_mut()) };
+        if done == n {
+            0
+        } else {
+            -libc::ENOBUFS
+        }
+    })
 }
 
 unsafe extern "C" fn ops_dequeue(
@@ -122,18 +129,23 @@ unsafe extern "C" fn ops_dequeue(
     objs: *mut *mut c_void,
     n: c_uint,
 ) -> c_int {
-    // SAFETY: objs has room for n pointers (mempool API contract).
-    let done = unsafe { sys::dpdk_sys_ring_dequeue_bulk(ring(mp), objs, n, std::ptr::null_mut()) };
-    if done == n {
-        0
-    } else {
-        -libc::ENOENT
-    }
+    sys::ffi_guard("shared_mem ops_dequeue", -libc::EIO, || {
+        // SAFETY: objs has room for n pointers (mempool API contract).
+        let done =
+            unsafe { sys::dpdk_sys_ring_dequeue_bulk(ring(mp), objs, n, std::ptr::null_mut()) };
+        if done == n {
+            0
+        } else {
+            -libc::ENOENT
+        }
+    })
 }
 
 unsafe extern "C" fn ops_get_count(mp: *const sys::rte_mempool) -> c_uint {
-    // SAFETY: a pool of ours.
-    unsafe { sys::dpdk_sys_ring_count(ring(mp)) }
+    sys::ffi_guard("shared_mem ops_get_count", 0, || {
+        // SAFETY: a pool of ours.
+        unsafe { sys::dpdk_sys_ring_count(ring(mp)) }
+    })
 }
 
 /// Asks DPDK for one page only: the objects go to the shared buffer area
@@ -145,17 +157,23 @@ unsafe extern "C" fn ops_calc_mem_size(
     min_chunk_size: *mut usize,
     align: *mut usize,
 ) -> isize {
-    let size = if pg_shift == 0 {
-        4096
-    } else {
-        1usize << pg_shift.min(30)
-    };
-    // SAFETY: out-pointers provided by the mempool library.
-    unsafe {
-        *min_chunk_size = size;
-        *align = size;
-    }
-    size as isize
+    sys::ffi_guard(
+        "shared_mem ops_calc_mem_size",
+        -(libc::ENOMEM as isize),
+        || {
+            let size = if pg_shift == 0 {
+                4096
+            } else {
+                1usize << pg_shift.min(30)
+            };
+            // SAFETY: out-pointers provided by the mempool library.
+            unsafe {
+                *min_chunk_size = size;
+                *align = size;
+            }
+            size as isize
+        },
+    )
 }
 
 unsafe extern "C" fn ops_populate(
@@ -167,19 +185,20 @@ unsafe extern "C" fn ops_populate(
     obj_cb: sys::rte_mempool_populate_obj_cb_t,
     obj_cb_arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: mp is the pool being populated.
-    let (total, name) = unsafe {
-        (
-            ((*mp).header_size + (*mp).elt_size + (*mp).trailer_size) as usize,
-            std::ffi::CStr::from_ptr((*mp).name.as_ptr())
-                .to_string_lossy()
-                .into_owned(),
-        )
-    };
-    let bytes = total * max_objs as usize + 64;
-    let Some(p) = bus_shm::guest::buffer_alloc(bytes, 64) else {
-        let (free, size) = bus_shm::guest::buffer_space().unwrap_or((0, 0));
-        log(
+    sys::ffi_guard("shared_mem ops_populate", -libc::EIO, || {
+        // SAFETY: mp is the pool being populated.
+        let (total, name) = unsafe {
+            (
+                ((*mp).header_size + (*mp).elt_size + (*mp).trailer_size) as usize,
+                std::ffi::CStr::from_ptr((*mp).name.as_ptr())
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        };
+        let bytes = total * max_objs as usize + 64;
+        let Some(p) = bus_shm::guest::buffer_alloc(bytes, 64) else {
+            let (free, size) = bus_shm::guest::buffer_space().unwrap_or((0, 0));
+            log(
             sys::RTE_LOG_ERR,
             &format!(
                 "pool {name}: {max_objs} objects need {} MiB of shared buffers, {} of {} MiB free; \
@@ -190,58 +209,60 @@ unsafe extern "C" fn ops_populate(
                 if size == 0 { " (no sock device connected)" } else { "" }
             ),
         );
-        return 0;
-    };
-    EXTENTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((mp as usize, p as usize, bytes));
-    // SAFETY: plain query.
-    let iova = if unsafe { sys::rte_eal_iova_mode() } == sys::RTE_IOVA_VA {
-        p as u64
-    } else {
-        u64::MAX // RTE_BAD_IOVA
-    };
-    log(
-        sys::RTE_LOG_INFO,
-        &format!(
-            "pool {name}: {max_objs} objects ({} MiB) in shared memory",
-            bytes >> 20
-        ),
-    );
-    // Objects are laid out back to back from p (no page rule: the pool has
-    // RTE_MEMPOOL_F_NO_IOVA_CONTIG), so the guest's PMD can map a buffer
-    // offset back to its mbuf.
-    // SAFETY: mp is valid during populate.
-    let (header, stride) = unsafe { ((*mp).header_size as usize, total) };
-    // For mbuf pools (rte_pktmbuf_pool_init ran before populate), a
-    // buffer sits sizeof(rte_mbuf) + priv_size after its mbuf.
-    // SAFETY: mp is valid; the private area is read only if large enough.
-    let buf_delta = unsafe {
-        if (*mp).private_data_size as usize >= std::mem::size_of::<sys::rte_pktmbuf_pool_private>()
-        {
-            std::mem::size_of::<sys::rte_mbuf>() + sys::dpdk_sys_pktmbuf_priv_size(mp) as usize
+            return 0;
+        };
+        EXTENTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((mp as usize, p as usize, bytes));
+        // SAFETY: plain query.
+        let iova = if unsafe { sys::rte_eal_iova_mode() } == sys::RTE_IOVA_VA {
+            p as u64
         } else {
-            0
+            u64::MAX // RTE_BAD_IOVA
+        };
+        log(
+            sys::RTE_LOG_INFO,
+            &format!(
+                "pool {name}: {max_objs} objects ({} MiB) in shared memory",
+                bytes >> 20
+            ),
+        );
+        // Objects are laid out back to back from p (no page rule: the pool has
+        // RTE_MEMPOOL_F_NO_IOVA_CONTIG), so the guest's PMD can map a buffer
+        // offset back to its mbuf.
+        // SAFETY: mp is valid during populate.
+        let (header, stride) = unsafe { ((*mp).header_size as usize, total) };
+        // For mbuf pools (rte_pktmbuf_pool_init ran before populate), a
+        // buffer sits sizeof(rte_mbuf) + priv_size after its mbuf.
+        // SAFETY: mp is valid; the private area is read only if large enough.
+        let buf_delta = unsafe {
+            if (*mp).private_data_size as usize
+                >= std::mem::size_of::<sys::rte_pktmbuf_pool_private>()
+            {
+                std::mem::size_of::<sys::rte_mbuf>() + sys::dpdk_sys_pktmbuf_priv_size(mp) as usize
+            } else {
+                0
+            }
+        };
+        bus_shm::guest::register_extent(bus_shm::guest::Extent {
+            start: p as usize + header,
+            stride,
+            count: max_objs as usize,
+            buf_delta,
+        });
+        // SAFETY: p..p+bytes is ours and mapped for the life of the process.
+        unsafe {
+            sys::rte_mempool_op_populate_helper(
+                mp,
+                0,
+                max_objs,
+                p as *mut c_void,
+                iova,
+                bytes,
+                obj_cb,
+                obj_cb_arg,
+            )
         }
-    };
-    bus_shm::guest::register_extent(bus_shm::guest::Extent {
-        start: p as usize + header,
-        stride,
-        count: max_objs as usize,
-        buf_delta,
-    });
-    // SAFETY: p..p+bytes is ours and mapped for the life of the process.
-    unsafe {
-        sys::rte_mempool_op_populate_helper(
-            mp,
-            0,
-            max_objs,
-            p as *mut c_void,
-            iova,
-            bytes,
-            obj_cb,
-            obj_cb_arg,
-        )
-    }
+    })
 }

@@ -6,7 +6,7 @@
 
 pub mod queue;
 
-use bus_shm::guest::{SockDevice, SockDriver};
+use bus_shm::guest::{Conn, SockDevice, SockDriver};
 use bus_shm::proto::Start;
 use dpdk_sys as sys;
 use queue::{Area, RxBudget, RxQueue, TxQueue};
@@ -60,13 +60,6 @@ struct Port {
 /// `dev` must be a net_shm port.
 unsafe fn port<'a>(dev: *mut sys::rte_eth_dev) -> &'a mut Port {
     &mut **((*(*dev).data).dev_private as *mut *mut Port)
-}
-
-fn guard<F: FnOnce() -> c_int + std::panic::UnwindSafe>(f: F) -> c_int {
-    std::panic::catch_unwind(f).unwrap_or_else(|_| {
-        err!("internal error (panic)");
-        -libc::EIO
-    })
 }
 
 static mut OPS: std::mem::MaybeUninit<sys::eth_dev_ops> = std::mem::MaybeUninit::zeroed();
@@ -217,47 +210,51 @@ unsafe extern "C" fn noop(_dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn dev_configure(dev: *mut sys::rte_eth_dev) -> c_int {
-    let data = (*dev).data;
-    if (*data).nb_rx_queues > 1 || (*data).nb_tx_queues > 1 {
-        err!(
+    sys::ffi_guard("net_shm dev_configure", -libc::EIO, || {
+        let data = (*dev).data;
+        if (*data).nb_rx_queues > 1 || (*data).nb_tx_queues > 1 {
+            err!(
             "port {}: one rx and one tx queue per socket (asked {} rx, {} tx); serve more NIC queues on more sockets",
             (*data).port_id,
             (*data).nb_rx_queues,
             (*data).nb_tx_queues
         );
-        return -libc::EINVAL;
-    }
-    0
+            return -libc::EINVAL;
+        }
+        0
+    })
 }
 
 unsafe extern "C" fn dev_infos_get(
     dev: *mut sys::rte_eth_dev,
     info: *mut sys::rte_eth_dev_info,
 ) -> c_int {
-    let p = port(dev);
-    let info = &mut *info;
-    info.max_rx_queues = 1;
-    info.max_tx_queues = 1;
-    info.max_mac_addrs = 1;
-    info.min_mtu = 68;
-    info.max_mtu = p.max_mtu;
-    info.max_rx_pktlen = p.max_rx_pktlen;
-    info.min_rx_bufsize = 128;
-    info.rx_desc_lim.nb_max = p.ring_entries as u16;
-    info.rx_desc_lim.nb_min = 64;
-    info.rx_desc_lim.nb_align = 1;
-    info.tx_desc_lim = info.rx_desc_lim;
-    info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
-    info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
-    info.default_rxportconf.ring_size = p.ring_entries as u16;
-    info.default_txportconf.ring_size = p.ring_entries as u16;
-    info.default_rxportconf.nb_queues = 1;
-    info.default_txportconf.nb_queues = 1;
-    0
+    sys::ffi_guard("net_shm dev_infos_get", -libc::EIO, || {
+        let p = port(dev);
+        let info = &mut *info;
+        info.max_rx_queues = 1;
+        info.max_tx_queues = 1;
+        info.max_mac_addrs = 1;
+        info.min_mtu = 68;
+        info.max_mtu = p.max_mtu;
+        info.max_rx_pktlen = p.max_rx_pktlen;
+        info.min_rx_bufsize = 128;
+        info.rx_desc_lim.nb_max = p.ring_entries as u16;
+        info.rx_desc_lim.nb_min = 64;
+        info.rx_desc_lim.nb_align = 1;
+        info.tx_desc_lim = info.rx_desc_lim;
+        info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
+        info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
+        info.default_rxportconf.ring_size = p.ring_entries as u16;
+        info.default_txportconf.ring_size = p.ring_entries as u16;
+        info.default_rxportconf.nb_queues = 1;
+        info.default_txportconf.nb_queues = 1;
+        0
+    })
 }
 
 unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
-    guard(|| {
+    sys::ffi_guard("net_shm dev_start", -libc::EIO, || {
         // SAFETY: ethdev calls us with a configured net_shm port.
         unsafe {
             let p = port(dev);
@@ -299,7 +296,7 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
-    guard(|| {
+    sys::ffi_guard("net_shm dev_stop", -libc::EIO, || {
         // SAFETY: ethdev calls us with a net_shm port; the queues are not
         // polled while the port stops (ethdev contract).
         unsafe {
@@ -333,7 +330,7 @@ unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
-    guard(|| {
+    sys::ffi_guard("net_shm dev_close", -libc::EIO, || {
         // SAFETY: closing our port; ethdev releases it after we return.
         unsafe {
             let data = (*dev).data;
@@ -352,25 +349,29 @@ unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn link_update(dev: *mut sys::rte_eth_dev, _wait: c_int) -> c_int {
-    let p = port(dev);
-    let (up, speed) = match p.sock.conn() {
-        Some(c) => (p.started && c.link_up() && !c.proxy_gone(), c.link_speed()),
-        None => (false, 0),
-    };
-    sys::dpdk_sys_eth_linkstatus_set(dev, up as c_int, speed)
+    sys::ffi_guard("net_shm link_update", -libc::EIO, || {
+        let p = port(dev);
+        let (up, speed) = match p.sock.conn() {
+            Some(c) => (p.started && c.link_up() && !c.proxy_gone(), c.link_speed()),
+            None => (false, 0),
+        };
+        sys::dpdk_sys_eth_linkstatus_set(dev, up as c_int, speed)
+    })
 }
 
 unsafe extern "C" fn mtu_set(dev: *mut sys::rte_eth_dev, mtu: u16) -> c_int {
-    let p = port(dev);
-    if mtu > p.max_mtu {
-        err!(
-            "port {}: MTU {mtu} above the NIC's {} (set by the proxy)",
-            p.port_id,
-            p.max_mtu
-        );
-        return -libc::EINVAL;
-    }
-    0
+    sys::ffi_guard("net_shm mtu_set", -libc::EIO, || {
+        let p = port(dev);
+        if mtu > p.max_mtu {
+            err!(
+                "port {}: MTU {mtu} above the NIC's {} (set by the proxy)",
+                p.port_id,
+                p.max_mtu
+            );
+            return -libc::EINVAL;
+        }
+        0
+    })
 }
 
 unsafe fn queues(
@@ -391,54 +392,58 @@ unsafe fn queues(
 }
 
 unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_stats) -> c_int {
-    let (rx, tx) = queues(dev);
-    let s = &mut *s;
-    if let Some(q) = rx {
-        s.ipackets = q.packets.get();
-        s.ibytes = q.bytes.get();
-        s.q_ipackets[0] = s.ipackets;
-        s.q_ibytes[0] = s.ibytes;
-        s.rx_nombuf = q.nombuf.get();
-        s.ierrors = q.bad_desc.get();
-    }
-    if let Some(q) = tx {
-        s.opackets = q.packets.get();
-        s.obytes = q.bytes.get();
-        s.q_opackets[0] = s.opackets;
-        s.q_obytes[0] = s.obytes;
-        s.oerrors = q.not_sent.get() + q.rejected.get();
-    }
-    0
+    sys::ffi_guard("net_shm stats_get", -libc::EIO, || {
+        let (rx, tx) = queues(dev);
+        let s = &mut *s;
+        if let Some(q) = rx {
+            s.ipackets = q.packets.get();
+            s.ibytes = q.bytes.get();
+            s.q_ipackets[0] = s.ipackets;
+            s.q_ibytes[0] = s.ibytes;
+            s.rx_nombuf = q.nombuf.get();
+            s.ierrors = q.bad_desc.get();
+        }
+        if let Some(q) = tx {
+            s.opackets = q.packets.get();
+            s.obytes = q.bytes.get();
+            s.q_opackets[0] = s.opackets;
+            s.q_obytes[0] = s.obytes;
+            s.oerrors = q.not_sent.get() + q.rejected.get();
+        }
+        0
+    })
 }
 
 unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
-    let (rx, tx) = queues(dev);
-    if let Some(q) = rx {
-        for c in [
-            &q.packets,
-            &q.bytes,
-            &q.nombuf,
-            &q.bad_desc,
-            &q.empty_returns,
-            &q.stop_discards,
-        ] {
-            c.reset();
+    sys::ffi_guard("net_shm stats_reset", -libc::EIO, || {
+        let (rx, tx) = queues(dev);
+        if let Some(q) = rx {
+            for c in [
+                &q.packets,
+                &q.bytes,
+                &q.nombuf,
+                &q.bad_desc,
+                &q.empty_returns,
+                &q.stop_discards,
+            ] {
+                c.reset();
+            }
         }
-    }
-    if let Some(q) = tx {
-        for c in [
-            &q.packets,
-            &q.bytes,
-            &q.copies,
-            &q.not_sent,
-            &q.rejected,
-            &q.bad_desc,
-            &q.recycled,
-        ] {
-            c.reset();
+        if let Some(q) = tx {
+            for c in [
+                &q.packets,
+                &q.bytes,
+                &q.copies,
+                &q.not_sent,
+                &q.rejected,
+                &q.bad_desc,
+                &q.recycled,
+            ] {
+                c.reset();
+            }
         }
-    }
-    0
+        0
+    })
 }
 
 const XSTATS: [&str; 7] = [
@@ -456,16 +461,18 @@ unsafe extern "C" fn xstats_get_names(
     names: *mut sys::rte_eth_xstat_name,
     size: u32,
 ) -> c_int {
-    if !names.is_null() {
-        for (i, n) in XSTATS.iter().enumerate().take(size as usize) {
-            let dst = &mut (*names.add(i)).name;
-            dst.fill(0);
-            for (j, b) in n.bytes().enumerate() {
-                dst[j] = b as _;
+    sys::ffi_guard("net_shm xstats_get_names", -libc::EIO, || {
+        if !names.is_null() {
+            for (i, n) in XSTATS.iter().enumerate().take(size as usize) {
+                let dst = &mut (*names.add(i)).name;
+                dst.fill(0);
+                for (j, b) in n.bytes().enumerate() {
+                    dst[j] = b as _;
+                }
             }
         }
-    }
-    XSTATS.len() as c_int
+        XSTATS.len() as c_int
+    })
 }
 
 unsafe extern "C" fn xstats_get(
@@ -473,24 +480,42 @@ unsafe extern "C" fn xstats_get(
     xs: *mut sys::rte_eth_xstat,
     n: u32,
 ) -> c_int {
-    if (n as usize) < XSTATS.len() || xs.is_null() {
-        return XSTATS.len() as c_int;
+    sys::ffi_guard("net_shm xstats_get", -libc::EIO, || {
+        if (n as usize) < XSTATS.len() || xs.is_null() {
+            return XSTATS.len() as c_int;
+        }
+        let (rx, tx) = queues(dev);
+        let values = [
+            rx.map_or(0, |q| q.stop_discards.get()),
+            tx.map_or(0, |q| q.recycled.get()),
+            rx.map_or(0, |q| q.empty_returns.get()),
+            rx.map_or(0, |q| q.bad_desc.get()) + tx.map_or(0, |q| q.bad_desc.get()),
+            tx.map_or(0, |q| q.copies.get()),
+            tx.map_or(0, |q| q.not_sent.get()),
+            tx.map_or(0, |q| q.rejected.get()),
+        ];
+        for (i, v) in values.iter().enumerate() {
+            (*xs.add(i)).id = i as u64;
+            (*xs.add(i)).value = *v;
+        }
+        XSTATS.len() as c_int
+    })
+}
+
+/// The port and connection a queue setup applies to; only queue 0 exists.
+///
+/// # Safety
+/// `dev` must be a net_shm port.
+unsafe fn queue_target<'a>(
+    dev: *mut sys::rte_eth_dev,
+    qid: u16,
+) -> Result<(&'a mut Port, &'static Conn), c_int> {
+    let p = port(dev);
+    let conn = p.sock.conn().ok_or(-libc::ENOTCONN)?;
+    if qid != 0 {
+        return Err(-libc::EINVAL);
     }
-    let (rx, tx) = queues(dev);
-    let values = [
-        rx.map_or(0, |q| q.stop_discards.get()),
-        tx.map_or(0, |q| q.recycled.get()),
-        rx.map_or(0, |q| q.empty_returns.get()),
-        rx.map_or(0, |q| q.bad_desc.get()) + tx.map_or(0, |q| q.bad_desc.get()),
-        tx.map_or(0, |q| q.copies.get()),
-        tx.map_or(0, |q| q.not_sent.get()),
-        tx.map_or(0, |q| q.rejected.get()),
-    ];
-    for (i, v) in values.iter().enumerate() {
-        (*xs.add(i)).id = i as u64;
-        (*xs.add(i)).value = *v;
-    }
-    XSTATS.len() as c_int
+    Ok((p, conn))
 }
 
 unsafe extern "C" fn rx_queue_setup(
@@ -501,16 +526,13 @@ unsafe extern "C" fn rx_queue_setup(
     _conf: *const sys::rte_eth_rxconf,
     mp: *mut sys::rte_mempool,
 ) -> c_int {
-    guard(|| {
+    sys::ffi_guard("net_shm rx_queue_setup", -libc::EIO, || {
         // SAFETY: ethdev contract: valid port, stopped, valid pool.
         unsafe {
-            let p = port(dev);
-            let Some(conn) = p.sock.conn() else {
-                return -libc::ENOTCONN;
+            let (p, conn) = match queue_target(dev, qid) {
+                Ok(t) => t,
+                Err(e) => return e,
             };
-            if qid != 0 {
-                return -libc::EINVAL;
-            }
             // The pool's buffers must be in the shared area, or the proxy
             // cannot receive into them.
             let m = sys::dpdk_sys_pktmbuf_alloc(mp);
@@ -551,7 +573,6 @@ unsafe extern "C" fn rx_queue_setup(
                 port_id: p.port_id,
                 headroom,
                 budget: &*p.budget,
-                limit: l.ring_entries,
                 // Half the ring: more than a NIC ring of 1024 takes at start,
                 // and room for recycled buffers on top.
                 fill_target: (l.ring_entries / 2 + 2 * 64).min(l.ring_entries - 128),
@@ -576,16 +597,13 @@ unsafe extern "C" fn tx_queue_setup(
     socket: u32,
     _conf: *const sys::rte_eth_txconf,
 ) -> c_int {
-    guard(|| {
+    sys::ffi_guard("net_shm tx_queue_setup", -libc::EIO, || {
         // SAFETY: ethdev contract: valid, stopped port.
         unsafe {
-            let p = port(dev);
-            let Some(conn) = p.sock.conn() else {
-                return -libc::ENOTCONN;
+            let (p, conn) = match queue_target(dev, qid) {
+                Ok(t) => t,
+                Err(e) => return e,
             };
-            if qid != 0 {
-                return -libc::EINVAL;
-            }
             tx_queue_release(dev, 0);
             let l = conn.info.layout;
             let (Ok(tx), Ok(done)) = (
@@ -642,29 +660,33 @@ unsafe extern "C" fn tx_queue_setup(
 }
 
 unsafe extern "C" fn rx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
-    let data = (*dev).data;
-    if qid != 0 || (*data).rx_queues.is_null() {
-        return;
-    }
-    let q = *(*data).rx_queues as *mut RxQueue;
-    if !q.is_null() {
-        let mut q = Box::from_raw(q);
-        q.drain();
-        *(*data).rx_queues = std::ptr::null_mut();
-    }
+    sys::ffi_guard("net_shm rx_queue_release", (), || {
+        let data = (*dev).data;
+        if qid != 0 || (*data).rx_queues.is_null() {
+            return;
+        }
+        let q = *(*data).rx_queues as *mut RxQueue;
+        if !q.is_null() {
+            let mut q = Box::from_raw(q);
+            q.drain();
+            *(*data).rx_queues = std::ptr::null_mut();
+        }
+    })
 }
 
 unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
-    let data = (*dev).data;
-    if qid != 0 || (*data).tx_queues.is_null() {
-        return;
-    }
-    let q = *(*data).tx_queues as *mut TxQueue;
-    if !q.is_null() {
-        let mut q = Box::from_raw(q);
-        q.drain();
-        *(*data).tx_queues = std::ptr::null_mut();
-    }
+    sys::ffi_guard("net_shm tx_queue_release", (), || {
+        let data = (*dev).data;
+        if qid != 0 || (*data).tx_queues.is_null() {
+            return;
+        }
+        let q = *(*data).tx_queues as *mut TxQueue;
+        if !q.is_null() {
+            let mut q = Box::from_raw(q);
+            q.drain();
+            *(*data).tx_queues = std::ptr::null_mut();
+        }
+    })
 }
 
 #[cfg(test)]

@@ -113,7 +113,6 @@ pub struct RxQueue {
     pub headroom: u16,
     /// Buffers the rx ring may have to take back, shared with the tx queue.
     pub budget: *const RxBudget,
-    pub limit: u32,
     /// How many fresh buffers to keep out (enough for the NIC's ring).
     pub fill_target: u32,
     pub broken: bool,
@@ -150,7 +149,8 @@ pub struct TxQueue {
 }
 
 impl RxQueue {
-    /// Posts fresh buffers while there is room in the ring and under the limit.
+    /// Posts fresh buffers while there is room in the ring and the budget
+    /// is below `fill_target`.
     pub fn refill(&mut self, min: u32) {
         loop {
             let Ok(room) = self.fill.free(REFILL_MAX) else {
@@ -302,58 +302,60 @@ pub unsafe extern "C" fn rx_burst(
     pkts: *mut *mut sys::rte_mbuf,
     n: u16,
 ) -> u16 {
-    let q = &mut *(q as *mut RxQueue);
-    if q.broken {
-        return 0;
-    }
-    let avail = match q.rx.available(n as u32) {
-        Ok(a) => a.min(n as u32),
-        Err(_) => {
-            q.broken = true;
+    sys::ffi_guard("net_shm rx_burst", 0, || {
+        let q = &mut *(q as *mut RxQueue);
+        if q.broken {
             return 0;
         }
-    };
-    let mut got = 0usize;
-    let mut bytes = 0u64;
-    for i in 0..avail {
-        let d = q.rx.read(i);
-        let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
-            q.bad_desc.add(1);
-            continue;
+        let avail = match q.rx.available(n as u32) {
+            Ok(a) => a.min(n as u32),
+            Err(_) => {
+                q.broken = true;
+                return 0;
+            }
         };
-        if d.data_len == LEN_EMPTY {
-            q.empty_returns.add(1);
-            sys::dpdk_sys_pktmbuf_free(m);
-            continue;
+        let mut got = 0usize;
+        let mut bytes = 0u64;
+        for i in 0..avail {
+            let d = q.rx.read(i);
+            let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
+                q.bad_desc.add(1);
+                continue;
+            };
+            if d.data_len == LEN_EMPTY {
+                q.empty_returns.add(1);
+                sys::dpdk_sys_pktmbuf_free(m);
+                continue;
+            }
+            if d.data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
+                q.bad_desc.add(1);
+                sys::dpdk_sys_pktmbuf_free(m);
+                continue;
+            }
+            // As rte_pktmbuf_reset() leaves it (recycled buffers skipped it).
+            (*m).data_off = d.data_off;
+            (*m).data_len = d.data_len;
+            (*m).pkt_len = d.data_len as u32;
+            (*m).port = q.port_id;
+            (*m).nb_segs = 1;
+            (*m).ol_flags = 0;
+            (*m).__bindgen_anon_1.packet_type = 0;
+            (*m).vlan_tci = 0;
+            (*m).vlan_tci_outer = 0;
+            (*m).__bindgen_anon_2.hash.rss = 0;
+            bytes += d.data_len as u64;
+            *pkts.add(got) = m;
+            got += 1;
         }
-        if d.data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
-            q.bad_desc.add(1);
-            sys::dpdk_sys_pktmbuf_free(m);
-            continue;
+        if avail > 0 {
+            q.rx.release(avail);
+            RxBudget::add(&(*q.budget).returned, avail as u64);
         }
-        // As rte_pktmbuf_reset() leaves it (recycled buffers skipped it).
-        (*m).data_off = d.data_off;
-        (*m).data_len = d.data_len;
-        (*m).pkt_len = d.data_len as u32;
-        (*m).port = q.port_id;
-        (*m).nb_segs = 1;
-        (*m).ol_flags = 0;
-        (*m).__bindgen_anon_1.packet_type = 0;
-        (*m).vlan_tci = 0;
-        (*m).vlan_tci_outer = 0;
-        (*m).__bindgen_anon_2.hash.rss = 0;
-        bytes += d.data_len as u64;
-        *pkts.add(got) = m;
-        got += 1;
-    }
-    if avail > 0 {
-        q.rx.release(avail);
-        RxBudget::add(&(*q.budget).returned, avail as u64);
-    }
-    q.refill(REFILL_MIN);
-    q.packets.add(got as u64);
-    q.bytes.add(bytes);
-    got as u16
+        q.refill(REFILL_MIN);
+        q.packets.add(got as u64);
+        q.bytes.add(bytes);
+        got as u16
+    })
 }
 
 const NOT_ZERO_COPY: u64 = sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL;
@@ -367,78 +369,80 @@ pub unsafe extern "C" fn tx_burst(
     pkts: *mut *mut sys::rte_mbuf,
     n: u16,
 ) -> u16 {
-    let q = &mut *(q as *mut TxQueue);
-    if q.broken {
-        return 0;
-    }
-    q.reclaim();
-    let room = match q.tx.free(n as u32) {
-        Ok(r) => r.min(q.limit - q.outstanding).min(n as u32),
-        Err(_) => {
-            q.broken = true;
+    sys::ffi_guard("net_shm tx_burst", 0, || {
+        let q = &mut *(q as *mut TxQueue);
+        if q.broken {
             return 0;
         }
-    };
-    let mut sent = 0u32;
-    let mut bytes = 0u64;
-    let mut recycled = 0u32;
-    let mut to_done = 0u32;
-    let recycle_room = if q.recycle_pool.is_null() {
-        0
-    } else {
-        let b = &*q.budget;
-        (q.limit - BUDGET_SLACK).saturating_sub(b.out())
-    };
-    while sent < room {
-        let orig = *pkts.add(sent as usize);
-        let mut m = orig;
-        let mut off = None;
-        if (*m).nb_segs == 1 && (*m).ol_flags & NOT_ZERO_COPY == 0 {
-            off = q
-                .area
-                .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
-        }
-        if off.is_none() {
-            let Some(c) = q.copy_into_area(m) else { break };
-            m = c;
-            off = q
-                .area
-                .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
-            if off.is_none() {
-                sys::dpdk_sys_pktmbuf_free(c);
-                break;
+        q.reclaim();
+        let room = match q.tx.free(n as u32) {
+            Ok(r) => r.min(q.limit - q.outstanding).min(n as u32),
+            Err(_) => {
+                q.broken = true;
+                return 0;
             }
-            sys::dpdk_sys_pktmbuf_free(orig);
-        }
-        let Some(off) = off else { break };
-        bytes += (*m).data_len as u64;
-        // A buffer of the rx pool that only the PMD now holds can go
-        // straight back to the proxy's fill stock after it is sent.
-        let recycle = recycled < recycle_room
-            && (*m).pool == q.recycle_pool
-            && (*m).refcnt == 1
-            && (*m).data_off < TX_RECYCLE;
-        let data_off = if recycle {
-            recycled += 1;
-            // It skips rte_pktmbuf_reset(): clear what the app may have set.
-            (*m).__bindgen_anon_3.tx_offload = 0;
-            (*m).data_off | TX_RECYCLE
-        } else {
-            to_done += 1;
-            (*m).data_off
         };
-        q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
-        sent += 1;
-    }
-    if sent > 0 {
-        q.tx.publish(sent);
-        q.outstanding += to_done;
-        if recycled > 0 {
-            RxBudget::add(&(*q.budget).recycled, recycled as u64);
-            q.recycled.add(recycled as u64);
+        let mut sent = 0u32;
+        let mut bytes = 0u64;
+        let mut recycled = 0u32;
+        let mut to_done = 0u32;
+        let recycle_room = if q.recycle_pool.is_null() {
+            0
+        } else {
+            let b = &*q.budget;
+            (q.limit - BUDGET_SLACK).saturating_sub(b.out())
+        };
+        while sent < room {
+            let orig = *pkts.add(sent as usize);
+            let mut m = orig;
+            let mut off = None;
+            if (*m).nb_segs == 1 && (*m).ol_flags & NOT_ZERO_COPY == 0 {
+                off = q
+                    .area
+                    .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
+            }
+            if off.is_none() {
+                let Some(c) = q.copy_into_area(m) else { break };
+                m = c;
+                off = q
+                    .area
+                    .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
+                if off.is_none() {
+                    sys::dpdk_sys_pktmbuf_free(c);
+                    break;
+                }
+                sys::dpdk_sys_pktmbuf_free(orig);
+            }
+            let Some(off) = off else { break };
+            bytes += (*m).data_len as u64;
+            // A buffer of the rx pool that only the PMD now holds can go
+            // straight back to the proxy's fill stock after it is sent.
+            let recycle = recycled < recycle_room
+                && (*m).pool == q.recycle_pool
+                && (*m).refcnt == 1
+                && (*m).data_off < TX_RECYCLE;
+            let data_off = if recycle {
+                recycled += 1;
+                // It skips rte_pktmbuf_reset(): clear what the app may have set.
+                (*m).__bindgen_anon_3.tx_offload = 0;
+                (*m).data_off | TX_RECYCLE
+            } else {
+                to_done += 1;
+                (*m).data_off
+            };
+            q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
+            sent += 1;
         }
-    }
-    q.packets.add(sent as u64);
-    q.bytes.add(bytes);
-    sent as u16
+        if sent > 0 {
+            q.tx.publish(sent);
+            q.outstanding += to_done;
+            if recycled > 0 {
+                RxBudget::add(&(*q.budget).recycled, recycled as u64);
+                q.recycled.add(recycled as u64);
+            }
+        }
+        q.packets.add(sent as u64);
+        q.bytes.add(bytes);
+        sent as u16
+    })
 }

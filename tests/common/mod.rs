@@ -238,14 +238,7 @@ pub struct GuestCounts {
 
 impl Guest {
     pub fn start(dir: &Scratch, name: &str, sock: &str) -> Guest {
-        let mut proc = Proc::spawn(
-            &mut Self::command(sock, &[]),
-            dir.path(&format!("{name}.log")),
-            true,
-        );
-        // stdin stays open: testpmd forwards until it reads a line.
-        proc.wait_for("Press enter to exit", 1, Duration::from_secs(60));
-        Guest { proc }
+        Self::spawn(dir, name, Self::command(sock, &[]))
     }
 
     /// The same guest at its interactive prompt (`-i`), driven by `cmd()`.
@@ -364,6 +357,7 @@ impl Guest {
     }
 
     fn spawn(dir: &Scratch, name: &str, mut cmd: Command) -> Guest {
+        // stdin stays open: testpmd forwards until it reads a line.
         let mut proc = Proc::spawn(&mut cmd, dir.path(&format!("{name}.log")), true);
         proc.wait_for("Press enter to exit", 1, Duration::from_secs(60));
         Guest { proc }
