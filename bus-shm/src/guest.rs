@@ -677,6 +677,11 @@ struct ExtentSlot {
     stride: AtomicUsize,
     count: AtomicUsize,
     buf_delta: AtomicUsize,
+    /// The pool and the buffer-area allocation the objects live in (read
+    /// and written only under EXTENTS_WRITE).
+    pool: AtomicUsize,
+    alloc: AtomicUsize,
+    alloc_len: AtomicUsize,
 }
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_SLOT: ExtentSlot = ExtentSlot {
@@ -684,23 +689,30 @@ const EMPTY_SLOT: ExtentSlot = ExtentSlot {
     stride: AtomicUsize::new(0),
     count: AtomicUsize::new(0),
     buf_delta: AtomicUsize::new(0),
+    pool: AtomicUsize::new(0),
+    alloc: AtomicUsize::new(0),
+    alloc_len: AtomicUsize::new(0),
 };
 /// Append-only (pools are created rarely); readers never lock.
 static EXTENTS: [ExtentSlot; MAX_EXTENTS] = [EMPTY_SLOT; MAX_EXTENTS];
 static EXTENTS_LEN: AtomicUsize = AtomicUsize::new(0);
 static EXTENTS_WRITE: Mutex<()> = Mutex::new(());
 
-/// Records where a pool put its objects.
-pub fn register_extent(e: Extent) {
+/// Records where `pool` put its objects, inside the buffer-area allocation
+/// `alloc..alloc + alloc_len`. False when the registry is full.
+pub fn register_extent(e: Extent, pool: usize, alloc: usize, alloc_len: usize) -> bool {
     let _g = EXTENTS_WRITE.lock().unwrap_or_else(|p| p.into_inner());
     let n = EXTENTS_LEN.load(Ordering::Relaxed);
     let slot = (0..n)
         .find(|&i| EXTENTS[i].count.load(Ordering::Relaxed) == 0)
         .unwrap_or(n);
     if slot >= MAX_EXTENTS {
-        bus_err!("too many shared pools; buffers of the newest are copied on tx");
-        return;
+        bus_err!("too many shared pools ({MAX_EXTENTS})");
+        return false;
     }
+    EXTENTS[slot].pool.store(pool, Ordering::Relaxed);
+    EXTENTS[slot].alloc.store(alloc, Ordering::Relaxed);
+    EXTENTS[slot].alloc_len.store(alloc_len, Ordering::Relaxed);
     EXTENTS[slot].start.store(e.start, Ordering::Relaxed);
     EXTENTS[slot].stride.store(e.stride, Ordering::Relaxed);
     EXTENTS[slot]
@@ -710,14 +722,20 @@ pub fn register_extent(e: Extent) {
     if slot == n {
         EXTENTS_LEN.store(n + 1, Ordering::Release);
     }
+    true
 }
 
-/// Forgets the extent that starts at `start` (its pool is freed).
-pub fn unregister_extent(start: usize) {
+/// Forgets the extents of a freed pool and gives their memory back to the
+/// buffer area.
+pub fn release_pool(pool: usize) {
     let _g = EXTENTS_WRITE.lock().unwrap_or_else(|p| p.into_inner());
     for s in EXTENTS.iter().take(EXTENTS_LEN.load(Ordering::Relaxed)) {
-        if s.start.load(Ordering::Relaxed) == start {
+        if s.count.load(Ordering::Relaxed) != 0 && s.pool.load(Ordering::Relaxed) == pool {
             s.count.store(0, Ordering::Release);
+            buffer_free(
+                s.alloc.load(Ordering::Relaxed) as *mut u8,
+                s.alloc_len.load(Ordering::Relaxed),
+            );
         }
     }
 }

@@ -10,7 +10,6 @@
 use dpdk_sys as sys;
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 
 pub const OPS_NAME: &std::ffi::CStr = c"shared_mem";
 
@@ -22,9 +21,6 @@ fn log(level: u32, msg: &str) {
         &format!("SHARED_MEM: {msg}"),
     );
 }
-
-/// Object memory taken from the arena, per pool (for free()).
-static EXTENTS: Mutex<Vec<(usize, usize, usize)>> = Mutex::new(Vec::new());
 
 /// Registers the `shared_mem` ops. Call once, from the plugin constructor.
 pub fn register() {
@@ -88,22 +84,11 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
 
 unsafe extern "C" fn ops_free(mp: *mut sys::rte_mempool) {
     sys::ffi_guard("shared_mem ops_free", (), || {
-        // SAFETY: a pool of ours being freed: its ring and arena extents go.
+        // SAFETY: a pool of ours being freed: its ring and its objects' memory go.
         unsafe {
             sys::rte_ring_free(ring(mp));
         }
-        let mut ext = EXTENTS.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: mp is the pool being freed.
-        let header = unsafe { (*mp).header_size as usize };
-        ext.retain(|&(pool, p, len)| {
-            if pool == mp as usize {
-                bus_shm::guest::unregister_extent(p + header);
-                bus_shm::guest::buffer_free(p as *mut u8, len);
-                false
-            } else {
-                true
-            }
-        });
+        bus_shm::guest::release_pool(mp as usize);
     })
 }
 
@@ -211,10 +196,6 @@ unsafe extern "C" fn ops_populate(
         );
             return 0;
         };
-        EXTENTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((mp as usize, p as usize, bytes));
         // SAFETY: plain query.
         let iova = if unsafe { sys::rte_eal_iova_mode() } == sys::RTE_IOVA_VA {
             p as u64
@@ -245,12 +226,17 @@ unsafe extern "C" fn ops_populate(
                 0
             }
         };
-        bus_shm::guest::register_extent(bus_shm::guest::Extent {
+        let extent = bus_shm::guest::Extent {
             start: p as usize + header,
             stride,
             count: max_objs as usize,
             buf_delta,
-        });
+        };
+        if !bus_shm::guest::register_extent(extent, mp as usize, p as usize, bytes) {
+            // Unregistered buffers could not be mapped back on rx or tx.
+            bus_shm::guest::buffer_free(p, bytes);
+            return 0;
+        }
         // SAFETY: p..p+bytes is ours and mapped for the life of the process.
         unsafe {
             sys::rte_mempool_op_populate_helper(
