@@ -198,6 +198,22 @@ impl Producer {
         self.mem.indexes().prod.store(self.prod, Ordering::Release);
     }
 
+    /// Takes ownership of the lines that the next `n` descriptors will be
+    /// written to, ahead of time. The consumer last read them a ring ago, so
+    /// the stores would otherwise wait for those lines one at a time. A
+    /// hint: it changes nothing the consumer can see.
+    #[inline]
+    pub fn prepare(&self, n: u32) {
+        const PER_LINE: u32 = (64 / DESC_SIZE) as u32;
+        let mut pos = self.prod;
+        let end = self.prod.wrapping_add(n.min(self.mem.size()));
+        while pos != end {
+            dpdk_sys::prefetch_write(self.mem.slot(pos) as *const AtomicU64 as *const u8);
+            let step = (PER_LINE - (pos & (PER_LINE - 1))).min(end.wrapping_sub(pos));
+            pos = pos.wrapping_add(step);
+        }
+    }
+
     /// Writes one descriptor and publishes it; false when the ring is full.
     pub fn push(&mut self, d: Desc) -> Result<bool, RingError> {
         if self.free(1)? == 0 {

@@ -39,6 +39,16 @@ int dpdk_sys_mempool_get_bulk(struct rte_mempool *mp, void **objs, unsigned int 
 { return rte_mempool_get_bulk(mp, objs, n); }
 void dpdk_sys_mempool_put_bulk(struct rte_mempool *mp, void *const *objs, unsigned int n)
 { rte_mempool_put_bulk(mp, objs, n); }
+void dpdk_sys_mempool_flush_caches(struct rte_mempool *mp)
+{
+	unsigned int i;
+
+	if (mp->cache_size == 0)
+		return;
+	for (i = 0; i < RTE_MAX_LCORE; i++)
+		if (mp->local_cache[i].len > 0)
+			rte_mempool_cache_flush(&mp->local_cache[i], mp);
+}
 struct rte_mempool_ops *dpdk_sys_mempool_get_ops(int ops_index) { return rte_mempool_get_ops(ops_index); }
 void *dpdk_sys_mempool_get_priv(struct rte_mempool *mp) { return rte_mempool_get_priv(mp); }
 struct rte_mempool_memhdr *dpdk_sys_mempool_first_memhdr(struct rte_mempool *mp)

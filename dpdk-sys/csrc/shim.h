@@ -39,6 +39,9 @@ char *dpdk_sys_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 /* mempool */
 int dpdk_sys_mempool_get_bulk(struct rte_mempool *mp, void **objs, unsigned int n);
 void dpdk_sys_mempool_put_bulk(struct rte_mempool *mp, void *const *objs, unsigned int n);
+/* Empties every lcore cache of mp into its backend. Only while no lcore
+ * uses the pool. */
+void dpdk_sys_mempool_flush_caches(struct rte_mempool *mp);
 struct rte_mempool_ops *dpdk_sys_mempool_get_ops(int ops_index);
 void *dpdk_sys_mempool_get_priv(struct rte_mempool *mp);
 struct rte_mempool_memhdr *dpdk_sys_mempool_first_memhdr(struct rte_mempool *mp);

@@ -79,6 +79,45 @@ pub fn ffi_guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Starts loading the cache line at `p` for reading (`rte_prefetch0`).
+/// A hint only: it never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch does not access memory architecturally and cannot
+    // fault; SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above, PRFM is a hint.
+    unsafe {
+        std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
+}
+
+/// Starts loading the cache line at `p` with intent to write
+/// (`rte_prefetch0_write`): the line's other copies are invalidated now,
+/// not when the store reaches it. A hint only, it never faults.
+#[inline(always)]
+pub fn prefetch_write(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHW is a hint and cannot fault; CPUs without it
+    // execute it as a no-op.
+    unsafe {
+        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above, PRFM is a hint.
+    unsafe {
+        std::arch::asm!("prfm pstl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
+}
+
 /// Registers mempool ops called `name`, with the callbacks `set` fills in.
 /// EAL copies the struct; returns the ops index or a negative errno.
 pub fn register_mempool_ops(name: &std::ffi::CStr, set: impl FnOnce(&mut rte_mempool_ops)) -> i32 {

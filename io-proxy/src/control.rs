@@ -447,14 +447,13 @@ impl Proxy {
         s.pools_made += 1;
         let name = format!("shm_p{}q{}_{}", s.port, s.queue, s.pools_made % 10000);
         let n = 4 * s.cfg.ring_entries - 1;
-        let mp = shm_pool::create_pool(&name, n, g, port.socket)?;
+        shm_pool::create_pools(&name, n, g, port.socket)?;
         let g_ptr: *mut shm_pool::GuestRegion = g;
         let mut st = self.dp.pause();
-        if let Err(e) = port.set_rx_pool(s.queue, mp, true) {
+        if let Err(e) = port.set_rx_pool(s.queue, g.mp, true) {
             drop(st);
-            // SAFETY: the pool was never attached to the NIC.
-            unsafe { sys::rte_mempool_free(mp) };
-            g.mp = std::ptr::null_mut();
+            // The pools were never attached to the NIC.
+            shm_pool::free_pools(g);
             return Err(format!("attach queue: {e}"));
         }
         if let Some(q) = st
@@ -504,10 +503,9 @@ impl Proxy {
         if give_back {
             g.return_all();
         }
-        // SAFETY: the NIC holds no header of this pool any more (port was
+        // The NIC holds no header of these pools any more (the port was
         // stopped with another pool behind the queue), nor does the datapath.
-        unsafe { sys::rte_mempool_free(g.mp) };
-        g.mp = std::ptr::null_mut();
+        shm_pool::free_pools(g);
         sess.started = false;
         r.map_err(|e| format!("detach queue: {e}"))
     }

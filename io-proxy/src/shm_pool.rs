@@ -1,11 +1,21 @@
-//! The proxy's view of one guest's region, and the `shm_proxy` mempool that
-//! feeds the NIC queue with the guest's buffers.
+//! The proxy's view of one guest's region, and the `shm_proxy` mempools that
+//! carry the guest's buffers through the NIC.
 //!
-//! The NIC never sees an mbuf header the guest can write: the pool's objects
-//! are mbuf headers in the proxy's own memory. Taking one from the pool
-//! attaches it to a buffer the guest posted on its fill ring (copied out and
-//! validated first); giving it back returns that buffer to the guest. The
-//! payload is the only thing in shared memory the NIC touches.
+//! The NIC never sees an mbuf header the guest can write: the pools' objects
+//! are mbuf headers in the proxy's own memory, attached to guest buffers
+//! after the guest's descriptor was copied out and validated. The payload is
+//! the only thing in shared memory the NIC touches.
+//!
+//! Each guest has two header pools:
+//! - the **rx pool**, behind the NIC rx queue. A header that is free in this
+//!   pool (in its backend or in an lcore's mempool cache) stays attached to
+//!   a fill buffer: the NIC's next receive buffer. Fill buffers come from the
+//!   guest's fill ring, or are tx buffers the guest flagged for recycling:
+//!   those get an rx-pool header in `take_tx`, so when the NIC frees them
+//!   after sending they go into the lcore cache and are the next buffers the
+//!   NIC receives into, without a call into this module in between.
+//! - the **tx pool** (no cache), for the other tx buffers: freeing one
+//!   returns its buffer to the guest on the txdone ring.
 
 use bus_shm::proto::Layout;
 use bus_shm::region::Region;
@@ -20,10 +30,15 @@ use std::sync::Arc;
 
 pub const OPS_NAME: &CStr = c"shm_proxy";
 
-/// Where a header's buffer came from.
+/// What a header's buffer is: none (the header is free), a fill buffer
+/// (the NIC receives into it; it goes back on the rx ring), or a guest tx
+/// buffer (it goes back on txdone, or becomes a fill buffer if `recycle`).
 pub const ORIGIN_NONE: u8 = 0;
 pub const ORIGIN_FILL: u8 = 1;
 pub const ORIGIN_TX: u8 = 2;
+
+/// Lcore cache of the rx pool: a few bursts of fill buffers.
+const RX_POOL_CACHE: u32 = 128;
 
 /// Private area after each proxy mbuf header (priv_size bytes).
 #[repr(C)]
@@ -88,16 +103,22 @@ pub struct GuestRegion {
     pub rx: Producer,
     pub tx: Consumer,
     pub txdone: Producer,
-    /// Validated fill buffers waiting for the NIC.
+    /// Validated fill buffers waiting for the NIC, without a header yet.
     staged: Vec<Desc>,
     staged_cap: usize,
+    /// Headers of the rx pool's backend, each attached to a fill buffer.
+    ready: Vec<*mut sys::rte_mbuf>,
+    /// Free (unattached) headers of the rx pool and of the tx pool.
     free_hdrs: Vec<*mut sys::rte_mbuf>,
+    free_tx_hdrs: Vec<*mut sys::rte_mbuf>,
     /// Data room the guest promised for every fill buffer.
     pub rx_room: u16,
     pub rx_headroom: u16,
     pub max_frame: u32,
     pub port_id: u16,
+    /// The rx pool (behind the NIC rx queue) and the tx pool.
     pub mp: *mut sys::rte_mempool,
+    pub tx_mp: *mut sys::rte_mempool,
     pub stats: Arc<SocketStats>,
     /// Set when the guest broke the protocol; the control side disconnects it.
     pub broken: bool,
@@ -127,12 +148,15 @@ impl GuestRegion {
             layout,
             staged: Vec::with_capacity(n as usize),
             staged_cap: n as usize,
+            ready: Vec::new(),
             free_hdrs: Vec::new(),
+            free_tx_hdrs: Vec::new(),
             rx_room: 0,
             rx_headroom: 0,
             max_frame: 0,
             port_id,
             mp: std::ptr::null_mut(),
+            tx_mp: std::ptr::null_mut(),
             stats,
             broken: false,
         }))
@@ -224,7 +248,7 @@ impl GuestRegion {
     /// Takes up to `out.len()` guest tx descriptors, validated and attached
     /// to headers; invalid ones are returned as rejected. Returns the count.
     pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> usize {
-        let want = (out.len().min(self.free_hdrs.len())) as u32;
+        let want = (out.len().min(self.free_tx_hdrs.len())) as u32;
         if want == 0 {
             return 0;
         }
@@ -235,6 +259,20 @@ impl GuestRegion {
                 return 0;
             }
         };
+        // Payload lines first, all at once: a software NIC copies them out on
+        // this core right after, and each was just written by the guest's
+        // core. A recycled buffer is written next (the NIC receives into it).
+        for i in 0..avail {
+            let d = self.tx.read(i);
+            let p = (self.region.base() as usize)
+                .wrapping_add(d.offset() as usize)
+                .wrapping_add((d.data_off & !TX_RECYCLE) as usize);
+            if d.data_off & TX_RECYCLE != 0 {
+                sys::prefetch_write(p as *const u8);
+            } else {
+                sys::prefetch(p as *const u8);
+            }
+        }
         let mut n = 0;
         for i in 0..avail {
             let d = self.tx.read(i);
@@ -264,11 +302,28 @@ impl GuestRegion {
                 }
                 continue;
             }
-            let m = self.free_hdrs.pop().expect("checked above");
-            // SAFETY: m is a free header of our pool; d is validated.
-            unsafe { self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX) };
-            // SAFETY: m is ours, just attached.
-            unsafe { hdr_priv(m).recycle = recycle };
+            let m = match self.free_hdrs.pop() {
+                // A fill buffer once sent: an rx-pool header, so that the NIC
+                // frees it into the rx pool (see the module doc). The room
+                // was checked above.
+                Some(m) if recycle => {
+                    // SAFETY: m is a free header of the rx pool; d is validated.
+                    unsafe { self.attach(m, d.offset(), self.rx_room, &d, ORIGIN_FILL) };
+                    m
+                }
+                other => {
+                    if let Some(m) = other {
+                        self.free_hdrs.push(m);
+                    }
+                    let m = self.free_tx_hdrs.pop().expect("checked above");
+                    // SAFETY: m is a free header of the tx pool; d is validated.
+                    unsafe {
+                        self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX);
+                        hdr_priv(m).recycle = recycle;
+                    }
+                    m
+                }
+            };
             out[n] = m;
             n += 1;
         }
@@ -313,6 +368,7 @@ impl GuestRegion {
         }
         if n > 0 {
             self.rx.publish(n as u32);
+            self.rx.prepare(pkts.len() as u32);
             SocketStats::add(&self.stats.rx_packets, n as u64);
             SocketStats::add(&self.stats.rx_bytes, bytes);
         }
@@ -320,8 +376,21 @@ impl GuestRegion {
     }
 
     /// Returns every buffer the proxy holds or that waits in the guest's
-    /// fill and tx rings (STOP). Headers must all be back in the pool.
+    /// fill and tx rings (STOP). Headers must all be back in the pools: the
+    /// NIC no longer uses them and no lcore polls this guest.
     pub fn return_all(&mut self) {
+        if !self.mp.is_null() {
+            // SAFETY: no lcore uses the pool any more (see above).
+            unsafe { sys::dpdk_sys_mempool_flush_caches(self.mp) };
+        }
+        while let Some(m) = self.ready.pop() {
+            // SAFETY: a header of the rx pool, attached to a fill buffer.
+            let p = unsafe { hdr_priv(m) };
+            let off = p.buf_off;
+            p.origin = ORIGIN_NONE;
+            self.free_hdrs.push(m);
+            self.return_rx(Desc::new(off, 0, LEN_EMPTY));
+        }
         // What is staged, then what the fill ring still holds, a staging
         // area's worth at a time.
         loop {
@@ -375,57 +444,87 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
         }
         (*mp).__bindgen_anon_1.pool_data = (*mp).pool_config;
         let g = guest(mp);
-        g.free_hdrs = Vec::with_capacity((*mp).size as usize);
+        let n = (*mp).size as usize;
+        // Full capacity now: the datapath never allocates.
+        if mp == g.mp {
+            g.free_hdrs = Vec::with_capacity(n);
+            g.ready = Vec::with_capacity(n);
+        } else {
+            g.free_tx_hdrs = Vec::with_capacity(n);
+        }
         0
     })
 }
 
 unsafe extern "C" fn ops_free(_mp: *mut sys::rte_mempool) {}
 
-/// A NIC (or the datapath) gives headers back: their buffers return to the
-/// guest, fill buffers on the rx ring flagged EMPTY, tx buffers on txdone.
+/// A NIC (or the datapath) gives headers back. Rx-pool headers of fill
+/// buffers stay attached (the next receive buffers); tx buffers go back to
+/// the guest on txdone, or become fill buffers when flagged for recycling.
 /// One publish per ring per call, not per buffer.
 unsafe extern "C" fn ops_enqueue(
     mp: *mut sys::rte_mempool,
     objs: *const *mut c_void,
     n: c_uint,
 ) -> c_int {
-    sys::ffi_guard("shm_proxy ops_free", -libc::EIO, || {
+    sys::ffi_guard("shm_proxy ops_enqueue", -libc::EIO, || {
         let g = guest(mp);
-        let rx_room = g.rx.free(n).unwrap_or_else(|_| {
-            g.broken = true;
-            0
-        });
-        let tx_room = g.txdone.free(n).unwrap_or_else(|_| {
-            g.broken = true;
-            0
-        });
+        let rx_pool = mp == g.mp;
+        // Ring room is looked up only when a buffer has to cross.
+        let (mut rx_room, mut tx_room) = (None::<u32>, None::<u32>);
         let (mut nrx, mut ntx, mut lost) = (0u32, 0u32, 0u64);
         for i in 0..n as usize {
             let m = *objs.add(i) as *mut sys::rte_mbuf;
             let p = hdr_priv(m);
-            match p.origin {
-                ORIGIN_FILL if nrx < rx_room => {
-                    g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
-                    nrx += 1;
+            let to_rx_ring = match p.origin {
+                ORIGIN_FILL if rx_pool => {
+                    g.ready.push(m);
+                    continue;
                 }
+                ORIGIN_FILL => true,
                 ORIGIN_TX if p.recycle && g.staged.len() < g.staged_cap => {
                     g.staged.push(Desc::new(p.buf_off, g.rx_headroom, 0));
+                    false
                 }
-                ORIGIN_TX if p.recycle && nrx < rx_room => {
+                ORIGIN_TX if p.recycle => true,
+                ORIGIN_TX => {
+                    let room = *tx_room.get_or_insert_with(|| {
+                        g.txdone.free(n).unwrap_or_else(|_| {
+                            g.broken = true;
+                            0
+                        })
+                    });
+                    if ntx < room {
+                        g.txdone.write(ntx, Desc::new(p.buf_off, 0, p.status));
+                        ntx += 1;
+                    } else {
+                        lost += 1;
+                    }
+                    false
+                }
+                _ => false,
+            };
+            if to_rx_ring {
+                let room = *rx_room.get_or_insert_with(|| {
+                    g.rx.free(n).unwrap_or_else(|_| {
+                        g.broken = true;
+                        0
+                    })
+                });
+                if nrx < room {
                     g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
                     nrx += 1;
+                } else {
+                    lost += 1;
                 }
-                ORIGIN_TX if !p.recycle && ntx < tx_room => {
-                    g.txdone.write(ntx, Desc::new(p.buf_off, 0, p.status));
-                    ntx += 1;
-                }
-                ORIGIN_FILL | ORIGIN_TX => lost += 1,
-                _ => {}
             }
             p.origin = ORIGIN_NONE;
             p.recycle = false;
-            g.free_hdrs.push(m);
+            if rx_pool {
+                g.free_hdrs.push(m);
+            } else {
+                g.free_tx_hdrs.push(m);
+            }
         }
         if nrx > 0 {
             g.rx.publish(nrx);
@@ -447,21 +546,43 @@ unsafe extern "C" fn ops_dequeue(
 ) -> c_int {
     sys::ffi_guard("shm_proxy ops_dequeue", -libc::EIO, || {
         let g = guest(mp);
-        let n = n as usize;
-        if g.staged.len() < n {
-            g.stage_fills();
-        }
-        if g.staged.len() < n || g.free_hdrs.len() < n {
-            SocketStats::add(&g.stats.rx_no_buffer, n as u64);
+        if mp != g.mp {
+            // Nothing allocates from the tx pool (take_tx uses its free list).
             return -libc::ENOBUFS;
         }
+        let n = n as usize;
+        let from_ready = n.min(g.ready.len());
+        let rest = n - from_ready;
+        if g.staged.len() < rest {
+            g.stage_fills();
+        }
+        if g.staged.len() < rest || g.free_hdrs.len() < rest {
+            // The mempool library first asks for a burst plus a cache refill
+            // and then, if that fails, for the burst alone: count the latter.
+            if n <= (*mp).cache_size as usize || (*mp).cache_size == 0 {
+                SocketStats::add(&g.stats.rx_no_buffer, n as u64);
+            }
+            return -libc::ENOBUFS;
+        }
+        for i in 0..from_ready {
+            *objs.add(i) = g.ready.pop().expect("counted above") as *mut c_void;
+        }
         // From the end: cheapest, and any order is fine for the guest.
-        let start = g.staged.len() - n;
+        let start = g.staged.len() - rest;
+        // The NIC writes each buffer's first line next; own them all now
+        // rather than one at a time as its stores drain.
+        for d in &g.staged[start..] {
+            let p = g
+                .region
+                .base()
+                .add(d.offset() as usize + sys::RTE_PKTMBUF_HEADROOM as usize);
+            sys::prefetch_write(p);
+        }
         for (i, k) in (start..g.staged.len()).enumerate() {
             let d = g.staged[k];
             let m = g.free_hdrs.pop().expect("checked above");
             g.attach(m, d.offset(), g.rx_room, &d, ORIGIN_FILL);
-            *objs.add(i) = m as *mut c_void;
+            *objs.add(from_ready + i) = m as *mut c_void;
         }
         g.staged.truncate(start);
         0
@@ -471,7 +592,11 @@ unsafe extern "C" fn ops_dequeue(
 unsafe extern "C" fn ops_get_count(mp: *const sys::rte_mempool) -> c_uint {
     sys::ffi_guard("shm_proxy ops_get_count", 0, || {
         let g = guest(mp);
-        g.free_hdrs.len().min(g.staged.len()) as c_uint
+        if mp == g.mp {
+            (g.ready.len() + g.free_hdrs.len().min(g.staged.len())) as c_uint
+        } else {
+            g.free_tx_hdrs.len() as c_uint
+        }
     })
 }
 
@@ -529,13 +654,42 @@ unsafe extern "C" fn init_hdr(
     })
 }
 
-/// Creates the header pool of a guest: `n` headers whose data room is the
-/// guest's rx buffer size. `g` must outlive the pool.
-pub fn create_pool(
+/// Creates the two header pools of a guest (see the module doc), `n`
+/// headers each, and sets `g.mp` and `g.tx_mp`. The rx pool's data room is
+/// the guest's rx buffer size. `g` must outlive the pools ([`free_pools`]).
+pub fn create_pools(name: &str, n: u32, g: &mut GuestRegion, socket: i32) -> Result<(), String> {
+    g.mp = create_pool(name, n, RX_POOL_CACHE, g, socket, true)?;
+    match create_pool(&format!("{name}t"), n, 0, g, socket, false) {
+        Ok(mp) => {
+            g.tx_mp = mp;
+            Ok(())
+        }
+        Err(e) => {
+            free_pools(g);
+            Err(e)
+        }
+    }
+}
+
+/// Frees the pools of `g`. Neither the NIC nor the datapath may hold one
+/// of their headers.
+pub fn free_pools(g: &mut GuestRegion) {
+    for mp in [&mut g.mp, &mut g.tx_mp] {
+        if !mp.is_null() {
+            // SAFETY: per the contract above, nothing uses the pool.
+            unsafe { sys::rte_mempool_free(*mp) };
+            *mp = std::ptr::null_mut();
+        }
+    }
+}
+
+fn create_pool(
     name: &str,
     n: u32,
+    cache: u32,
     g: &mut GuestRegion,
     socket: i32,
+    rx_pool: bool,
 ) -> Result<*mut sys::rte_mempool, String> {
     let cname = std::ffi::CString::new(name).unwrap();
     // SAFETY: standard mempool creation sequence; g outlives the pool (the
@@ -546,7 +700,7 @@ pub fn create_pool(
             cname.as_ptr(),
             n,
             elt,
-            0,
+            cache,
             std::mem::size_of::<sys::rte_pktmbuf_pool_private>() as u32,
             socket,
             0,
@@ -570,10 +724,15 @@ pub fn create_pool(
             sys::rte_mempool_free(mp);
             return Err(format!("set ops: {}", sys::strerror(-r)));
         }
-        g.mp = mp;
+        // ops_alloc (called by populate) tells the pools apart by g.mp.
+        if rx_pool {
+            g.mp = mp;
+        }
         if sys::rte_mempool_populate_default(mp) < 0 {
             sys::rte_mempool_free(mp);
-            g.mp = std::ptr::null_mut();
+            if rx_pool {
+                g.mp = std::ptr::null_mut();
+            }
             return Err(format!(
                 "populate {name}: {}",
                 sys::strerror(sys::rte_errno())

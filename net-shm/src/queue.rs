@@ -212,6 +212,9 @@ impl TxQueue {
             return;
         };
         let n = n.min(RECLAIM_MAX as u32);
+        if n == 0 {
+            return;
+        }
         let mut done = [std::ptr::null_mut::<sys::rte_mbuf>(); RECLAIM_MAX];
         let mut k = 0;
         let mut last: Option<Extent> = None;
@@ -314,6 +317,16 @@ pub unsafe extern "C" fn rx_burst(
                 return 0;
             }
         };
+        // Start every packet's first line and mbuf header on its way before
+        // touching any: the payload was just written by the other core, so
+        // each is a cache miss, and this lets them overlap. Hints only: the
+        // descriptors are read again and validated below.
+        for i in 0..avail {
+            let d = q.rx.read(i);
+            let buf = (q.area.base as usize).wrapping_add(d.offset() as usize);
+            sys::prefetch(buf.wrapping_add(d.data_off as usize) as *const u8);
+            sys::prefetch(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
+        }
         let mut got = 0usize;
         let mut bytes = 0u64;
         for i in 0..avail {
@@ -435,6 +448,7 @@ pub unsafe extern "C" fn tx_burst(
         }
         if sent > 0 {
             q.tx.publish(sent);
+            q.tx.prepare(n as u32);
             q.outstanding += to_done;
             if recycled > 0 {
                 RxBudget::add(&(*q.budget).recycled, recycled as u64);

@@ -295,6 +295,35 @@ impl Guest {
             .unwrap()
     }
 
+    /// Mbufs of testpmd's pool that are back in it (backend plus lcore
+    /// caches) and the pool's size, from a fresh `dump_mempool`.
+    pub fn pool_fill(&mut self) -> (u64, u64) {
+        self.cmd("dump_mempool");
+        let text = self.proc.text();
+        let start = text
+            .rfind("mempool <mb_pool_0>")
+            .unwrap_or_else(|| panic!("no mb_pool_0 in dump_mempool:\n{text}"));
+        let block = &text[start..];
+        let block = &block[..block[1..].find("mempool <").map_or(block.len(), |e| e + 1)];
+        let field = |name: &str| -> u64 {
+            let key = format!("  {name}=");
+            let i = block
+                .find(&key)
+                .unwrap_or_else(|| panic!("no {name} in:\n{block}"))
+                + key.len();
+            block[i..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (
+            field("total_cache_count") + field("common_pool_count"),
+            field("size"),
+        )
+    }
+
     /// The same guest as an unprivileged container would run it: uid 65534,
     /// its own user, pid, ipc, uts and network namespaces (bwrap), and of
     /// the host only /usr, the plugin and the socket's directory.
