@@ -7,8 +7,8 @@ use crate::ring::ring_bytes;
 pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// Protocol versions this build speaks.
 /// v2: 8-byte descriptors without ids (v1: 16 bytes with ids).
-pub const VERSION_MIN: u16 = 2;
-pub const VERSION_MAX: u16 = 2;
+pub const VERSION_MIN: u16 = 3;
+pub const VERSION_MAX: u16 = 3;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 256;
 
@@ -283,6 +283,10 @@ pub struct HelloAck {
     pub nic_port: u16,
     pub nic_queue: u16,
     pub nic_name: String,
+    /// Fill buffers the NIC queue needs posted to receive at full rate
+    /// (its rx descriptors, plus what the proxy keeps ready): the least
+    /// the guest keeps posted.
+    pub rx_fill_min: u32,
 }
 impl HelloAck {
     pub fn encode(&self) -> Writer {
@@ -298,7 +302,8 @@ impl HelloAck {
             .u8(self.link_up as u8)
             .u16(self.nic_port)
             .u16(self.nic_queue)
-            .str::<64>(&self.nic_name);
+            .str::<64>(&self.nic_name)
+            .u32(self.rx_fill_min);
         w
     }
     pub fn decode(r: &mut Reader) -> Result<HelloAck, ProtoError> {
@@ -319,6 +324,7 @@ impl HelloAck {
             nic_port: r.u16()?,
             nic_queue: r.u16()?,
             nic_name: r.str::<64>()?,
+            rx_fill_min: r.u32()?,
         })
     }
 }
@@ -397,7 +403,7 @@ mod tests {
     #[test]
     fn hello_ack_round_trip() {
         let a = HelloAck {
-            version: 2,
+            version: VERSION_MAX,
             layout: Layout::compute(4096, 1024, 32 << 20, 512 << 20),
             mac: [2, 0, 0, 0, 0, 1],
             mtu: 1500,
@@ -407,6 +413,7 @@ mod tests {
             nic_port: 0,
             nic_queue: 1,
             nic_name: "net_null0".into(),
+            rx_fill_min: 704,
         };
         let w = a.encode();
         assert!(w.bytes().len() <= MAX_MSG);
@@ -447,8 +454,8 @@ mod tests {
 
     #[test]
     fn version_negotiation() {
-        assert_eq!(negotiate(1, 5), Some(2));
-        assert_eq!(negotiate(1, 1), None);
-        assert_eq!(negotiate(3, 5), None);
+        assert_eq!(negotiate(1, 5), Some(VERSION_MAX));
+        assert_eq!(negotiate(1, VERSION_MIN - 1), None);
+        assert_eq!(negotiate(VERSION_MAX + 1, VERSION_MAX + 3), None);
     }
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 pub const USAGE: &str = "\
 commands:
-  add port <port_id> [queues <n>]                     configure n rx/tx queue pairs (default 2), RSS over them, start
+  add port <port_id> [queues <n>] [rxd <n>]           configure n rx/tx queue pairs (default 2), RSS over them, start;
+                                                      rxd: NIC rx descriptors per queue (default: the PMD's)
   add socket <path> <port_id> <queue> [heap <MiB>] [buffers <MiB>]
                                                       serve that queue on a unix socket at <path>
   remove socket <path>
@@ -28,6 +29,8 @@ pub enum Command {
     AddPort {
         port: u16,
         queues: u16,
+        /// NIC rx descriptors per queue; 0: the PMD's default.
+        rxd: u16,
     },
     AddSocket {
         path: String,
@@ -69,16 +72,21 @@ pub fn parse(line: &str) -> Result<Command, String> {
         (None, _) => Command::Nothing,
         (Some("add"), Some("port")) => {
             let port = num("port_id", it.next())?;
-            let mut queues = 2;
-            match it.next() {
-                None => {}
-                Some("queues") => queues = num("queue count", it.next())?,
-                Some(x) => return Err(format!("unexpected '{x}'")),
+            let (mut queues, mut rxd) = (2, 0);
+            while let Some(k) = it.next() {
+                match k {
+                    "queues" => queues = num("queue count", it.next())?,
+                    "rxd" => rxd = num("rx descriptor count", it.next())?,
+                    x => return Err(format!("unexpected '{x}'")),
+                }
             }
             if queues == 0 {
                 return Err("queues must be at least 1".into());
             }
-            Command::AddPort { port, queues }
+            if rxd == 0 && w.contains(&"rxd") {
+                return Err("rxd must be at least 1".into());
+            }
+            Command::AddPort { port, queues, rxd }
         }
         (Some("add"), Some("socket")) => {
             let path: String = it.next().ok_or("missing path")?.to_string();
@@ -191,7 +199,7 @@ impl Proxy {
                 let _ = writeln!(out, "{USAGE}");
             }
             Command::Quit => return Ok(false),
-            Command::AddPort { port, queues } => self.add_port(port, queues)?,
+            Command::AddPort { port, queues, rxd } => self.add_port(port, queues, rxd)?,
             Command::AddSocket {
                 path,
                 port,
@@ -220,15 +228,16 @@ impl Proxy {
         Ok(true)
     }
 
-    fn add_port(&mut self, id: u16, queues: u16) -> Result<(), String> {
+    fn add_port(&mut self, id: u16, queues: u16, rxd: u16) -> Result<(), String> {
         if self.ports.contains_key(&id) {
             return Err(format!("port {id} already added"));
         }
-        let p = NicPort::add(id, queues).map_err(|e| format!("port {id}: {e}"))?;
+        let p = NicPort::add(id, queues, rxd).map_err(|e| format!("port {id}: {e}"))?;
         log(&format!(
-            "port {id} ({}, {}): {queues} queues, {}, MAC {}",
+            "port {id} ({}, {}): {queues} queues of {} rx descriptors, {}, MAC {}",
             p.name,
             p.driver,
+            p.nb_rxd,
             if p.rss {
                 "RSS"
             } else {
@@ -673,11 +682,27 @@ mod tests {
     fn parses_the_documented_commands() {
         assert_eq!(
             parse("add port 0").unwrap(),
-            Command::AddPort { port: 0, queues: 2 }
+            Command::AddPort {
+                port: 0,
+                queues: 2,
+                rxd: 0
+            }
         );
         assert_eq!(
             parse("add port 1 queues 4").unwrap(),
-            Command::AddPort { port: 1, queues: 4 }
+            Command::AddPort {
+                port: 1,
+                queues: 4,
+                rxd: 0
+            }
+        );
+        assert_eq!(
+            parse("add port 1 rxd 256 queues 1").unwrap(),
+            Command::AddPort {
+                port: 1,
+                queues: 1,
+                rxd: 256
+            }
         );
         match parse("add socket /tmp/s_0_0/sock 0 1 heap 32 buffers 256").unwrap() {
             Command::AddSocket {
@@ -709,6 +734,7 @@ mod tests {
             .unwrap_err()
             .contains("absolute"));
         assert!(parse("add port 0 queues 0").is_err());
+        assert!(parse("add port 0 rxd 0").is_err());
         assert!(parse("show everything")
             .unwrap_err()
             .contains("unknown command"));

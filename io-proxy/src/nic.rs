@@ -5,8 +5,10 @@ use crate::shm_pool::SocketStats;
 use dpdk_sys as sys;
 use std::sync::Arc;
 
-pub const NB_RXD: u16 = 1024;
-pub const NB_TXD: u16 = 1024;
+/// Descriptor counts when neither the command nor the PMD names one (the
+/// ethdev fallback).
+const NB_RXD_FALLBACK: u16 = sys::RTE_ETH_DEV_FALLBACK_RX_RINGSIZE as u16;
+const NB_TXD_FALLBACK: u16 = sys::RTE_ETH_DEV_FALLBACK_TX_RINGSIZE as u16;
 
 pub struct NicPort {
     pub id: u16,
@@ -51,7 +53,7 @@ fn cstr_field(p: *const std::ffi::c_char) -> String {
 impl NicPort {
     /// Configures `id` with `nb_queues` rx/tx queue pairs, RSS over them when
     /// the device supports it, and starts it.
-    pub fn add(id: u16, nb_queues: u16) -> Result<NicPort, String> {
+    pub fn add(id: u16, nb_queues: u16, rxd: u16) -> Result<NicPort, String> {
         // SAFETY: ethdev control calls on the control thread; all pointers
         // are to locals that outlive the calls.
         unsafe {
@@ -89,7 +91,11 @@ impl NicPort {
                 "configure",
                 sys::rte_eth_dev_configure(id, nb_queues, nb_queues, &conf),
             )?;
-            let (mut nb_rxd, mut nb_txd) = (NB_RXD, NB_TXD);
+            // The PMD's preferred ring sizes, as an ethdev app gets them by
+            // asking for 0: the guest keeps as many buffers posted.
+            let or = |v: u16, d: u16| if v == 0 { d } else { v };
+            let mut nb_rxd = or(rxd, or(info.default_rxportconf.ring_size, NB_RXD_FALLBACK));
+            let mut nb_txd = or(info.default_txportconf.ring_size, NB_TXD_FALLBACK);
             check(
                 "adjust descriptors",
                 sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nb_rxd, &mut nb_txd),

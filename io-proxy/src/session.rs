@@ -1,7 +1,8 @@
 //! One guest connection: handshake, its memfd region, and its header pool.
 
+use crate::datapath::BURST;
 use crate::nic::NicPort;
-use crate::shm_pool::{GuestRegion, SocketStats};
+use crate::shm_pool::{self, GuestRegion, SocketStats};
 use bus_shm::proto::{self, Hello, HelloAck, Layout, Reader, Status};
 use bus_shm::region::{recv_msg, send_msg, Region};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -161,6 +162,7 @@ pub fn handshake(
         nic_port: port.id,
         nic_queue: queue,
         nic_name: port.name.clone(),
+        rx_fill_min: port.nb_rxd as u32 + shm_pool::RX_POOL_CACHE + 2 * BURST as u32,
     };
     send_msg(
         fd.as_raw_fd(),

@@ -38,7 +38,7 @@ pub const ORIGIN_FILL: u8 = 1;
 pub const ORIGIN_TX: u8 = 2;
 
 /// Lcore cache of the rx pool: a few bursts of fill buffers.
-const RX_POOL_CACHE: u32 = 128;
+pub const RX_POOL_CACHE: u32 = 128;
 
 /// Private area after each proxy mbuf header (priv_size bytes).
 #[repr(C)]

@@ -48,6 +48,11 @@ struct Port {
     port_id: u16,
     area: Area,
     ring_entries: u32,
+    /// Range of buffers the rx queue keeps posted (its `nb_rx_desc`): at
+    /// least what the NIC queue needs, at most what the ring can take back
+    /// with recycled buffers on top.
+    rx_desc_min: u16,
+    rx_desc_max: u16,
     max_mtu: u16,
     max_rx_pktlen: u32,
     started: bool,
@@ -124,6 +129,18 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
     )?;
     let l = conn.info.layout;
     let name = std::ffi::CString::new(sock.path.as_str()).map_err(|_| "bad name")?;
+    // Posted buffers plus recycled ones must fit the rx ring with slack.
+    let rx_desc_max = l
+        .ring_entries
+        .saturating_sub(2 * queue::BUDGET_SLACK)
+        .min(u16::MAX as u32);
+    if conn.info.rx_fill_min > rx_desc_max {
+        return Err(format!(
+            "the NIC queue needs {} posted buffers, more than a ring of {} allows \
+             (use fewer NIC rx descriptors or a bigger ring)",
+            conn.info.rx_fill_min, l.ring_entries
+        ));
+    }
     // SAFETY: ethdev allocation on the init thread; every pointer stored in
     // the port's data lives as long as the port.
     unsafe {
@@ -149,6 +166,8 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
                 buf_end: l.buf_off + l.buf_len,
             },
             ring_entries: l.ring_entries,
+            rx_desc_max: rx_desc_max as u16,
+            rx_desc_min: conn.info.rx_fill_min.max(64) as u16,
             max_mtu: conn.info.mtu,
             max_rx_pktlen: conn.info.max_rx_pktlen,
             started: false,
@@ -239,13 +258,17 @@ unsafe extern "C" fn dev_infos_get(
         info.max_mtu = p.max_mtu;
         info.max_rx_pktlen = p.max_rx_pktlen;
         info.min_rx_bufsize = 128;
-        info.rx_desc_lim.nb_max = p.ring_entries as u16;
-        info.rx_desc_lim.nb_min = 64;
+        // Like a NIC's rx ring: nb_rx_desc buffers stay posted. The default
+        // is what the proxy's NIC queue needs.
+        info.rx_desc_lim.nb_max = p.rx_desc_max;
+        info.rx_desc_lim.nb_min = p.rx_desc_min;
         info.rx_desc_lim.nb_align = 1;
-        info.tx_desc_lim = info.rx_desc_lim;
+        info.tx_desc_lim.nb_max = p.ring_entries as u16;
+        info.tx_desc_lim.nb_min = 64;
+        info.tx_desc_lim.nb_align = 1;
         info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
         info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
-        info.default_rxportconf.ring_size = p.ring_entries as u16;
+        info.default_rxportconf.ring_size = p.rx_desc_min;
         info.default_txportconf.ring_size = p.ring_entries as u16;
         info.default_rxportconf.nb_queues = 1;
         info.default_txportconf.nb_queues = 1;
@@ -521,7 +544,7 @@ unsafe fn queue_target<'a>(
 unsafe extern "C" fn rx_queue_setup(
     dev: *mut sys::rte_eth_dev,
     qid: u16,
-    _nb_desc: u16,
+    nb_desc: u16,
     _socket: u32,
     _conf: *const sys::rte_eth_rxconf,
     mp: *mut sys::rte_mempool,
@@ -573,9 +596,8 @@ unsafe extern "C" fn rx_queue_setup(
                 port_id: p.port_id,
                 headroom,
                 budget: &*p.budget,
-                // Half the ring: more than a NIC ring of 1024 takes at start,
-                // and room for recycled buffers on top.
-                fill_target: (l.ring_entries / 2 + 2 * 64).min(l.ring_entries - 128),
+                // ethdev checked nb_desc against the limits in dev_info.
+                fill_target: nb_desc.clamp(p.rx_desc_min, p.rx_desc_max) as u32,
                 broken: false,
                 packets: Default::default(),
                 bytes: Default::default(),

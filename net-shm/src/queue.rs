@@ -52,7 +52,7 @@ pub struct RxBudget {
     _pad: [u64; 6],
     recycled: AtomicU64,
 }
-const BUDGET_SLACK: u32 = 128;
+pub(crate) const BUDGET_SLACK: u32 = 128;
 
 impl RxBudget {
     #[inline]
