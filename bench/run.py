@@ -14,6 +14,11 @@ both sides, time from guest start to first packet.
 
 usage: bench/run.py [--reps N] [--warmup S] [--window S] [--sizes 64,1518]
                     [--modes macswap,io] [--peers shm,memif-zc,memif,vhost,ceiling]
+                    [--baseline DIR]
+
+--baseline DIR adds the peer shm-base: shm built in another checkout DIR
+(after `make build` there), run interleaved with the others, to measure a
+change against what it replaces in the same run.
 """
 import argparse
 import json
@@ -29,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROXY = ROOT / "target/release/dpdk-io-proxy"
 PMDS = ROOT / "target/pmds"
+BASELINE = None  # another checkout, for the shm-base peer
 RUN = Path("/tmp/iop-bench")
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -44,13 +50,15 @@ def null_vdev(name, size):
 
 def peer_commands(peer, mode, size):
     """(side command or None, guest command, counter ports of the guest)."""
-    if peer in ("shm", "shm-norecycle"):
+    if peer in ("shm", "shm-norecycle", "shm-base"):
         devargs = ",recycle=0" if peer == "shm-norecycle" else ""
+        root = BASELINE if peer == "shm-base" else ROOT
+        proxy, pmds = root / "target/release/dpdk-io-proxy", root / "target/pmds"
         cmds = RUN / "proxy.cmds"
         cmds.write_text(f"add port 0 queues 1\nadd socket {RUN}/s0/sock 0 0\n")
-        side = [str(PROXY), "--no-pci", "--file-prefix", "bside", "--vdev", null_vdev("net_null0", size),
+        side = [str(proxy), "--no-pci", "--file-prefix", "bside", "--vdev", null_vdev("net_null0", size),
                 "--", "--cmds", str(cmds), "0"]
-        guest = ["dpdk-testpmd", "-d", str(PMDS), *GUEST_EAL, "--no-huge", "-m1",
+        guest = ["dpdk-testpmd", "-d", str(pmds), *GUEST_EAL, "--no-huge", "-m1",
                  "-a", f"sock:{RUN}/s0/sock{devargs}", "--", f"--forward-mode={mode}"]
         return side, guest, [0]
     if peer in ("memif-zc", "memif"):
@@ -217,13 +225,21 @@ def main():
     ap.add_argument("--modes", default="macswap,io")
     ap.add_argument("--peers", default="shm,memif-zc,memif,vhost,ceiling")
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
+    ap.add_argument("--baseline", help="another checkout: adds the peer shm-base")
     a = ap.parse_args()
+    global BASELINE
     for p in (PROXY, PMDS):
         if not p.exists():
             sys.exit(f"{p} missing: run `make build` first")
     sizes = [int(s) for s in a.sizes.split(",")]
     modes = a.modes.split(",")
     peers = a.peers.split(",")
+    if a.baseline:
+        BASELINE = Path(a.baseline).resolve()
+        for p in (BASELINE / "target/release/dpdk-io-proxy", BASELINE / "target/pmds"):
+            if not p.exists():
+                sys.exit(f"{p} missing: run `make build` in {BASELINE} first")
+        peers.insert(peers.index("shm") + 1 if "shm" in peers else 0, "shm-base")
 
     # One short run per peer first, thrown away: the first start of each
     # pays cold costs (hugepages zeroed, page cache, sockets) the others don't.

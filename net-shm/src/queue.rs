@@ -317,14 +317,14 @@ pub unsafe extern "C" fn rx_burst(
                 return 0;
             }
         };
-        // Start every packet's first line and mbuf header on its way before
-        // touching any: the payload was just written by the other core, so
-        // each is a cache miss, and this lets them overlap. Hints only: the
-        // descriptors are read again and validated below.
+        // Start every packet's mbuf header on its way before touching any,
+        // so that the misses overlap. Hints only: the descriptors are read
+        // again and validated below. The payload is left alone: an app that
+        // does not read it (io forwarding) would pull lines the proxy
+        // writes next into this core's cache for nothing.
         for i in 0..avail {
             let d = q.rx.read(i);
             let buf = (q.area.base as usize).wrapping_add(d.offset() as usize);
-            sys::prefetch(buf.wrapping_add(d.data_off as usize) as *const u8);
             sys::prefetch(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
         }
         let mut got = 0usize;
