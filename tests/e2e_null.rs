@@ -155,3 +155,44 @@ fn proxy_killed_guest_sees_link_down_and_survives() {
     let g = guest.stop(0);
     assert!(g.rx > 0 && g.tx > 0, "{g:?}");
 }
+
+/// The guest's rx queue size (`--rxd`) is the number of buffers it keeps
+/// posted, like a NIC ring. The proxy says how many its NIC queue needs:
+/// fewer is refused by ethdev with the range, more is used.
+#[test]
+fn guest_rx_ring_size_is_checked_against_the_nic_queue() {
+    let dir = Scratch::new("rxd");
+    let sock = "/tmp/iop-rxd/s0/sock";
+    let proxy = Proxy::start(
+        &dir,
+        "iop_rxd",
+        &["--vdev", "net_null0"],
+        &format!("add port 0 queues 1 rxd 256\nadd socket {sock} 0 0\n"),
+    );
+    assert!(
+        proxy.proc.text().contains("1 queues of 256 rx descriptors"),
+        "{}",
+        proxy.proc.text()
+    );
+    let mut guest = Guest::start_interactive_with(&dir, "guest", sock, &["--rxd=100"]);
+    // 256 NIC descriptors + the proxy's rx-pool cache (128) + two bursts (64).
+    let text = guest.proc.text();
+    assert!(
+        text.contains("Invalid value for nb_rx_desc(=100)") && text.contains(">= 448"),
+        "--rxd=100 not refused with the NIC queue's minimum:\n{text}"
+    );
+    assert_eq!(proxy.socket_field(sock, "started"), 0);
+    guest.cmd("port config all rxd 1024");
+    guest.cmd("port start 0");
+    guest.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    guest.cmd("stop");
+    guest.cmd("show port xstats 0");
+    assert!(
+        guest.xstat("rx_good_packets") > 10_000,
+        "no traffic with --rxd 1024"
+    );
+    guest.cmd("quit");
+    guest.proc.wait_exit(Duration::from_secs(30));
+    proxy.stop(&[sock]);
+}

@@ -243,8 +243,14 @@ impl Guest {
 
     /// The same guest at its interactive prompt (`-i`), driven by `cmd()`.
     pub fn start_interactive(dir: &Scratch, name: &str, sock: &str) -> Guest {
+        Self::start_interactive_with(dir, name, sock, &[])
+    }
+
+    /// As `start_interactive`, with more testpmd options.
+    pub fn start_interactive_with(dir: &Scratch, name: &str, sock: &str, args: &[&str]) -> Guest {
+        let args: Vec<&str> = ["-i"].iter().chain(args).copied().collect();
         let mut proc = Proc::spawn(
-            &mut Self::command(sock, &["-i"]),
+            &mut Self::command(sock, &args),
             dir.path(&format!("{name}.log")),
             true,
         );
