@@ -15,16 +15,10 @@ fn ip_link(iface: &str, state: &str) {
 
 #[test]
 fn nic_link_changes_reach_the_guest_as_lsc_events() {
-    let dir = Scratch::new("link");
-    let sock = "/tmp/iop-link/s0/sock";
     let iface = "ioplinktap";
     let vdev = format!("net_tap0,iface={iface}");
-    let mut proxy = Proxy::start(
-        &dir,
-        "iop_link",
-        &["--vdev", &vdev],
-        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, sock, mut proxy) = Proxy::one_queue("link", &vdev, "");
+    let sock = sock.as_str();
     let mut guest = Guest::start(&dir, "guest", sock);
     let events_before = guest.proc.text().matches("link state change event").count();
     ip_link(iface, "down");

@@ -6,14 +6,8 @@ use std::time::Duration;
 
 #[test]
 fn null_nic_one_guest_counters_agree() {
-    let dir = Scratch::new("null");
-    let sock = "/tmp/iop-null/s0/sock";
-    let proxy = Proxy::start(
-        &dir,
-        "iop_null",
-        &["--vdev", "net_null0"],
-        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, sock, proxy) = Proxy::one_queue("null", "net_null0", "");
+    let sock = sock.as_str();
     // Interactive, so that the counters can be read with the port stopped.
     let mut guest = Guest::start_interactive(&dir, "guest", sock);
     assert_eq!(proxy.socket_field(sock, "connected"), 1);
@@ -101,14 +95,8 @@ fn null_nic_one_guest_counters_agree() {
 /// socket's directory. It still gets the NIC queue, zero-copy.
 #[test]
 fn unprivileged_sandboxed_guest() {
-    let dir = Scratch::new("sandbox");
-    let sock = "/tmp/iop-sandbox/s0/sock";
-    let proxy = Proxy::start(
-        &dir,
-        "iop_sandbox",
-        &["--vdev", "net_null0"],
-        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, sock, proxy) = Proxy::one_queue("sandbox", "net_null0", "");
+    let sock = sock.as_str();
     let guest = Guest::start_sandboxed(&dir, "guest", sock);
     std::thread::sleep(Duration::from_secs(2));
     let log = proxy.proc.text();
@@ -131,14 +119,8 @@ fn unprivileged_sandboxed_guest() {
 /// LSC event, the app keeps running and exits cleanly when asked.
 #[test]
 fn proxy_killed_guest_sees_link_down_and_survives() {
-    let dir = Scratch::new("proxykill");
-    let sock = "/tmp/iop-proxykill/s0/sock";
-    let mut proxy = Proxy::start(
-        &dir,
-        "iop_proxykill",
-        &["--vdev", "net_null0"],
-        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, sock, mut proxy) = Proxy::one_queue("proxykill", "net_null0", "");
+    let sock = sock.as_str();
     let mut guest = Guest::start(&dir, "guest", sock);
     std::thread::sleep(Duration::from_secs(1));
     proxy.proc.signal(libc::SIGKILL);
@@ -161,14 +143,8 @@ fn proxy_killed_guest_sees_link_down_and_survives() {
 /// fewer is refused by ethdev with the range, more is used.
 #[test]
 fn guest_rx_ring_size_is_checked_against_the_nic_queue() {
-    let dir = Scratch::new("rxd");
-    let sock = "/tmp/iop-rxd/s0/sock";
-    let proxy = Proxy::start(
-        &dir,
-        "iop_rxd",
-        &["--vdev", "net_null0"],
-        &format!("add port 0 queues 1 rxd 256\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, sock, proxy) = Proxy::one_queue("rxd", "net_null0", " rxd 256");
+    let sock = sock.as_str();
     assert!(
         proxy.proc.text().contains("1 queues of 256 rx descriptors"),
         "{}",

@@ -36,14 +36,8 @@ fn recv(fd: &OwnedFd) -> (Vec<u8>, Option<OwnedFd>) {
 
 #[test]
 fn hostile_guest_is_contained_and_the_socket_keeps_working() {
-    let dir = Scratch::new("hostile");
-    let sock = "/tmp/iop-hostile/s0/sock";
-    let mut proxy = Proxy::start(
-        &dir,
-        "iop_hostile",
-        &["--vdev", "net_null0"],
-        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, sock, mut proxy) = Proxy::one_queue("hostile", "net_null0", "");
+    let sock = sock.as_str();
     // A guest that speaks only an older protocol is refused, clearly.
     let old = connect(sock);
     let v1 = Hello {

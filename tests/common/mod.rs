@@ -167,6 +167,21 @@ impl Proxy {
         }
     }
 
+    /// A scratch directory `/tmp/iop-TAG` and a proxy (EAL prefix `iop_TAG`)
+    /// serving queue 0 of the single-queue port 0 (`vdev`, plus
+    /// `port_opts` on its `add port` line) on `/tmp/iop-TAG/s0/sock`.
+    pub fn one_queue(tag: &str, vdev: &str, port_opts: &str) -> (Scratch, String, Proxy) {
+        let dir = Scratch::new(tag);
+        let sock = format!("/tmp/iop-{tag}/s0/sock");
+        let proxy = Proxy::start(
+            &dir,
+            &format!("iop_{tag}"),
+            &["--vdev", vdev],
+            &format!("add port 0 queues 1{port_opts}\nadd socket {sock} 0 0\n"),
+        );
+        (dir, sock, proxy)
+    }
+
     /// Runs a telemetry command through the stock dpdk-telemetry.py.
     pub fn telemetry(&self, command: &str) -> String {
         let mut child = Command::new("dpdk-telemetry.py")
@@ -448,20 +463,22 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// Removes the namespace and the host end of the veth (with its peer),
+    /// if they exist.
+    fn delete(&self) {
+        for args in [["netns", "del", &self.ns], ["link", "del", &self.host]] {
+            let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
+        }
+    }
+
     pub fn new(tag: &str) -> Netns {
         let n = Netns {
             ns: format!("iop{tag}"),
             host: format!("iop{tag}h"),
             peer: format!("iop{tag}p"),
         };
-        let _ = Command::new("ip")
-            .args(["netns", "del", &n.ns])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &n.host])
-            .stderr(Stdio::null())
-            .status();
+        // Left over from an earlier run that was killed.
+        n.delete();
         sh(&["ip", "netns", "add", &n.ns]);
         sh(&[
             "ip", "link", "add", &n.host, "type", "veth", "peer", "name", &n.peer,
@@ -543,14 +560,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.ns])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host])
-            .stderr(Stdio::null())
-            .status();
+        self.delete();
     }
 }
 
