@@ -302,27 +302,22 @@ impl GuestRegion {
                 }
                 continue;
             }
-            let m = match self.free_hdrs.pop() {
+            let m = if recycle && !self.free_hdrs.is_empty() {
                 // A fill buffer once sent: an rx-pool header, so that the NIC
                 // frees it into the rx pool (see the module doc). The room
                 // was checked above.
-                Some(m) if recycle => {
-                    // SAFETY: m is a free header of the rx pool; d is validated.
-                    unsafe { self.attach(m, d.offset(), self.rx_room, &d, ORIGIN_FILL) };
-                    m
+                let m = self.free_hdrs.pop().expect("checked just now");
+                // SAFETY: m is a free header of the rx pool; d is validated.
+                unsafe { self.attach(m, d.offset(), self.rx_room, &d, ORIGIN_FILL) };
+                m
+            } else {
+                let m = self.free_tx_hdrs.pop().expect("checked above");
+                // SAFETY: m is a free header of the tx pool; d is validated.
+                unsafe {
+                    self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX);
+                    hdr_priv(m).recycle = recycle;
                 }
-                other => {
-                    if let Some(m) = other {
-                        self.free_hdrs.push(m);
-                    }
-                    let m = self.free_tx_hdrs.pop().expect("checked above");
-                    // SAFETY: m is a free header of the tx pool; d is validated.
-                    unsafe {
-                        self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX);
-                        hdr_priv(m).recycle = recycle;
-                    }
-                    m
-                }
+                m
             };
             out[n] = m;
             n += 1;
@@ -458,10 +453,42 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
 
 unsafe extern "C" fn ops_free(_mp: *mut sys::rte_mempool) {}
 
+/// Buffers going back to the guest on one ring in one call: the ring's room
+/// is looked up at the first one, and one publish covers them all.
+#[derive(Default)]
+struct ReturnBatch {
+    room: Option<u32>,
+    n: u32,
+}
+
+impl ReturnBatch {
+    /// Writes `d` (at most `most` in this batch); false when the ring has no
+    /// room (a broken guest: the buffer is lost) or is corrupt.
+    fn push(&mut self, ring: &mut Producer, most: u32, d: Desc, broken: &mut bool) -> bool {
+        let room = *self.room.get_or_insert_with(|| {
+            ring.free(most).unwrap_or_else(|_| {
+                *broken = true;
+                0
+            })
+        });
+        if self.n >= room {
+            return false;
+        }
+        ring.write(self.n, d);
+        self.n += 1;
+        true
+    }
+
+    fn publish(&self, ring: &mut Producer) {
+        if self.n > 0 {
+            ring.publish(self.n);
+        }
+    }
+}
+
 /// A NIC (or the datapath) gives headers back. Rx-pool headers of fill
 /// buffers stay attached (the next receive buffers); tx buffers go back to
 /// the guest on txdone, or become fill buffers when flagged for recycling.
-/// One publish per ring per call, not per buffer.
 unsafe extern "C" fn ops_enqueue(
     mp: *mut sys::rte_mempool,
     objs: *const *mut c_void,
@@ -470,53 +497,33 @@ unsafe extern "C" fn ops_enqueue(
     sys::ffi_guard("shm_proxy ops_enqueue", -libc::EIO, || {
         let g = guest(mp);
         let rx_pool = mp == g.mp;
-        // Ring room is looked up only when a buffer has to cross.
-        let (mut rx_room, mut tx_room) = (None::<u32>, None::<u32>);
-        let (mut nrx, mut ntx, mut lost) = (0u32, 0u32, 0u64);
+        let (mut to_rx, mut to_txdone, mut lost) =
+            (ReturnBatch::default(), ReturnBatch::default(), 0u64);
         for i in 0..n as usize {
             let m = *objs.add(i) as *mut sys::rte_mbuf;
             let p = hdr_priv(m);
-            let to_rx_ring = match p.origin {
+            let empty = Desc::new(p.buf_off, 0, LEN_EMPTY);
+            let returned = match p.origin {
                 ORIGIN_FILL if rx_pool => {
                     g.ready.push(m);
                     continue;
                 }
-                ORIGIN_FILL => true,
                 ORIGIN_TX if p.recycle && g.staged.len() < g.staged_cap => {
                     g.staged.push(Desc::new(p.buf_off, g.rx_headroom, 0));
-                    false
+                    true
                 }
-                ORIGIN_TX if p.recycle => true,
+                // A fill buffer the NIC did not use, or a recycled one that
+                // finds the staging area full: back to the guest, empty.
+                ORIGIN_FILL => to_rx.push(&mut g.rx, n, empty, &mut g.broken),
+                ORIGIN_TX if p.recycle => to_rx.push(&mut g.rx, n, empty, &mut g.broken),
                 ORIGIN_TX => {
-                    let room = *tx_room.get_or_insert_with(|| {
-                        g.txdone.free(n).unwrap_or_else(|_| {
-                            g.broken = true;
-                            0
-                        })
-                    });
-                    if ntx < room {
-                        g.txdone.write(ntx, Desc::new(p.buf_off, 0, p.status));
-                        ntx += 1;
-                    } else {
-                        lost += 1;
-                    }
-                    false
+                    let d = Desc::new(p.buf_off, 0, p.status);
+                    to_txdone.push(&mut g.txdone, n, d, &mut g.broken)
                 }
-                _ => false,
+                _ => true,
             };
-            if to_rx_ring {
-                let room = *rx_room.get_or_insert_with(|| {
-                    g.rx.free(n).unwrap_or_else(|_| {
-                        g.broken = true;
-                        0
-                    })
-                });
-                if nrx < room {
-                    g.rx.write(nrx, Desc::new(p.buf_off, 0, LEN_EMPTY));
-                    nrx += 1;
-                } else {
-                    lost += 1;
-                }
+            if !returned {
+                lost += 1;
             }
             p.origin = ORIGIN_NONE;
             p.recycle = false;
@@ -526,12 +533,8 @@ unsafe extern "C" fn ops_enqueue(
                 g.free_tx_hdrs.push(m);
             }
         }
-        if nrx > 0 {
-            g.rx.publish(nrx);
-        }
-        if ntx > 0 {
-            g.txdone.publish(ntx);
-        }
+        to_rx.publish(&mut g.rx);
+        to_txdone.publish(&mut g.txdone);
         if lost > 0 {
             SocketStats::add(&g.stats.lost_returns, lost);
         }
@@ -572,11 +575,9 @@ unsafe extern "C" fn ops_dequeue(
         // The NIC writes each buffer's first line next; own them all now
         // rather than one at a time as its stores drain.
         for d in &g.staged[start..] {
-            let p = g
-                .region
-                .base()
-                .add(d.offset() as usize + sys::RTE_PKTMBUF_HEADROOM as usize);
-            sys::prefetch_write(p);
+            let p = (g.region.base() as usize)
+                .wrapping_add(d.offset() as usize + sys::RTE_PKTMBUF_HEADROOM as usize);
+            sys::prefetch_write(p as *const u8);
         }
         for (i, k) in (start..g.staged.len()).enumerate() {
             let d = g.staged[k];
