@@ -76,15 +76,17 @@ pub fn parse(line: &str) -> Result<Command, String> {
             while let Some(k) = it.next() {
                 match k {
                     "queues" => queues = num("queue count", it.next())?,
-                    "rxd" => rxd = num("rx descriptor count", it.next())?,
+                    "rxd" => {
+                        rxd = num("rx descriptor count", it.next())?;
+                        if rxd == 0 {
+                            return Err("rxd must be at least 1".into());
+                        }
+                    }
                     x => return Err(format!("unexpected '{x}'")),
                 }
             }
             if queues == 0 {
                 return Err("queues must be at least 1".into());
-            }
-            if rxd == 0 && w.contains(&"rxd") {
-                return Err("rxd must be at least 1".into());
             }
             Command::AddPort { port, queues, rxd }
         }

@@ -167,7 +167,8 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             },
             ring_entries: l.ring_entries,
             rx_desc_max: rx_desc_max as u16,
-            rx_desc_min: conn.info.rx_fill_min.max(64) as u16,
+            // Never above the maximum, even for a tiny ring (clamp needs it).
+            rx_desc_min: conn.info.rx_fill_min.max(64).min(rx_desc_max) as u16,
             max_mtu: conn.info.mtu,
             max_rx_pktlen: conn.info.max_rx_pktlen,
             started: false,
