@@ -168,6 +168,19 @@ fn guest_rx_ring_size_is_checked_against_the_nic_queue() {
         guest.xstat("rx_good_packets") > 10_000,
         "no traffic with --rxd 1024"
     );
+    // Forwarding stopped, port started: the NIC keeps receiving until the
+    // 1024 posted buffers (plus at most a burst recycled on top) all wait in
+    // the rx ring, bar less than one burst left in the proxy. Telemetry
+    // shows where they are.
+    std::thread::sleep(Duration::from_millis(300));
+    let used = |ring: &str| proxy.socket_field(sock, &format!("{ring}_ring_used"));
+    assert_eq!(proxy.socket_field(sock, "ring_entries"), 2048);
+    let rx = used("rx");
+    assert!(
+        (1024 - 31..=1024 + 32).contains(&rx),
+        "rx_ring_used {rx}, posted 1024"
+    );
+    assert_eq!((used("fill"), used("tx"), used("txdone")), (0, 0, 0));
     guest.cmd("quit");
     guest.proc.wait_exit(Duration::from_secs(30));
     proxy.stop(&[sock]);

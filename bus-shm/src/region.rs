@@ -4,7 +4,7 @@
 //! pointer is formed from them.
 
 use crate::proto::{ProtoError, MAX_MSG};
-use crate::ring::{ring_bytes, Consumer, Producer};
+use crate::ring::{in_flight_at, ring_bytes, Consumer, Producer, RING_HDR_SIZE};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -122,6 +122,66 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what map() mapped; nothing refers to it
         // any more (owners drop rings and pools first).
+        unsafe {
+            libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+/// A second, read-only mapping of the start of a region, from which another
+/// thread (telemetry) reads ring indexes. It has its own lifetime, so the
+/// reader never depends on the datapath's mapping staying in place.
+pub struct RingWatch {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: read-only memory, read only through atomic loads.
+unsafe impl Send for RingWatch {}
+unsafe impl Sync for RingWatch {}
+
+impl RingWatch {
+    /// Maps the first `len` bytes of `fd` read-only (`len` a multiple of the
+    /// memfd's page size).
+    pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<RingWatch> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty watch"));
+        }
+        // SAFETY: fresh read-only mapping chosen by the kernel.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RingWatch {
+            base: NonNull::new(p as *mut u8).expect("mmap returned NULL"),
+            len,
+        })
+    }
+
+    /// Entries in flight in the ring at `off` (see [`in_flight_at`]); `None`
+    /// if the ring is not inside the watch or its indexes are impossible.
+    pub fn in_flight(&self, off: u64, entries: u32) -> Option<u32> {
+        let end = off.checked_add(RING_HDR_SIZE as u64)?;
+        if end > self.len as u64 || !off.is_multiple_of(64) {
+            return None;
+        }
+        // SAFETY: an aligned index block inside this mapping, read only.
+        unsafe { in_flight_at(self.base.as_ptr().add(off as usize), entries) }
+    }
+}
+
+impl Drop for RingWatch {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what map() mapped.
         unsafe {
             libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len);
         }

@@ -136,6 +136,23 @@ impl RingMem {
     }
 }
 
+/// Entries published and not yet consumed in the ring at `base`, read from
+/// its two indexes; `None` if they are impossible (a corrupt peer). For
+/// monitoring only: the value may be stale by the time it is used.
+///
+/// # Safety
+/// `base` must point to a ring's index block (`RING_HDR_SIZE` bytes,
+/// 64-byte aligned), mapped at least readable while this runs.
+pub unsafe fn in_flight_at(base: *const u8, entries: u32) -> Option<u32> {
+    let idx = &*(base as *const RingIndexes);
+    // Consumer first: it never passes the producer, so reading it first
+    // cannot show more entries than there were.
+    let cons = idx.cons.load(Ordering::Acquire);
+    let prod = idx.prod.load(Ordering::Acquire);
+    let n = prod.wrapping_sub(cons);
+    (n <= entries).then_some(n)
+}
+
 /// The producing end of a ring.
 pub struct Producer {
     mem: RingMem,
@@ -314,6 +331,23 @@ mod tests {
         assert_eq!(c.read(3).offset(), 24);
         c.release(4);
         assert_eq!(p.free(1).unwrap(), 4);
+    }
+
+    #[test]
+    fn in_flight_is_read_from_the_indexes() {
+        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
+        let base = mem.0.as_mut_ptr();
+        // SAFETY: as above.
+        let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        for i in 0..5 {
+            assert!(p.push(Desc::new(i * 8, 0, 0)).unwrap());
+        }
+        c.release(2);
+        // SAFETY: the index block of a live ring.
+        assert_eq!(unsafe { in_flight_at(base, 8) }, Some(3));
+        // SAFETY: writes the prod index word inside the buffer.
+        unsafe { (*(base as *const AtomicU32)).store(1000, Ordering::Release) };
+        assert_eq!(unsafe { in_flight_at(base, 8) }, None);
     }
 
     #[test]

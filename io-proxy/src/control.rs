@@ -659,6 +659,21 @@ impl Proxy {
                     get(&qs.bad_descriptors),
                     get(&qs.payload_copies),
                 );
+                if let Some(r) = served.and_then(|e| e.session.as_ref()?.rings.as_ref()) {
+                    let used: Vec<String> = session::RING_NAMES
+                        .iter()
+                        .zip(r.read())
+                        .map(|(name, n)| match n {
+                            Some(n) => format!("{name} {n}"),
+                            None => format!("{name} corrupt"),
+                        })
+                        .collect();
+                    s += &format!(
+                        "    rings in use (of {}): {}\n",
+                        r.ring_entries(),
+                        used.join(", ")
+                    );
+                }
             }
         }
         s

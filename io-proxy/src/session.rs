@@ -4,7 +4,7 @@ use crate::datapath::BURST;
 use crate::nic::NicPort;
 use crate::shm_pool::{self, GuestRegion, SocketStats};
 use bus_shm::proto::{self, Hello, HelloAck, Layout, Reader, Status};
-use bus_shm::region::{recv_msg, send_msg, Region};
+use bus_shm::region::{recv_msg, send_msg, Region, RingWatch};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
@@ -37,6 +37,41 @@ pub struct Session {
     pub hugepages: bool,
     pub guest: Box<GuestRegion>,
     pub started: bool,
+    /// Ring depths for telemetry; None if the extra mapping failed.
+    pub rings: Option<Arc<RingDepths>>,
+}
+
+/// How full a guest's four rings are, read through a read-only mapping of
+/// their indexes: where buffers wait tells which side is behind.
+pub struct RingDepths {
+    watch: RingWatch,
+    layout: Layout,
+}
+
+/// Ring names, in the order of [`RingDepths::read`].
+pub const RING_NAMES: [&str; 4] = ["fill", "rx", "tx", "txdone"];
+
+impl RingDepths {
+    fn new(region: &Region, layout: &Layout) -> std::io::Result<RingDepths> {
+        let end = layout.txdone_off + bus_shm::ring::RING_HDR_SIZE as u64;
+        let len = end.div_ceil(layout.page_size) * layout.page_size;
+        Ok(RingDepths {
+            watch: RingWatch::map(region.fd(), len as usize)?,
+            layout: *layout,
+        })
+    }
+
+    /// Descriptors published and not yet consumed in the fill, rx, tx and
+    /// txdone rings (None for a ring whose indexes are impossible).
+    pub fn read(&self) -> [Option<u32>; 4] {
+        let l = &self.layout;
+        [l.fill_off, l.rx_off, l.tx_off, l.txdone_off]
+            .map(|off| self.watch.in_flight(off, l.ring_entries))
+    }
+
+    pub fn ring_entries(&self) -> u32 {
+        self.layout.ring_entries
+    }
 }
 
 const HUGE_2M: u64 = 2 << 20;
@@ -170,6 +205,20 @@ pub fn handshake(
         Some(region.fd().as_raw_fd()),
     )
     .map_err(|e| format!("send hello ack: {e}"))?;
+    let rings = match RingDepths::new(&region, &layout) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            dpdk_sys::log(
+                dpdk_sys::RTE_LOG_WARNING,
+                crate::telemetry::logtype(),
+                &format!(
+                    "IO_PROXY: pid {}: no ring depths in telemetry: {e}",
+                    cred.pid()
+                ),
+            );
+            None
+        }
+    };
     let mut guest = GuestRegion::new(region, layout, stats, port.id)?;
     guest.max_frame = port.max_rx_pktlen.max(1518);
     Ok(Session {
@@ -181,5 +230,6 @@ pub fn handshake(
         hugepages,
         guest,
         started: false,
+        rings,
     })
 }

@@ -2,6 +2,7 @@
 //! `io_proxy` log type.
 
 use crate::control::{get, mac_str, Proxy};
+use crate::session::{RingDepths, RING_NAMES};
 use crate::shm_pool::SocketStats;
 use dpdk_sys as sys;
 use std::ffi::{c_char, c_int, CString};
@@ -31,6 +32,7 @@ struct SocketRow {
     pid: i64,
     guest: String,
     stats: Arc<SocketStats>,
+    rings: Option<Arc<RingDepths>>,
 }
 #[derive(Default)]
 struct Snapshot {
@@ -66,6 +68,7 @@ pub fn publish(p: &Proxy) {
                 pid: s.session.as_ref().map_or(-1, |x| x.pid as i64),
                 guest: s.session.as_ref().map_or(String::new(), |x| x.name.clone()),
                 stats: s.stats.clone(),
+                rings: s.session.as_ref().and_then(|x| x.rings.clone()),
             })
             .collect(),
     };
@@ -159,6 +162,16 @@ unsafe extern "C" fn tel_sockets(
             add_u64(c, "bad_descriptors", get(&st.bad_descriptors));
             add_u64(c, "lost_returns", get(&st.lost_returns));
             add_u64(c, "payload_copies", get(&st.payload_copies));
+            // Where the guest's buffers wait right now (a sample): in the rx
+            // ring the guest is behind, in the tx ring the proxy is.
+            if let Some(r) = &s.rings {
+                add_u64(c, "ring_entries", r.ring_entries() as u64);
+                for (name, n) in RING_NAMES.iter().zip(r.read()) {
+                    if let Some(n) = n {
+                        add_u64(c, &format!("{name}_ring_used"), n as u64);
+                    }
+                }
+            }
             add_dict(d, &format!("socket{i}"), c);
         }
         0
