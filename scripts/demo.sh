@@ -25,11 +25,16 @@ cat "$DIR/proxy.log" | grep -v '^EAL' || true
 
 echo "== stock dpdk-testpmd as the guest, for ${SECONDS_TO_RUN}s:"
 echo "   dpdk-testpmd -d target/pmds -l 0,1 --no-huge -m1 --no-shconf -a sock:$SOCK -- --forward-mode=macswap"
+# Halfway through, the proxy's view of the running guest (ring depths too).
+(sleep $((SECONDS_TO_RUN / 2)); echo "== telemetry while the guest runs: /io_proxy/sockets"
+ echo /io_proxy/sockets | dpdk-telemetry.py -f io-proxy-demo | tail -1) &
+MIDRUN=$!
 set +e
 timeout -s INT "$SECONDS_TO_RUN" stdbuf -oL dpdk-testpmd -d target/pmds -l 0,1 --no-huge -m1 --no-shconf \
     -a "sock:$SOCK" -- --forward-mode=macswap --stats-period 2 </dev/null 2>&1 \
     | grep -v -e '^EAL' -e '^\s*$' -e 'eth_virtio_pci_init' | tr -d '\033' | sed 's/\[2J\[1;1H//'
 set -e
+wait $MIDRUN || true
 
 echo "== telemetry (stock dpdk-telemetry.py -f io-proxy-demo): /io_proxy/sockets"
 echo /io_proxy/sockets | dpdk-telemetry.py -f io-proxy-demo | tail -1
