@@ -32,22 +32,8 @@ impl Region {
                 format!("memfd is {} bytes, layout needs {len}", st.st_size),
             ));
         }
-        // SAFETY: fresh mapping chosen by the kernel; fd is a valid memfd.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Region {
-            base: NonNull::new(p as *mut u8).expect("mmap returned NULL"),
+            base: map_shared(fd.as_raw_fd(), len, libc::PROT_READ | libc::PROT_WRITE)?,
             len,
             fd,
         })
@@ -122,9 +108,7 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what map() mapped; nothing refers to it
         // any more (owners drop rings and pools first).
-        unsafe {
-            libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len);
-        }
+        unsafe { unmap(self.base, self.len) }
     }
 }
 
@@ -147,22 +131,8 @@ impl RingWatch {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty watch"));
         }
-        // SAFETY: fresh read-only mapping chosen by the kernel.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(RingWatch {
-            base: NonNull::new(p as *mut u8).expect("mmap returned NULL"),
+            base: map_shared(fd.as_raw_fd(), len, libc::PROT_READ)?,
             len,
         })
     }
@@ -181,11 +151,28 @@ impl RingWatch {
 
 impl Drop for RingWatch {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly what map() mapped.
-        unsafe {
-            libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len);
-        }
+        // SAFETY: unmapping exactly what map() mapped; the watch is only
+        // read through &self, so nothing refers to it any more.
+        unsafe { unmap(self.base, self.len) }
     }
+}
+
+/// A fresh `MAP_SHARED` mapping of the first `len` bytes of `fd`.
+fn map_shared(fd: RawFd, len: usize, prot: libc::c_int) -> io::Result<NonNull<u8>> {
+    // SAFETY: a new mapping where the kernel chooses; nothing else is
+    // affected, and an invalid fd or length only makes mmap fail.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, 0) };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned NULL"))
+}
+
+/// # Safety
+/// `base` and `len` are exactly one mapping made by [`map_shared`], no
+/// longer used.
+unsafe fn unmap(base: NonNull<u8>, len: usize) {
+    libc::munmap(base.as_ptr() as *mut libc::c_void, len);
 }
 
 /// Sends one message, optionally with a file descriptor.
