@@ -6,7 +6,8 @@ use std::time::Duration;
 
 #[test]
 fn null_nic_one_guest_counters_agree() {
-    let (dir, sock, proxy) = Proxy::one_queue("null", "net_null0", "");
+    // With the datapath's cycle accounting on, checked below.
+    let (dir, sock, proxy) = Proxy::one_queue_then("null", "net_null0", "", "set timing on\n");
     let sock = sock.as_str();
     // Interactive, so that the counters can be read with the port stopped.
     let mut guest = Guest::start_interactive(&dir, "guest", sock);
@@ -42,6 +43,24 @@ fn null_nic_one_guest_counters_agree() {
         "rx: guest {rx} + {discarded} queued"
     );
     assert_eq!(proxy.socket_field(sock, "tx_packets") as u64, tx, "tx");
+    // The cycle accounting saw the same packets (bar what the stop flushed
+    // outside the polling loop: at most a ring's worth) and charged cycles
+    // to every stage.
+    assert_eq!(proxy.datapath_field("timing"), 1);
+    let timed_rx = proxy.datapath_field("nic_rx_packets");
+    let timed_tx = proxy.datapath_field("nic_tx_packets");
+    assert!(
+        timed_rx >= rx + discarded,
+        "timed rx {timed_rx} < {rx} + {discarded}"
+    );
+    assert!(
+        timed_tx <= tx && timed_tx + 2048 >= tx,
+        "timed tx {timed_tx}, guest sent {tx}"
+    );
+    for stage in ["nic_rx", "to_guest", "from_guest", "nic_tx"] {
+        let c = proxy.datapath_field(&format!("{stage}_cycles_per_packet"));
+        assert!((1..10_000).contains(&c), "{stage}: {c} cycles per packet");
+    }
     assert_eq!(proxy.socket_field(sock, "payload_copies"), 0);
     assert_eq!(proxy.socket_field(sock, "bad_descriptors"), 0);
     // The stop gave every buffer back: fill stock, recycled buffers the

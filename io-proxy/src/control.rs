@@ -21,7 +21,8 @@ commands:
                                                       serve that queue on a unix socket at <path>
   remove socket <path>
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
-  show ports | show sockets | show stats
+  set timing on|off                                   count the datapath's TSC cycles per stage (costs a little)
+  show ports | show sockets | show stats | show datapath
   help | quit";
 
 #[derive(Debug, PartialEq)]
@@ -46,6 +47,7 @@ pub enum Command {
         port: u16,
         up: bool,
     },
+    SetTiming(bool),
     Help,
     Quit,
     Nothing,
@@ -123,7 +125,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         (Some("remove"), Some("socket")) => Command::RemoveSocket {
             path: it.next().ok_or("missing path")?.to_string(),
         },
-        (Some("show"), Some(what @ ("ports" | "sockets" | "stats"))) => {
+        (Some("show"), Some(what @ ("ports" | "sockets" | "stats" | "datapath"))) => {
             Command::Show(what.to_string())
         }
         (Some("set"), Some("link")) => {
@@ -139,6 +141,11 @@ pub fn parse(line: &str) -> Result<Command, String> {
             };
             Command::SetLink { port, up }
         }
+        (Some("set"), Some("timing")) => match it.next() {
+            Some("on") => Command::SetTiming(true),
+            Some("off") => Command::SetTiming(false),
+            other => return Err(format!("set timing: expected on or off, got {other:?}")),
+        },
         (Some("help"), None) => Command::Help,
         (Some("quit" | "exit"), None) => Command::Quit,
         _ => return Err(format!("unknown command '{}'", w.join(" "))),
@@ -209,6 +216,13 @@ impl Proxy {
                 cfg,
             } => self.add_socket(path, port, queue, cfg)?,
             Command::RemoveSocket { path } => self.remove_socket(&path)?,
+            Command::SetTiming(on) => {
+                self.dp.timing.set(on);
+                log(&format!(
+                    "datapath timing {}",
+                    if on { "on" } else { "off" }
+                ));
+            }
             Command::SetLink { port, up } => {
                 let p = self
                     .ports
@@ -221,6 +235,7 @@ impl Proxy {
                 let text = match what.as_str() {
                     "ports" => self.show_ports(),
                     "sockets" => self.show_sockets(),
+                    "datapath" => self.dp.timing.show(),
                     _ => self.show_stats(),
                 };
                 let _ = write!(out, "{text}");
@@ -742,6 +757,12 @@ mod tests {
             parse("set link 0 down").unwrap(),
             Command::SetLink { port: 0, up: false }
         );
+        assert_eq!(parse("set timing on").unwrap(), Command::SetTiming(true));
+        assert_eq!(
+            parse("show datapath").unwrap(),
+            Command::Show("datapath".into())
+        );
+        assert!(parse("set timing maybe").unwrap_err().contains("on or off"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::shm_pool::{hdr_priv, GuestRegion, SocketStats};
 use bus_shm::ring::LEN_NOT_SENT;
 use dpdk_sys as sys;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub const BURST: usize = 32;
@@ -35,6 +35,93 @@ pub struct Datapath {
     state: Mutex<DpState>,
     pause: AtomicBool,
     quit: AtomicBool,
+    pub timing: DpTiming,
+}
+
+/// Where the datapath lcore's time goes, in TSC cycles, per stage of a
+/// round: kept only while asked for (`set timing on`), as reading the clock
+/// costs a little in every round. One writer (the lcore); others read.
+#[derive(Default)]
+#[repr(align(64))]
+pub struct DpTiming {
+    pub on: AtomicBool,
+    /// Rounds that moved nothing, whole.
+    pub idle: AtomicU64,
+    /// NIC rx burst (the NIC's copies or DMA completions).
+    pub nic_rx: AtomicU64,
+    pub rx_packets: AtomicU64,
+    /// Descriptors of received packets to the guest.
+    pub to_guest: AtomicU64,
+    /// Guest tx descriptors read, checked, attached to headers.
+    pub from_guest: AtomicU64,
+    pub tx_packets: AtomicU64,
+    /// NIC tx burst, and freeing what it did not take.
+    pub nic_tx: AtomicU64,
+}
+
+impl DpTiming {
+    /// Zeroes the counters and starts or stops counting.
+    pub fn set(&self, on: bool) {
+        self.on.store(false, Ordering::Relaxed);
+        for c in self.counters() {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    fn counters(&self) -> [&AtomicU64; 7] {
+        [
+            &self.idle,
+            &self.nic_rx,
+            &self.rx_packets,
+            &self.to_guest,
+            &self.from_guest,
+            &self.tx_packets,
+            &self.nic_tx,
+        ]
+    }
+
+    #[inline]
+    fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Each stage's name, TSC cycles and the packets they moved.
+    pub fn stages(&self) -> [(&'static str, u64, u64); 4] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (rx, tx) = (get(&self.rx_packets), get(&self.tx_packets));
+        [
+            ("nic_rx", get(&self.nic_rx), rx),
+            ("to_guest", get(&self.to_guest), rx),
+            ("from_guest", get(&self.from_guest), tx),
+            ("nic_tx", get(&self.nic_tx), tx),
+        ]
+    }
+
+    /// `show datapath`.
+    pub fn show(&self) -> String {
+        if !self.on.load(Ordering::Relaxed) {
+            return "datapath timing off ('set timing on' to measure)\n".to_string();
+        }
+        // SAFETY: plain read of a value EAL set at init.
+        let hz = unsafe { sys::rte_get_tsc_hz() };
+        let stages = self.stages();
+        let busy: u64 = stages.iter().map(|s| s.1).sum();
+        let idle = self.idle.load(Ordering::Relaxed);
+        let mut out = format!(
+            "datapath timing on, TSC {} MHz: busy {:.1} % of {:.2} s polled\n",
+            hz / 1_000_000,
+            busy as f64 * 100.0 / (busy + idle).max(1) as f64,
+            (busy + idle) as f64 / hz.max(1) as f64
+        );
+        for (name, cycles, packets) in stages {
+            out += &format!(
+                "  {name:<10} {:>7.1} cycles/packet ({packets} packets)\n",
+                cycles as f64 / packets.max(1) as f64
+            );
+        }
+        out
+    }
 }
 
 impl Datapath {
@@ -62,10 +149,17 @@ impl Datapath {
             {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 while !self.pause.load(Ordering::Relaxed) {
+                    let timed = self.timing.on.load(Ordering::Relaxed);
                     for q in st.queues.iter_mut() {
                         // SAFETY: we hold the state lock, so the guest
                         // region (if any) is ours to use.
-                        unsafe { poll(q, &mut rx, &mut tx) };
+                        unsafe {
+                            if timed {
+                                poll::<true>(q, &mut rx, &mut tx, &self.timing)
+                            } else {
+                                poll::<false>(q, &mut rx, &mut tx, &self.timing)
+                            }
+                        };
                     }
                 }
             }
@@ -99,17 +193,22 @@ impl Drop for Paused<'_> {
     }
 }
 
-/// One round on one queue: NIC rx -> guest, guest tx -> NIC.
+/// One round on one queue: NIC rx -> guest, guest tx -> NIC. `TIMED`
+/// rounds also charge their TSC cycles to the stages in `timing`.
 ///
 /// # Safety
 /// Caller holds the state lock; `q.guest` points to a live GuestRegion.
 #[inline]
-unsafe fn poll(
+unsafe fn poll<const TIMED: bool>(
     q: &mut DpQueue,
     rx: &mut [*mut sys::rte_mbuf; BURST],
     tx: &mut [*mut sys::rte_mbuf; BURST],
+    timing: &DpTiming,
 ) {
+    let tsc = || if TIMED { sys::dpdk_sys_tsc_cycles() } else { 0 };
+    let t0 = tsc();
     let n = sys::dpdk_sys_eth_rx_burst(q.port, q.queue, rx.as_mut_ptr(), BURST as u16) as usize;
+    let t1 = tsc();
     let Some(g) = q.guest else {
         if n > 0 {
             for &m in &rx[..n] {
@@ -123,14 +222,30 @@ unsafe fn poll(
     if n > 0 {
         g.deliver_rx(&rx[..n]);
     }
-    tx_from_guest(q.port, q.queue, g, tx);
+    let t2 = tsc();
+    let mut t3 = t2;
+    let k = tx_from_guest(q.port, q.queue, g, tx, TIMED.then_some(&mut t3));
+    if TIMED {
+        let t4 = tsc();
+        if n == 0 && k == 0 {
+            DpTiming::add(&timing.idle, t4 - t0);
+        } else {
+            DpTiming::add(&timing.nic_rx, t1 - t0);
+            DpTiming::add(&timing.rx_packets, n as u64);
+            DpTiming::add(&timing.to_guest, t2 - t1);
+            DpTiming::add(&timing.from_guest, t3 - t2);
+            DpTiming::add(&timing.tx_packets, k as u64);
+            DpTiming::add(&timing.nic_tx, t4 - t3);
+        }
+    }
     if g.broken {
         g.stats.guest_broken.store(true, Ordering::Relaxed);
     }
 }
 
 /// Moves one burst of the guest's tx ring to the NIC. Returns how many
-/// descriptors were taken (sent or not).
+/// descriptors were taken (sent or not). With `taken_at`, the TSC between
+/// taking them and sending goes there.
 ///
 /// # Safety
 /// Caller holds the state lock or the datapath is paused.
@@ -140,8 +255,12 @@ pub unsafe fn tx_from_guest(
     queue: u16,
     g: &mut GuestRegion,
     tx: &mut [*mut sys::rte_mbuf; BURST],
+    taken_at: Option<&mut u64>,
 ) -> usize {
     let k = g.take_tx(tx);
+    if let Some(t) = taken_at {
+        *t = sys::dpdk_sys_tsc_cycles();
+    }
     if k == 0 {
         return 0;
     }
@@ -170,7 +289,7 @@ pub unsafe fn flush_tx(port: u16, queue: u16, g: &mut GuestRegion) {
     let mut tx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     let rounds = g.layout.ring_entries as usize / BURST + 2;
     for _ in 0..rounds {
-        if tx_from_guest(port, queue, g, &mut tx) == 0 {
+        if tx_from_guest(port, queue, g, &mut tx, None) == 0 {
             break;
         }
     }

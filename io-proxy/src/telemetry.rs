@@ -2,6 +2,7 @@
 //! `io_proxy` log type.
 
 use crate::control::{get, mac_str, Proxy};
+use crate::datapath::Datapath;
 use crate::session::{RingDepths, RING_NAMES};
 use crate::shm_pool::SocketStats;
 use dpdk_sys as sys;
@@ -38,6 +39,7 @@ struct SocketRow {
 struct Snapshot {
     ports: Vec<PortRow>,
     sockets: Vec<SocketRow>,
+    datapath: Option<Arc<Datapath>>,
 }
 static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
 
@@ -71,6 +73,7 @@ pub fn publish(p: &Proxy) {
                 rings: s.session.as_ref().and_then(|x| x.rings.clone()),
             })
             .collect(),
+        datapath: Some(p.dp.clone()),
     };
     *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap);
 }
@@ -178,6 +181,34 @@ unsafe extern "C" fn tel_sockets(
     })
 }
 
+unsafe extern "C" fn tel_datapath(
+    _cmd: *const c_char,
+    _params: *const c_char,
+    d: *mut sys::rte_tel_data,
+) -> c_int {
+    sys::ffi_guard("io_proxy telemetry tel_datapath", -libc::EIO, || {
+        let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+        sys::rte_tel_data_start_dict(d);
+        let Some(dp) = g.as_ref().and_then(|s| s.datapath.as_ref()) else {
+            return 0;
+        };
+        let t = &dp.timing;
+        add_u64(d, "timing", t.on.load(Ordering::Relaxed) as u64);
+        add_u64(d, "tsc_hz", sys::rte_get_tsc_hz());
+        add_u64(d, "idle_cycles", t.idle.load(Ordering::Relaxed));
+        for (name, cycles, packets) in t.stages() {
+            add_u64(d, &format!("{name}_cycles"), cycles);
+            add_u64(d, &format!("{name}_packets"), packets);
+            add_u64(
+                d,
+                &format!("{name}_cycles_per_packet"),
+                (cycles + packets / 2) / packets.max(1),
+            );
+        }
+        0
+    })
+}
+
 /// Registers the log type and the telemetry commands (after EAL init).
 pub fn register() {
     // SAFETY: static strings and callbacks that live for the process.
@@ -196,6 +227,11 @@ pub fn register() {
             Some(tel_sockets),
             c"Sockets served by dpdk-io-proxy: path, port, queue, guest, per-socket counters"
                 .as_ptr(),
+        );
+        sys::rte_telemetry_register_cmd(
+            c"/io_proxy/datapath".as_ptr(),
+            Some(tel_datapath),
+            c"dpdk-io-proxy datapath TSC cycles per stage, while 'set timing on'".as_ptr(),
         );
     }
 }

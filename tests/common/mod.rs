@@ -29,6 +29,25 @@ pub fn pmds() -> PathBuf {
     built(root().join("target/pmds"))
 }
 
+/// The number after `"key": ` in a flat piece of JSON text.
+pub fn json_number<T: std::str::FromStr>(json: &str, key: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    let k = format!("\"{key}\": ");
+    let at = json
+        .find(&k)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + k.len();
+    json[at..]
+        .split([',', '}'])
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{key} in {json}: {e:?}"))
+}
+
 /// A scratch directory for one test, removed when dropped.
 pub struct Scratch(pub PathBuf);
 impl Scratch {
@@ -171,15 +190,30 @@ impl Proxy {
     /// serving queue 0 of the single-queue port 0 (`vdev`, plus
     /// `port_opts` on its `add port` line) on `/tmp/iop-TAG/s0/sock`.
     pub fn one_queue(tag: &str, vdev: &str, port_opts: &str) -> (Scratch, String, Proxy) {
+        Proxy::one_queue_then(tag, vdev, port_opts, "")
+    }
+
+    /// As [`Proxy::one_queue`], with more command lines after the set-up.
+    pub fn one_queue_then(
+        tag: &str,
+        vdev: &str,
+        port_opts: &str,
+        more: &str,
+    ) -> (Scratch, String, Proxy) {
         let dir = Scratch::new(tag);
         let sock = format!("/tmp/iop-{tag}/s0/sock");
         let proxy = Proxy::start(
             &dir,
             &format!("iop_{tag}"),
             &["--vdev", vdev],
-            &format!("add port 0 queues 1{port_opts}\nadd socket {sock} 0 0\n"),
+            &format!("add port 0 queues 1{port_opts}\nadd socket {sock} 0 0\n{more}"),
         );
         (dir, sock, proxy)
+    }
+
+    /// A field of `/io_proxy/datapath`.
+    pub fn datapath_field(&self, field: &str) -> u64 {
+        json_number(&self.telemetry("/io_proxy/datapath"), field)
     }
 
     /// Runs a telemetry command through the stock dpdk-telemetry.py.
@@ -212,12 +246,7 @@ impl Proxy {
             .find(&format!("\"path\": \"{path}\""))
             .unwrap_or_else(|| panic!("{path} not in telemetry: {json}"));
         let obj = &json[at..json[at..].find('}').map(|e| at + e).unwrap()];
-        let key = format!("\"{field}\": ");
-        let v = &obj[obj
-            .find(&key)
-            .unwrap_or_else(|| panic!("no {field} in {obj}"))
-            + key.len()..];
-        v.split([',', '}']).next().unwrap().trim().parse().unwrap()
+        json_number(obj, field)
     }
 
     pub fn fd_count(&self) -> usize {
@@ -534,20 +563,7 @@ impl Netns {
             "flows.py failed: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let get = |k: &str| -> u32 {
-            let key = format!("\"{k}\": ");
-            let i = text
-                .find(&key)
-                .unwrap_or_else(|| panic!("{k} not in {text}"))
-                + key.len();
-            text[i..]
-                .split([',', '}'])
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        };
+        let get = |k: &str| -> u32 { json_number(&text, k) };
         FlowResult {
             sent: get("sent"),
             replies: get("replies"),
