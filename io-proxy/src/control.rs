@@ -251,10 +251,11 @@ impl Proxy {
         }
         let p = NicPort::add(id, queues, rxd).map_err(|e| format!("port {id}: {e}"))?;
         log(&format!(
-            "port {id} ({}, {}): {queues} queues of {} rx descriptors, {}, MAC {}",
+            "port {id} ({}, {}): {queues} queues of {} rx descriptors holding {} buffers each, {}, MAC {}",
             p.name,
             p.driver,
             p.nb_rxd,
+            p.rx_held,
             if p.rss {
                 "RSS"
             } else {

@@ -16,6 +16,10 @@ pub struct NicPort {
     pub driver: String,
     pub nb_queues: u16,
     pub nb_rxd: u16,
+    /// Buffers each rx queue keeps posted, as counted in its pool right
+    /// after start: a NIC's descriptor ring; none for a NIC that takes a
+    /// buffer only as a packet arrives (net_null, net_af_packet, net_pcap).
+    pub rx_held: u32,
     pub socket: i32,
     pub mac: [u8; 6],
     pub mtu: u16,
@@ -133,6 +137,11 @@ impl NicPort {
                 )?;
             }
             check("start", sys::rte_eth_dev_start(id))?;
+            // Nothing polls the port yet: what is out of the pool, the
+            // queues hold.
+            let rx_held = (sys::rte_mempool_in_use_count(idle_pool) as u32)
+                .div_ceil(nb_queues as u32)
+                .min(nb_rxd as u32);
             let _ = sys::rte_eth_promiscuous_enable(id);
             let mut mac: sys::rte_ether_addr = std::mem::zeroed();
             sys::rte_eth_macaddr_get(id, &mut mac);
@@ -144,7 +153,7 @@ impl NicPort {
                 driver: cstr_field(info.driver_name),
                 nb_queues,
                 nb_rxd,
-
+                rx_held,
                 socket,
                 mac: mac.addr_bytes,
                 mtu,

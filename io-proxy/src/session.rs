@@ -197,7 +197,7 @@ pub fn handshake(
         nic_port: port.id,
         nic_queue: queue,
         nic_name: port.name.clone(),
-        rx_fill_min: port.nb_rxd as u32 + shm_pool::RX_POOL_CACHE + 2 * BURST as u32,
+        rx_fill_min: port.rx_held + shm_pool::RX_POOL_CACHE + 2 * BURST as u32,
     };
     send_msg(
         fd.as_raw_fd(),
