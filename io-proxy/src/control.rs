@@ -189,6 +189,13 @@ fn log_err(msg: &str) {
         &format!("IO_PROXY: {msg}"),
     );
 }
+pub(crate) fn log_warn(msg: &str) {
+    sys::log(
+        sys::RTE_LOG_WARNING,
+        telemetry::logtype(),
+        &format!("IO_PROXY: {msg}"),
+    );
+}
 
 impl Proxy {
     pub fn new(dp: Arc<Datapath>) -> Proxy {
@@ -217,6 +224,8 @@ impl Proxy {
             } => self.add_socket(path, port, queue, cfg)?,
             Command::RemoveSocket { path } => self.remove_socket(&path)?,
             Command::SetTiming(on) => {
+                // Paused, so that no round adds to a counter being zeroed.
+                let _paused = self.dp.pause();
                 self.dp.timing.set(on);
                 log(&format!(
                     "datapath timing {}",

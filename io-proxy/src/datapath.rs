@@ -60,9 +60,9 @@ pub struct DpTiming {
 }
 
 impl DpTiming {
-    /// Zeroes the counters and starts or stops counting.
+    /// Zeroes the counters and starts or stops counting. The datapath
+    /// must be paused: it is the counters' only other writer.
     pub fn set(&self, on: bool) {
-        self.on.store(false, Ordering::Relaxed);
         for c in self.counters() {
             c.store(0, Ordering::Relaxed);
         }
@@ -79,11 +79,6 @@ impl DpTiming {
             &self.tx_packets,
             &self.nic_tx,
         ]
-    }
-
-    #[inline]
-    fn add(c: &AtomicU64, n: u64) {
-        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
 
     /// Each stage's name, TSC cycles and the packets they moved.
@@ -228,14 +223,14 @@ unsafe fn poll<const TIMED: bool>(
     if TIMED {
         let t4 = tsc();
         if n == 0 && k == 0 {
-            DpTiming::add(&timing.idle, t4 - t0);
+            SocketStats::add(&timing.idle, t4 - t0);
         } else {
-            DpTiming::add(&timing.nic_rx, t1 - t0);
-            DpTiming::add(&timing.rx_packets, n as u64);
-            DpTiming::add(&timing.to_guest, t2 - t1);
-            DpTiming::add(&timing.from_guest, t3 - t2);
-            DpTiming::add(&timing.tx_packets, k as u64);
-            DpTiming::add(&timing.nic_tx, t4 - t3);
+            SocketStats::add(&timing.nic_rx, t1 - t0);
+            SocketStats::add(&timing.rx_packets, n as u64);
+            SocketStats::add(&timing.to_guest, t2 - t1);
+            SocketStats::add(&timing.from_guest, t3 - t2);
+            SocketStats::add(&timing.tx_packets, k as u64);
+            SocketStats::add(&timing.nic_tx, t4 - t3);
         }
     }
     if g.broken {

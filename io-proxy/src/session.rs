@@ -208,14 +208,10 @@ pub fn handshake(
     let rings = match RingDepths::new(&region, &layout) {
         Ok(r) => Some(Arc::new(r)),
         Err(e) => {
-            dpdk_sys::log(
-                dpdk_sys::RTE_LOG_WARNING,
-                crate::telemetry::logtype(),
-                &format!(
-                    "IO_PROXY: pid {}: no ring depths in telemetry: {e}",
-                    cred.pid()
-                ),
-            );
+            crate::control::log_warn(&format!(
+                "pid {}: no ring depths in telemetry: {e}",
+                cred.pid()
+            ));
             None
         }
     };
