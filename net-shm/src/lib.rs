@@ -684,32 +684,32 @@ unsafe extern "C" fn tx_queue_setup(
 
 unsafe extern "C" fn rx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
     sys::ffi_guard("net_shm rx_queue_release", (), || {
-        let data = (*dev).data;
-        if qid != 0 || (*data).rx_queues.is_null() {
-            return;
-        }
-        let q = *(*data).rx_queues as *mut RxQueue;
-        if !q.is_null() {
-            let mut q = Box::from_raw(q);
-            q.drain();
-            *(*data).rx_queues = std::ptr::null_mut();
-        }
+        release_queue((*(*dev).data).rx_queues, qid, RxQueue::drain);
     })
 }
 
 unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
     sys::ffi_guard("net_shm tx_queue_release", (), || {
-        let data = (*dev).data;
-        if qid != 0 || (*data).tx_queues.is_null() {
-            return;
-        }
-        let q = *(*data).tx_queues as *mut TxQueue;
-        if !q.is_null() {
-            let mut q = Box::from_raw(q);
-            q.drain();
-            *(*data).tx_queues = std::ptr::null_mut();
-        }
+        release_queue((*(*dev).data).tx_queues, qid, TxQueue::drain);
     })
+}
+
+/// Drains and frees queue `qid` (the only one, 0) of the ethdev queue array
+/// `queues`, if it is set up, and clears its slot.
+///
+/// # Safety
+/// `queues` is the device's rx or tx queue array; its slot 0 is null or
+/// holds a `Q` made by `Box::into_raw` at queue setup.
+unsafe fn release_queue<Q>(queues: *mut *mut c_void, qid: u16, drain: fn(&mut Q)) {
+    if qid != 0 || queues.is_null() {
+        return;
+    }
+    let q = *queues as *mut Q;
+    if !q.is_null() {
+        let mut q = Box::from_raw(q);
+        drain(&mut q);
+        *queues = std::ptr::null_mut();
+    }
 }
 
 #[cfg(test)]
