@@ -26,8 +26,9 @@ cat "$DIR/proxy.log" | grep -v '^EAL' || true
 echo "== stock dpdk-testpmd as the guest, for ${SECONDS_TO_RUN}s:"
 echo "   dpdk-testpmd -d target/pmds -l 0,1 --no-huge -m1 --no-shconf -a sock:$SOCK -- --forward-mode=macswap"
 # Halfway through, the proxy's view of the running guest (ring depths too).
+proxy_sockets() { echo /io_proxy/sockets | dpdk-telemetry.py -f io-proxy-demo | tail -1; }
 (sleep $((SECONDS_TO_RUN / 2)); echo "== telemetry while the guest runs: /io_proxy/sockets"
- echo /io_proxy/sockets | dpdk-telemetry.py -f io-proxy-demo | tail -1) &
+ proxy_sockets) &
 MIDRUN=$!
 set +e
 timeout -s INT "$SECONDS_TO_RUN" stdbuf -oL dpdk-testpmd -d target/pmds -l 0,1 --no-huge -m1 --no-shconf \
@@ -37,7 +38,7 @@ set -e
 wait $MIDRUN || true
 
 echo "== telemetry (stock dpdk-telemetry.py -f io-proxy-demo): /io_proxy/sockets"
-echo /io_proxy/sockets | dpdk-telemetry.py -f io-proxy-demo | tail -1
+proxy_sockets
 kill -INT $PROXY; wait $PROXY || true
 trap - EXIT
 echo "== proxy log"

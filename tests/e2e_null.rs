@@ -162,25 +162,10 @@ fn proxy_killed_guest_sees_link_down_and_survives() {
 /// fewer is refused by ethdev with the range, more is used.
 #[test]
 fn guest_rx_ring_size_is_checked_against_the_nic_queue() {
-    let (dir, sock, proxy) = Proxy::one_queue("rxd", "net_null0", " rxd 256");
-    let sock = sock.as_str();
     // net_null takes a buffer only when it "receives": its queue holds none.
-    assert!(
-        proxy
-            .proc
-            .text()
-            .contains("1 queues of 256 rx descriptors holding 0 buffers each"),
-        "{}",
-        proxy.proc.text()
-    );
-    let mut guest = Guest::start_interactive_with(&dir, "guest", sock, &["--rxd=100"]);
-    // None held by the NIC + the proxy's rx-pool cache (128) + two bursts (64).
-    let text = guest.proc.text();
-    assert!(
-        text.contains("Invalid value for nb_rx_desc(=100)") && text.contains(">= 192"),
-        "--rxd=100 not refused with the NIC queue's minimum:\n{text}"
-    );
-    assert_eq!(proxy.socket_field(sock, "started"), 0);
+    // None held + the proxy's rx-pool cache (128) + two bursts (64).
+    let (_dir, sock, proxy, mut guest) = rxd_refused("rxd", "net_null0", 0, 100, 192);
+    let sock = sock.as_str();
     guest.cmd("port config all rxd 1024");
     guest.cmd("port start 0");
     guest.cmd("start");
@@ -213,28 +198,44 @@ fn guest_rx_ring_size_is_checked_against_the_nic_queue() {
 /// descriptor at start) needs that many more posted by the guest.
 #[test]
 fn guest_rx_ring_covers_what_the_nic_holds() {
-    let (dir, sock, proxy) = Proxy::one_queue("rxdtap", "net_tap0,iface=iop_rxdtap", " rxd 256");
-    let sock = sock.as_str();
-    assert!(
-        proxy
-            .proc
-            .text()
-            .contains("1 queues of 256 rx descriptors holding 256 buffers each"),
-        "{}",
-        proxy.proc.text()
-    );
     // 256 held by the NIC + 128 + 64.
-    let mut guest = Guest::start_interactive_with(&dir, "guest", sock, &["--rxd=300"]);
-    let text = guest.proc.text();
-    assert!(
-        text.contains("Invalid value for nb_rx_desc(=300)") && text.contains(">= 448"),
-        "--rxd=300 not refused with the NIC queue's minimum:\n{text}"
-    );
-    assert_eq!(proxy.socket_field(sock, "started"), 0);
+    let (_dir, sock, proxy, mut guest) =
+        rxd_refused("rxdtap", "net_tap0,iface=iop_rxdtap", 256, 300, 448);
+    let sock = sock.as_str();
     guest.cmd("port config all rxd 448");
     guest.cmd("port start 0");
     assert_eq!(proxy.socket_field(sock, "started"), 1);
     guest.cmd("quit");
     guest.proc.wait_exit(Duration::from_secs(30));
     proxy.stop(&[sock]);
+}
+
+/// A proxy serving `vdev` with 256 NIC rx descriptors, which it reports as
+/// holding `held` buffers, and an interactive guest started with
+/// `--rxd=rxd`, which ethdev refuses with the queue's minimum `min`: the
+/// guest's port stays stopped.
+fn rxd_refused(
+    tag: &str,
+    vdev: &str,
+    held: u32,
+    rxd: u32,
+    min: u32,
+) -> (Scratch, String, Proxy, Guest) {
+    let (dir, sock, proxy) = Proxy::one_queue(tag, vdev, " rxd 256");
+    let log = proxy.proc.text();
+    assert!(
+        log.contains(&format!(
+            "1 queues of 256 rx descriptors holding {held} buffers each"
+        )),
+        "{log}"
+    );
+    let guest = Guest::start_interactive_with(&dir, "guest", &sock, &[&format!("--rxd={rxd}")]);
+    let text = guest.proc.text();
+    assert!(
+        text.contains(&format!("Invalid value for nb_rx_desc(={rxd})"))
+            && text.contains(&format!(">= {min}")),
+        "--rxd={rxd} not refused with the NIC queue's minimum:\n{text}"
+    );
+    assert_eq!(proxy.socket_field(&sock, "started"), 0);
+    (dir, sock, proxy, guest)
 }

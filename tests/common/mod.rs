@@ -29,23 +29,31 @@ pub fn pmds() -> PathBuf {
     built(root().join("target/pmds"))
 }
 
+/// The number after the first `key` in `text` (and any blanks), up to a
+/// space, a comma, a closing brace or the end of the line.
+pub fn number_after<T: std::str::FromStr>(text: &str, key: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    let at = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key:?} in:\n{text}"))
+        + key.len();
+    text[at..]
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '}')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("{key:?} in:\n{text}: {e:?}"))
+}
+
 /// The number after `"key": ` in a flat piece of JSON text.
 pub fn json_number<T: std::str::FromStr>(json: &str, key: &str) -> T
 where
     T::Err: std::fmt::Debug,
 {
-    let k = format!("\"{key}\": ");
-    let at = json
-        .find(&k)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + k.len();
-    json[at..]
-        .split([',', '}'])
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{key} in {json}: {e:?}"))
+    number_after(json, &format!("\"{key}\": "))
 }
 
 /// A scratch directory for one test, removed when dropped.
@@ -333,16 +341,10 @@ impl Guest {
     pub fn xstat(&self, name: &str) -> u64 {
         let text = self.proc.text();
         let key = format!("{name}: ");
-        let i = text
+        let last = text
             .rfind(&key)
-            .unwrap_or_else(|| panic!("no xstat {name} in:\n{text}"))
-            + key.len();
-        text[i..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+            .unwrap_or_else(|| panic!("no xstat {name} in:\n{text}"));
+        number_after(&text[last..], &key)
     }
 
     /// Mbufs of testpmd's pool that are back in it (backend plus lcore
@@ -355,19 +357,7 @@ impl Guest {
             .unwrap_or_else(|| panic!("no mb_pool_0 in dump_mempool:\n{text}"));
         let block = &text[start..];
         let block = &block[..block[1..].find("mempool <").map_or(block.len(), |e| e + 1)];
-        let field = |name: &str| -> u64 {
-            let key = format!("  {name}=");
-            let i = block
-                .find(&key)
-                .unwrap_or_else(|| panic!("no {name} in:\n{block}"))
-                + key.len();
-            block[i..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
+        let field = |name: &str| -> u64 { number_after(block, &format!("  {name}=")) };
         (
             field("total_cache_count") + field("common_pool_count"),
             field("size"),
@@ -457,18 +447,9 @@ impl Guest {
             .rfind("Forward statistics for port 0")
             .map(|i| &text[i..])
             .unwrap_or_else(|| panic!("no forward statistics ({status}) in:\n{text}"));
-        let num = |key: &str| -> u64 {
-            let i = block.find(key).unwrap() + key.len();
-            block[i..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
         GuestCounts {
-            rx: num("RX-packets:"),
-            tx: num("TX-packets:"),
+            rx: number_after(block, "RX-packets:"),
+            tx: number_after(block, "TX-packets:"),
         }
     }
 
