@@ -21,3 +21,12 @@ for s in data["summary"]:
           f"| {f(s['vs_best_memif'])} | {f(s['vs_memif_zc'])} | {f(s['vs_vhost'])} | {f(s['vs_ceiling'])} "
           f"| {s['guest_rss_mb']:.0f} | {s['guest_hugetlb_mb']:.0f} | {s['guest_cpu']:.2f} / {s['side_cpu']:.2f} "
           f"| {s['first_packet_s']:.2f} s |")
+rows = data.get("by_placement")
+if rows:
+    print("\nBy placement: the CPU 0 <-> CPU 1 cache-line round trip (`bench/c2c.c`) right after each window;"
+          " ratios to the same run's ceiling and to the best memif and vhost in the same placement.\n")
+    print("| size | mode | peer | c2c round trip | reps | Mpps median | / ceiling | / best memif | / vhost |")
+    print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['size']} | {r['mode']} | {r['peer']} | {r['c2c']} | {r['reps']} | {r['mpps_median']:.2f} "
+              f"| {f(r['vs_ceiling'])} | {f(r['vs_best_memif'])} | {f(r['vs_vhost'])} |")

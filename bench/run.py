@@ -12,6 +12,12 @@ over a fixed window after warm-up. Reported per configuration: median and
 spread (min..max) of the repetitions, guest RSS and hugetlb memory, CPU of
 both sides, time from guest start to first packet.
 
+Right after each window, with the measured processes stopped, bench/c2c
+times a cache line's round trip between the two CPUs. On a VM it tells
+where the host had put the two vCPUs (same core complex, another one,
+another socket), which halves or doubles every two-process peer here. A
+second table groups the two-process peers' repetitions by it.
+
 usage: bench/run.py [--reps N] [--warmup S] [--window S] [--sizes 64,1518]
                     [--modes macswap,io] [--peers shm,memif-zc,memif,vhost,ceiling]
                     [--baseline DIR]
@@ -36,6 +42,8 @@ PROXY = ROOT / "target/release/dpdk-io-proxy"
 PMDS = ROOT / "target/pmds"
 BASELINE = None  # another checkout, for the shm-base peer
 RUN = Path("/tmp/iop-bench")
+C2C_SRC = ROOT / "bench/c2c.c"
+C2C = ROOT / "target/bench/c2c"
 HZ = os.sysconf("SC_CLK_TCK")
 
 # The same EAL options for every guest that can take them.
@@ -165,6 +173,26 @@ def wait_for(log, text, timeout):
     raise RuntimeError(f"'{text}' not in {log} after {timeout}s:\n" + Path(log).read_text(errors="replace")[-3000:])
 
 
+def build_c2c():
+    if C2C.exists() and C2C.stat().st_mtime >= C2C_SRC.stat().st_mtime:
+        return
+    C2C.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cc", "-O2", "-Wall", "-pthread", str(C2C_SRC), "-o", str(C2C)], check=True)
+
+
+def c2c_round_trip(procs):
+    """Stops the processes, times CPU 0 <-> CPU 1, resumes them: ns."""
+    groups = [p.pid for p in procs if p is not None and p.poll() is None]
+    for g in groups:
+        os.killpg(g, signal.SIGSTOP)
+    try:
+        out = subprocess.run([str(C2C), "0", "1", "0.4"], capture_output=True, text=True, check=True).stdout
+        return float(out.split()[0])
+    finally:
+        for g in groups:
+            os.killpg(g, signal.SIGCONT)
+
+
 def run_one(peer, mode, size, warmup, window):
     subprocess.run(["rm", "-rf", str(RUN)])
     RUN.mkdir(parents=True)
@@ -202,6 +230,7 @@ def run_one(peer, mode, size, warmup, window):
         c_g2 = cpu_seconds(guest.pid)
         c_s2 = cpu_seconds(side.pid) if side else 0.0
         rss, huge = mem_kb(guest.pid)
+        rtt = c2c_round_trip([guest, side])
         return {
             "pps": (o2 - o1) / (t2 - t1),
             "guest_rss_kb": rss,
@@ -209,6 +238,7 @@ def run_one(peer, mode, size, warmup, window):
             "guest_cpu": (c_g2 - c_g1) / (t2 - t1),
             "side_cpu": (c_s2 - c_s1) / (t2 - t1),
             "first_packet_s": first,
+            "c2c_rtt_ns": rtt,
         }
     finally:
         stop(guest)
@@ -240,6 +270,7 @@ def main():
             if not p.exists():
                 sys.exit(f"{p} missing: run `make build` in {BASELINE} first")
         peers.insert(peers.index("shm") + 1 if "shm" in peers else 0, "shm-base")
+    build_c2c()
 
     # One short run per peer first, thrown away: the first start of each
     # pays cold costs (hugepages zeroed, page cache, sockets) the others don't.
@@ -257,7 +288,7 @@ def main():
                     r.update(peer=peer, mode=mode, size=size, rep=rep)
                     results.append(r)
                     print(f"rep {rep} {size:>4} B {mode:<8} {peer:<9} {r['pps'] / 1e6:7.2f} Mpps"
-                          f"  first packet {r['first_packet_s']:.2f}s", flush=True)
+                          f"  first packet {r['first_packet_s']:.2f}s  c2c {r['c2c_rtt_ns']:.0f} ns", flush=True)
 
     summary = []
     for size in sizes:
@@ -274,6 +305,7 @@ def main():
                     "guest_cpu": statistics.median(r["guest_cpu"] for r in rs),
                     "side_cpu": statistics.median(r["side_cpu"] for r in rs),
                     "first_packet_s": statistics.median(r["first_packet_s"] for r in rs),
+                    "c2c_rtt_ns": statistics.median(r["c2c_rtt_ns"] for r in rs),
                 })
     for s in summary:
         same = {x["peer"]: x["mpps_median"] for x in summary if (x["mode"], x["size"]) == (s["mode"], s["size"])}
@@ -282,6 +314,7 @@ def main():
                               if max(same.get("memif-zc", 0), same.get("memif", 0)) else None)
         s["vs_vhost"] = s["mpps_median"] / same["vhost"] if same.get("vhost") else None
         s["vs_ceiling"] = s["mpps_median"] / same["ceiling"] if same.get("ceiling") else None
+    by_placement = split_by_placement(results, summary, placement_clusters([r["c2c_rtt_ns"] for r in results]))
 
     print()
     hdr = (f"{'size':>5} {'mode':<8} {'peer':<9} {'Mpps':>7} {'spread':>15} {'/memif-zc':>9} {'/ceiling':>8}"
@@ -295,6 +328,8 @@ def main():
               f" {s['guest_rss_mb']:7.0f}MB {s['guest_hugetlb_mb']:6.0f}MB"
               f" {s['guest_cpu']:4.2f}/{s['side_cpu']:4.2f} {s['first_packet_s']:6.2f}s")
 
+    print_by_placement(by_placement)
+
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -304,10 +339,67 @@ def main():
         "dpdk": subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True, text=True).stdout.strip(),
         "args": vars(a),
     }
-    (out / f"bench-{stamp}.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results}, indent=1))
-    (out / "latest.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results}, indent=1))
-    chart(summary, sizes, modes, peers, out / "latest.png")
+    doc = {"meta": meta, "summary": summary, "by_placement": by_placement, "runs": results}
+    (out / f"bench-{stamp}.json").write_text(json.dumps(doc, indent=1))
+    (out / "latest.json").write_text(json.dumps(doc, indent=1))
+    chart(summary, results, sizes, modes, peers, out / "latest.png")
     print(f"\nresults: {out / f'bench-{stamp}.json'}, chart: {out / 'latest.png'}")
+
+
+def placement_clusters(rtts):
+    """Groups the round trips: sorted, split wherever one is 1.6 x the one
+    before. Returns the clusters' upper bounds (the last one is inf)."""
+    v = sorted(rtts)
+    bounds = [(lo * hi) ** 0.5 for lo, hi in zip(v, v[1:]) if hi >= 1.6 * lo]
+    return bounds + [float("inf")]
+
+
+def split_by_placement(results, summary, bounds):
+    """Per configuration of a two-process peer and per placement cluster:
+    median Mpps and repetitions, the ratio to the same run's ceiling (one
+    busy core: placement does not matter to it), and to the same cluster's
+    best memif and vhost."""
+    def cluster(r):
+        return next(i for i, b in enumerate(bounds) if r["c2c_rtt_ns"] < b)
+
+    labels = []
+    for i in range(len(bounds)):
+        rtt = [r["c2c_rtt_ns"] for r in results if cluster(r) == i]
+        labels.append(f"~{statistics.median(rtt):.0f} ns" if rtt else "-")
+    rows = []
+    for s in summary:
+        if s["peer"] == "ceiling":
+            continue
+        rs = [r for r in results if (r["peer"], r["mode"], r["size"]) == (s["peer"], s["mode"], s["size"])]
+        for i, label in enumerate(labels):
+            v = [r["pps"] / 1e6 for r in rs if cluster(r) == i]
+            if v:
+                rows.append({"peer": s["peer"], "mode": s["mode"], "size": s["size"], "c2c": label,
+                             "reps": len(v), "mpps_median": statistics.median(v)})
+    for row in rows:
+        same = {x["peer"]: x["mpps_median"] for x in rows
+                if (x["mode"], x["size"], x["c2c"]) == (row["mode"], row["size"], row["c2c"])}
+        ceiling = next((x["mpps_median"] for x in summary
+                        if (x["peer"], x["mode"], x["size"]) == ("ceiling", row["mode"], row["size"])), None)
+        memif = max(same.get("memif-zc", 0), same.get("memif", 0))
+        v = row["mpps_median"]
+        row["vs_ceiling"] = v / ceiling if ceiling else None
+        row["vs_best_memif"] = v / memif if memif else None
+        row["vs_vhost"] = v / same["vhost"] if same.get("vhost") else None
+    return rows
+
+
+def print_by_placement(rows):
+    print("\nby placement (c2c: CPU 0 <-> CPU 1 round trip right after each window; ratios to the same"
+          " placement's peers, and to the ceiling)")
+    hdr = (f"{'size':>5} {'mode':<8} {'peer':<9} {'c2c':>8} {'reps':>4} {'Mpps':>7}"
+           f" {'/ceiling':>8} {'/memif':>7} {'/vhost':>7}")
+    print(hdr)
+    print("-" * len(hdr))
+    fmt = lambda v: f"{v:.2f}" if v is not None else "-"
+    for r in rows:
+        print(f"{r['size']:>5} {r['mode']:<8} {r['peer']:<9} {r['c2c']:>8} {r['reps']:>4} {r['mpps_median']:7.2f}"
+              f" {fmt(r['vs_ceiling']):>8} {fmt(r['vs_best_memif']):>7} {fmt(r['vs_vhost']):>7}")
 
 
 def cpu_model():
@@ -317,12 +409,12 @@ def cpu_model():
     return "?"
 
 
-def chart(summary, sizes, modes, peers, path):
+def chart(summary, results, sizes, modes, peers, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     groups = [(s, m) for s in sizes for m in modes]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8))
     width = 0.8 / len(peers)
     for ax, key, title in ((axes[0], "vs_memif_zc", "throughput / memif-zc"), (axes[1], "vs_ceiling", "throughput / ceiling")):
         for k, peer in enumerate(peers):
@@ -336,6 +428,16 @@ def chart(summary, sizes, modes, peers, path):
         ax.axhline(1.0, color="gray", lw=0.8)
         ax.set_title(title)
     axes[0].legend(fontsize=8)
+    # Every repetition of the first group: rate against where the host had the vCPUs.
+    size, mode = groups[0]
+    ax = axes[2]
+    for peer in peers:
+        rs = [r for r in results if (r["peer"], r["size"]) == (peer, size)
+              and (r["mode"] == mode or peer == "ceiling")]
+        ax.scatter([r["c2c_rtt_ns"] for r in rs], [r["pps"] / 1e6 for r in rs], label=peer, s=18)
+    ax.set_xlabel("CPU 0 <-> CPU 1 cache-line round trip after the window, ns")
+    ax.set_ylabel("Mpps")
+    ax.set_title(f"{size} B {mode}: each repetition")
     fig.suptitle("guest = stock dpdk-testpmd; NIC = net_null copy=1; medians")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
