@@ -309,19 +309,11 @@ def main():
                 })
     for s in summary:
         same = {x["peer"]: x["mpps_median"] for x in summary if (x["mode"], x["size"]) == (s["mode"], s["size"])}
-        s["vs_memif_zc"] = s["mpps_median"] / same["memif-zc"] if same.get("memif-zc") else None
-        s["vs_best_memif"] = (s["mpps_median"] / max(same.get("memif-zc", 0), same.get("memif", 0))
-                              if max(same.get("memif-zc", 0), same.get("memif", 0)) else None)
-        s["vs_vhost"] = s["mpps_median"] / same["vhost"] if same.get("vhost") else None
-        s["vs_ceiling"] = s["mpps_median"] / same["ceiling"] if same.get("ceiling") else None
+        s.update(ratios(s["mpps_median"], same, same.get("ceiling")))
     by_placement = split_by_placement(results, summary, placement_clusters([r["c2c_rtt_ns"] for r in results]))
 
-    print()
-    hdr = (f"{'size':>5} {'mode':<8} {'peer':<9} {'Mpps':>7} {'spread':>15} {'/memif-zc':>9} {'/ceiling':>8}"
-           f" {'guest RSS':>9} {'hugetlb':>8} {'cpu g/s':>9} {'1st pkt':>7}")
-    print(hdr)
-    print("-" * len(hdr))
-    fmt = lambda v: f"{v:.2f}" if v is not None else "-"
+    print_header(f"{'size':>5} {'mode':<8} {'peer':<9} {'Mpps':>7} {'spread':>15} {'/memif-zc':>9} {'/ceiling':>8}"
+                 f" {'guest RSS':>9} {'hugetlb':>8} {'cpu g/s':>9} {'1st pkt':>7}")
     for s in summary:
         print(f"{s['size']:>5} {s['mode']:<8} {s['peer']:<9} {s['mpps_median']:7.2f}"
               f" {s['mpps_min']:6.2f}..{s['mpps_max']:<6.2f} {fmt(s['vs_memif_zc']):>9} {fmt(s['vs_ceiling']):>8}"
@@ -381,22 +373,36 @@ def split_by_placement(results, summary, bounds):
                 if (x["mode"], x["size"], x["c2c"]) == (row["mode"], row["size"], row["c2c"])}
         ceiling = next((x["mpps_median"] for x in summary
                         if (x["peer"], x["mode"], x["size"]) == ("ceiling", row["mode"], row["size"])), None)
-        memif = max(same.get("memif-zc", 0), same.get("memif", 0))
-        v = row["mpps_median"]
-        row["vs_ceiling"] = v / ceiling if ceiling else None
-        row["vs_best_memif"] = v / memif if memif else None
-        row["vs_vhost"] = v / same["vhost"] if same.get("vhost") else None
+        row.update(ratios(row["mpps_median"], same, ceiling))
     return rows
+
+
+def ratios(mpps, same, ceiling):
+    """A rate against its peers' (`same`: peer -> Mpps) and the ceiling."""
+    memif = max(same.get("memif-zc", 0), same.get("memif", 0))
+    return {
+        "vs_memif_zc": mpps / same["memif-zc"] if same.get("memif-zc") else None,
+        "vs_best_memif": mpps / memif if memif else None,
+        "vs_vhost": mpps / same["vhost"] if same.get("vhost") else None,
+        "vs_ceiling": mpps / ceiling if ceiling else None,
+    }
+
+
+def fmt(v):
+    return f"{v:.2f}" if v is not None else "-"
+
+
+def print_header(hdr):
+    print()
+    print(hdr)
+    print("-" * len(hdr))
 
 
 def print_by_placement(rows):
     print("\nby placement (c2c: CPU 0 <-> CPU 1 round trip right after each window; ratios to the same"
-          " placement's peers, and to the ceiling)")
-    hdr = (f"{'size':>5} {'mode':<8} {'peer':<9} {'c2c':>8} {'reps':>4} {'Mpps':>7}"
-           f" {'/ceiling':>8} {'/memif':>7} {'/vhost':>7}")
-    print(hdr)
-    print("-" * len(hdr))
-    fmt = lambda v: f"{v:.2f}" if v is not None else "-"
+          " placement's peers, and to the ceiling)", end="")
+    print_header(f"{'size':>5} {'mode':<8} {'peer':<9} {'c2c':>8} {'reps':>4} {'Mpps':>7}"
+                 f" {'/ceiling':>8} {'/memif':>7} {'/vhost':>7}")
     for r in rows:
         print(f"{r['size']:>5} {r['mode']:<8} {r['peer']:<9} {r['c2c']:>8} {r['reps']:>4} {r['mpps_median']:7.2f}"
               f" {fmt(r['vs_ceiling']):>8} {fmt(r['vs_best_memif']):>7} {fmt(r['vs_vhost']):>7}")
