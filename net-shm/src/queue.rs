@@ -318,14 +318,17 @@ pub unsafe extern "C" fn rx_burst(
             }
         };
         // Start every packet's mbuf header on its way before touching any,
-        // so that the misses overlap. Hints only: the descriptors are read
-        // again and validated below. The payload is left alone: an app that
-        // does not read it (io forwarding) would pull lines the proxy
-        // writes next into this core's cache for nothing.
+        // so that the misses overlap; with write intent, as the loop below
+        // writes that line (a read prefetch may leave it shared with the
+        // proxy's core, and the stores then wait for the upgrade). Hints
+        // only: the descriptors are read again and validated below. The
+        // payload is left alone: an app that does not read it (io
+        // forwarding) would pull lines the proxy writes next into this
+        // core's cache for nothing.
         for i in 0..avail {
             let d = q.rx.read(i);
             let buf = (q.area.base as usize).wrapping_add(d.offset() as usize);
-            sys::prefetch(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
+            sys::prefetch_write(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
         }
         let mut got = 0usize;
         let mut bytes = 0u64;
