@@ -572,11 +572,12 @@ unsafe extern "C" fn ops_dequeue(
         }
         // From the end: cheapest, and any order is fine for the guest.
         let start = g.staged.len() - rest;
-        // The NIC writes each buffer's first line next; own them all now
-        // rather than one at a time as its stores drain.
+        // The NIC writes each buffer's first data line next (at the
+        // guest's headroom, checked when staged); own them all now rather
+        // than one at a time as its stores drain.
         for d in &g.staged[start..] {
-            let p = (g.region.base() as usize)
-                .wrapping_add(d.offset() as usize + sys::RTE_PKTMBUF_HEADROOM as usize);
+            let p =
+                (g.region.base() as usize).wrapping_add(d.offset() as usize + d.data_off as usize);
             sys::prefetch_write(p as *const u8);
         }
         for (i, k) in (start..g.staged.len()).enumerate() {
