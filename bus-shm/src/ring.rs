@@ -156,7 +156,11 @@ pub unsafe fn in_flight_at(base: *const u8, entries: u32) -> Option<u32> {
 /// The producing end of a ring.
 pub struct Producer {
     mem: RingMem,
+    /// Published position.
     prod: u32,
+    /// Descriptors stored after `prod` by [`stage`](Self::stage), not yet
+    /// published.
+    staged: u32,
     cons_cache: u32,
 }
 
@@ -171,6 +175,7 @@ impl Producer {
         let mut p = Producer {
             mem,
             prod,
+            staged: 0,
             cons_cache: prod,
         };
         let _ = p.refresh();
@@ -187,14 +192,21 @@ impl Producer {
         Ok(())
     }
 
+    /// Where the next descriptor goes.
+    #[inline]
+    fn next_pos(&self) -> u32 {
+        self.prod.wrapping_add(self.staged)
+    }
+
     /// Free entries; re-reads the consumer index only when the cached view
     /// has less than `want`.
     #[inline]
     pub fn free(&mut self, want: u32) -> Result<u32, RingError> {
-        let mut free = self.mem.size() - self.prod.wrapping_sub(self.cons_cache);
+        let used = |p: &Self| p.next_pos().wrapping_sub(p.cons_cache);
+        let mut free = self.mem.size() - used(self);
         if free < want {
             self.refresh()?;
-            free = self.mem.size() - self.prod.wrapping_sub(self.cons_cache);
+            free = self.mem.size() - used(self);
         }
         Ok(free)
     }
@@ -204,15 +216,54 @@ impl Producer {
     #[inline]
     pub fn write(&mut self, i: u32, d: Desc) {
         self.mem
-            .slot(self.prod.wrapping_add(i))
+            .slot(self.next_pos().wrapping_add(i))
             .store(d.to_word(), Ordering::Relaxed);
     }
 
-    /// Makes `n` written descriptors visible to the consumer.
+    /// Stores one descriptor for the next [`publish`](Self::publish) (or
+    /// [`publish_staged`](Self::publish_staged)), with a non-temporal store:
+    /// it neither waits for the line, which the consumer's core holds (it
+    /// read the ring a lap ago, or its prefetcher fetched ahead), nor holds
+    /// up the stores after it. The publish that follows fences it, so
+    /// publishing late (after other work) makes that fence cheap. The caller
+    /// must have checked that `free()` has room.
+    #[inline]
+    pub fn stage(&mut self, d: Desc) {
+        let slot = self.mem.slot(self.next_pos());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: slot is within the ring (see RingMem::slot); an aligned
+        // 8-byte store is single-copy atomic, like the relaxed store of
+        // `write`.
+        unsafe {
+            std::arch::x86_64::_mm_stream_si64(slot.as_ptr() as *mut i64, d.to_word() as i64)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        slot.store(d.to_word(), Ordering::Relaxed);
+        self.staged += 1;
+    }
+
+    /// Makes the staged descriptors and `n` more written ones visible to
+    /// the consumer.
     #[inline]
     pub fn publish(&mut self, n: u32) {
-        self.prod = self.prod.wrapping_add(n);
+        #[cfg(target_arch = "x86_64")]
+        if self.staged > 0 {
+            // Non-temporal stores are not ordered with later stores: make
+            // them visible before the index.
+            // SAFETY: sfence has no operands and no other effect.
+            unsafe { std::arch::x86_64::_mm_sfence() };
+        }
+        self.prod = self.prod.wrapping_add(self.staged + n);
+        self.staged = 0;
         self.mem.indexes().prod.store(self.prod, Ordering::Release);
+    }
+
+    /// Publishes what [`stage`](Self::stage) stored, if anything.
+    #[inline]
+    pub fn publish_staged(&mut self) {
+        if self.staged > 0 {
+            self.publish(0);
+        }
     }
 
     /// Takes ownership of the lines that the next `n` descriptors will be
@@ -222,8 +273,8 @@ impl Producer {
     #[inline]
     pub fn prepare(&self, n: u32) {
         const PER_LINE: u32 = (64 / DESC_SIZE) as u32;
-        let mut pos = self.prod;
-        let end = self.prod.wrapping_add(n.min(self.mem.size()));
+        let mut pos = self.next_pos();
+        let end = pos.wrapping_add(n.min(self.mem.size()));
         while pos != end {
             dpdk_sys::prefetch_write(self.mem.slot(pos) as *const AtomicU64 as *const u8);
             let step = (PER_LINE - (pos & (PER_LINE - 1))).min(end.wrapping_sub(pos));
@@ -331,6 +382,31 @@ mod tests {
         assert_eq!(c.read(3).offset(), 24);
         c.release(4);
         assert_eq!(p.free(1).unwrap(), 4);
+    }
+
+    #[test]
+    fn staged_descriptors_are_unseen_until_published() {
+        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
+        let base = mem.0.as_mut_ptr();
+        // SAFETY: as above.
+        let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        p.stage(Desc::new(8, 0, 60));
+        p.stage(Desc::new(16, 0, 61));
+        assert_eq!(c.available(8).unwrap(), 0, "staged, not published");
+        assert_eq!(p.free(1).unwrap(), 6, "staged entries take room");
+        // A plain write goes after the staged ones, and its publish
+        // publishes them too.
+        p.write(0, Desc::new(24, 0, 62));
+        p.publish(1);
+        assert_eq!(c.available(8).unwrap(), 3);
+        let lens: Vec<u16> = (0..3).map(|i| c.read(i).data_len).collect();
+        assert_eq!(lens, [60, 61, 62]);
+        c.release(3);
+        p.stage(Desc::new(32, 0, 63));
+        p.publish_staged();
+        p.publish_staged(); // nothing staged: no change
+        assert_eq!(c.available(8).unwrap(), 1);
+        assert_eq!(c.read(0).offset(), 32);
     }
 
     #[test]

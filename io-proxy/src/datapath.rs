@@ -220,6 +220,9 @@ unsafe fn poll<const TIMED: bool>(
     let t2 = tsc();
     let mut t3 = t2;
     let k = tx_from_guest(q.port, q.queue, g, tx, TIMED.then_some(&mut t3));
+    // Last: the NIC's work since deliver_rx has covered the wait for the
+    // staged descriptors' lines.
+    g.rx.publish_staged();
     if TIMED {
         let t4 = tsc();
         if n == 0 && k == 0 {
@@ -252,14 +255,13 @@ pub unsafe fn tx_from_guest(
     tx: &mut [*mut sys::rte_mbuf; BURST],
     taken_at: Option<&mut u64>,
 ) -> usize {
-    let k = g.take_tx(tx);
+    let (k, bytes) = g.take_tx(tx);
     if let Some(t) = taken_at {
         *t = sys::dpdk_sys_tsc_cycles();
     }
     if k == 0 {
         return 0;
     }
-    let bytes: u64 = tx[..k].iter().map(|&m| (*m).data_len as u64).sum();
     let sent = sys::dpdk_sys_eth_tx_burst(port, queue, tx.as_mut_ptr(), k as u16) as usize;
     let mut unsent_bytes = 0;
     for &m in &tx[sent..k] {

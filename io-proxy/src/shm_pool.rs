@@ -245,18 +245,43 @@ impl GuestRegion {
         p.recycle = false;
     }
 
+    /// Points an rx-pool header from `free_hdrs` at a recycled tx buffer
+    /// (validated). Lighter than [`attach`](Self::attach): such a header
+    /// came from the NIC's rx or from a pool free, so `refcnt` is 1,
+    /// `nb_segs` 1 and `next` NULL already (the mbuf library's invariants for
+    /// both), and the fields it does not set are ones a NIC's tx reads only
+    /// under an offload flag, which it clears. Only the header's first line
+    /// and its private word are written.
+    ///
+    /// # Safety
+    /// `m` is a header of the rx pool taken from `free_hdrs`; `d` is
+    /// validated and its buffer has `rx_room` bytes.
+    #[inline]
+    unsafe fn retarget_fill(&self, m: *mut sys::rte_mbuf, d: &Desc) {
+        (*m).buf_addr = self.region.base().add(d.offset() as usize) as *mut c_void;
+        (*m).buf_len = self.rx_room;
+        (*m).data_off = d.data_off;
+        (*m).data_len = d.data_len;
+        (*m).pkt_len = d.data_len as u32;
+        (*m).ol_flags = 0;
+        let p = hdr_priv(m);
+        p.buf_off = d.offset();
+        p.origin = ORIGIN_FILL;
+    }
+
     /// Takes up to `out.len()` guest tx descriptors, validated and attached
-    /// to headers; invalid ones are returned as rejected. Returns the count.
-    pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> usize {
+    /// to headers; invalid ones are returned as rejected. Returns how many
+    /// headers it put in `out`, and their bytes.
+    pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> (usize, u64) {
         let want = (out.len().min(self.free_tx_hdrs.len())) as u32;
         if want == 0 {
-            return 0;
+            return (0, 0);
         }
         let avail = match self.tx.available(want) {
             Ok(a) => a.min(want),
             Err(e) => {
                 self.corrupt(e);
-                return 0;
+                return (0, 0);
             }
         };
         // Payload lines first, all at once: a software NIC copies them out on
@@ -273,7 +298,7 @@ impl GuestRegion {
                 sys::prefetch(p as *const u8);
             }
         }
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0u64);
         for i in 0..avail {
             let d = self.tx.read(i);
             let recycle = d.data_off & TX_RECYCLE != 0;
@@ -282,9 +307,28 @@ impl GuestRegion {
                 ..d
             };
             let end = d.data_off as u64 + d.data_len as u64;
-            let ok = d.data_len >= 14
-                && d.data_len as u32 <= self.max_frame
+            let len_ok = d.data_len >= 14 && d.data_len as u32 <= self.max_frame;
+            // The common case: a buffer of the rx pool, to be a fill buffer
+            // again once sent. It must be one: rx_room bytes in the buffer
+            // area, the packet within them.
+            if recycle
+                && len_ok
+                && end <= self.rx_room as u64
+                && self.buffer_ok(d.offset(), self.rx_room as u64)
+            {
+                if let Some(m) = self.free_hdrs.pop() {
+                    // SAFETY: m is a free header of the rx pool (see
+                    // retarget_fill); d is validated just now.
+                    unsafe { self.retarget_fill(m, &d) };
+                    out[n] = m;
+                    n += 1;
+                    bytes += d.data_len as u64;
+                    continue;
+                }
+            }
+            let ok = len_ok
                 && self.buffer_ok(d.offset(), end)
+                && (!recycle || end <= self.rx_room as u64)
                 // it will be a fill buffer next: it must be one
                 && (!recycle || self.buffer_ok(d.offset(), self.rx_room as u64));
             if !ok {
@@ -302,39 +346,33 @@ impl GuestRegion {
                 }
                 continue;
             }
-            let m = if recycle && !self.free_hdrs.is_empty() {
-                // A fill buffer once sent: an rx-pool header, so that the NIC
-                // frees it into the rx pool (see the module doc). The room
-                // was checked above.
-                let m = self.free_hdrs.pop().expect("checked just now");
-                // SAFETY: m is a free header of the rx pool; d is validated.
-                unsafe { self.attach(m, d.offset(), self.rx_room, &d, ORIGIN_FILL) };
-                m
-            } else {
-                let m = self.free_tx_hdrs.pop().expect("checked above");
-                // SAFETY: m is a free header of the tx pool; d is validated.
-                unsafe {
-                    self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX);
-                    hdr_priv(m).recycle = recycle;
-                }
-                m
-            };
+            // No rx-pool header free (or not a recycled buffer): a tx-pool
+            // header, which recycles the buffer when freed if asked to.
+            let m = self.free_tx_hdrs.pop().expect("checked above");
+            // SAFETY: m is a free header of the tx pool; d is validated.
+            unsafe {
+                self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX);
+                hdr_priv(m).recycle = recycle;
+            }
             out[n] = m;
             n += 1;
+            bytes += d.data_len as u64;
         }
         self.tx.release(avail);
-        n
+        (n, bytes)
     }
 
     /// Hands received packets to the guest. Each mbuf must be one of our
     /// headers. Returns how many were delivered; the rest are freed (their
-    /// buffers go back empty).
+    /// buffers go back empty). The descriptors are staged: the caller
+    /// publishes them with `self.rx.publish_staged()`, best after other
+    /// work (see [`Producer::stage`]).
     ///
     /// # Safety
     /// Every pointer in `pkts` is a received mbuf owned by the caller.
     pub unsafe fn deliver_rx(&mut self, pkts: &[*mut sys::rte_mbuf]) -> usize {
-        let room = match self.rx.free(pkts.len() as u32) {
-            Ok(r) => r as usize,
+        let mut room = match self.rx.free(pkts.len() as u32) {
+            Ok(r) => r,
             Err(e) => {
                 self.corrupt(e);
                 0
@@ -342,28 +380,28 @@ impl GuestRegion {
         };
         let mut n = 0usize;
         let mut bytes = 0u64;
+        let base = self.region.base() as usize;
         for &m in pkts {
-            let ours = (*m).pool == self.mp
-                && (*m).nb_segs == 1
-                && (*m).data_len != LEN_EMPTY
-                && hdr_priv(m).origin == ORIGIN_FILL;
-            if !ours || n >= room {
+            // Only the header's first line is read: its buffer's offset is
+            // where buf_addr points (set by us, from a validated offset).
+            let ours = (*m).pool == self.mp && (*m).nb_segs == 1 && (*m).data_len != LEN_EMPTY;
+            if !ours || room == 0 {
                 SocketStats::add(&self.stats.rx_drops, 1);
                 sys::dpdk_sys_pktmbuf_free(m);
+                // The free may have returned a buffer on this ring.
+                room = self.rx.free(1).unwrap_or(0);
                 continue;
             }
-            let p = hdr_priv(m);
-            self.rx
-                .write(n as u32, Desc::new(p.buf_off, (*m).data_off, (*m).data_len));
+            let off = ((*m).buf_addr as usize).wrapping_sub(base) as u64;
+            self.rx.stage(Desc::new(off, (*m).data_off, (*m).data_len));
+            room -= 1;
             bytes += (*m).data_len as u64;
-            // The buffer now belongs to the guest; the header is free again.
-            p.origin = ORIGIN_NONE;
+            // The buffer now belongs to the guest; the header is free again
+            // (its origin is set when it is next attached).
             self.free_hdrs.push(m);
             n += 1;
         }
         if n > 0 {
-            self.rx.publish(n as u32);
-            self.rx.prepare(pkts.len() as u32);
             SocketStats::add(&self.stats.rx_packets, n as u64);
             SocketStats::add(&self.stats.rx_bytes, bytes);
         }
