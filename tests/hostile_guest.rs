@@ -1,12 +1,13 @@
 //! A hostile guest: speaks the protocol by hand, then lies. Its descriptors
-//! point outside the buffer area (into the rings, the heap, past the end),
-//! and finally it publishes an impossible ring index. The proxy must reject
-//! and count what it can, disconnect the guest when the rings are corrupt,
-//! and keep serving: a stock testpmd then gets the same socket and forwards.
+//! point outside the buffer area (into the rings, the heap, past the end)
+//! or hand over for recycling what cannot be a fill buffer, and finally it
+//! publishes an impossible ring index. The proxy must reject and count what
+//! it can, disconnect the guest when the rings are corrupt, and keep
+//! serving: a stock testpmd then gets the same socket and forwards.
 mod common;
 use bus_shm::proto::{self, Hello, HelloAck, Reader, Start, Status};
 use bus_shm::region::{recv_msg, send_msg, Region};
-use bus_shm::ring::Desc;
+use bus_shm::ring::{Desc, TX_RECYCLE};
 use common::*;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -102,9 +103,17 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
     tx.push(Desc::new(l.buf_off + l.buf_len - 1024, 0, 1514))
         .unwrap(); // runs past the area
     tx.push(Desc::new(l.buf_off, 0, 3)).unwrap(); // shorter than an Ethernet header
+
+    // Handed over for recycling, so to be a fill buffer next: one whose
+    // packet ends past a fill buffer's room, one with no room left in the
+    // area.
+    let past_room = Desc::new(l.buf_off, 2100 | TX_RECYCLE, 200);
+    let no_room = Desc::new(l.buf_off + l.buf_len - 1000, 128 | TX_RECYCLE, 64);
+    tx.push(past_room).unwrap();
+    tx.push(no_room).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let rejected = proxy.socket_field(sock, "bad_descriptors");
-    assert_eq!(rejected, 10, "every bad descriptor rejected and counted");
+    assert_eq!(rejected, 12, "every bad descriptor rejected and counted");
     assert_eq!(
         proxy.socket_field(sock, "tx_packets"),
         0,
