@@ -308,29 +308,15 @@ impl GuestRegion {
             };
             let end = d.data_off as u64 + d.data_len as u64;
             let len_ok = d.data_len >= 14 && d.data_len as u32 <= self.max_frame;
-            // The common case: a buffer of the rx pool, to be a fill buffer
-            // again once sent. It must be one: rx_room bytes in the buffer
-            // area, the packet within them.
-            if recycle
-                && len_ok
-                && end <= self.rx_room as u64
-                && self.buffer_ok(d.offset(), self.rx_room as u64)
-            {
-                if let Some(m) = self.free_hdrs.pop() {
-                    // SAFETY: m is a free header of the rx pool (see
-                    // retarget_fill); d is validated just now.
-                    unsafe { self.retarget_fill(m, &d) };
-                    out[n] = m;
-                    n += 1;
-                    bytes += d.data_len as u64;
-                    continue;
-                }
-            }
-            let ok = len_ok
-                && self.buffer_ok(d.offset(), end)
-                && (!recycle || end <= self.rx_room as u64)
-                // it will be a fill buffer next: it must be one
-                && (!recycle || self.buffer_ok(d.offset(), self.rx_room as u64));
+            let ok = if recycle {
+                // It will be a fill buffer next: it must be one, rx_room
+                // bytes in the buffer area, with the packet within them.
+                len_ok
+                    && end <= self.rx_room as u64
+                    && self.buffer_ok(d.offset(), self.rx_room as u64)
+            } else {
+                len_ok && self.buffer_ok(d.offset(), end)
+            };
             if !ok {
                 SocketStats::add(&self.stats.bad_descriptors, 1);
                 if recycle {
@@ -346,14 +332,29 @@ impl GuestRegion {
                 }
                 continue;
             }
-            // No rx-pool header free (or not a recycled buffer): a tx-pool
-            // header, which recycles the buffer when freed if asked to.
-            let m = self.free_tx_hdrs.pop().expect("checked above");
-            // SAFETY: m is a free header of the tx pool; d is validated.
-            unsafe {
-                self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX);
-                hdr_priv(m).recycle = recycle;
-            }
+            let free_rx_hdr = if recycle { self.free_hdrs.pop() } else { None };
+            let m = match free_rx_hdr {
+                // The common case: an rx-pool header, so that the NIC frees
+                // it into the rx pool as a fill buffer (see the module doc).
+                Some(m) => {
+                    // SAFETY: m is a free header of the rx pool (see
+                    // retarget_fill); d is validated above.
+                    unsafe { self.retarget_fill(m, &d) };
+                    m
+                }
+                // No rx-pool header free, or not a recycled buffer: a
+                // tx-pool header, which recycles the buffer when freed if
+                // asked to.
+                None => {
+                    let m = self.free_tx_hdrs.pop().expect("checked above");
+                    // SAFETY: m is a free header of the tx pool; d is validated.
+                    unsafe {
+                        self.attach(m, d.offset(), end as u16, &d, ORIGIN_TX);
+                        hdr_priv(m).recycle = recycle;
+                    }
+                    m
+                }
+            };
             out[n] = m;
             n += 1;
             bytes += d.data_len as u64;
