@@ -239,3 +239,67 @@ fn rxd_refused(
     assert_eq!(proxy.socket_field(&sock, "started"), 0);
     (dir, sock, proxy, guest)
 }
+
+/// The guest's buffers are registered with EAL as external memory and
+/// DMA-mapped for the port's device while, and only while, the guest is
+/// attached: after a port stop, and after the guest is killed, nothing is
+/// left registered. Under IOVA-as-VA (here: `--no-huge`) the buffers' IOVA
+/// is their address in the proxy, the last 512 MiB of the guest's region.
+#[test]
+fn guest_buffers_are_dma_mapped_only_while_attached() {
+    let (dir, sock, proxy) = Proxy::one_queue("dma", "net_null0", "");
+    let sock = sock.as_str();
+    let areas = || json_number::<u64>(&proxy.telemetry("/io_proxy/dma"), "external_areas");
+    let dma = proxy.telemetry("/io_proxy/dma");
+    assert!(dma.contains("\"iova_mode\": \"va\""), "{dma}");
+    assert_eq!(areas(), 0, "registered before any guest");
+
+    let mut guest = Guest::start_interactive(&dir, "guest", sock);
+    assert_eq!(areas(), 1, "guest started, buffers not registered");
+    let sockets = proxy.telemetry("/io_proxy/sockets");
+    assert!(
+        sockets.contains("\"dma\": \"registered, net_null0 does no DMA\""),
+        "{sockets}"
+    );
+    // The region is the largest mapping of the guest's memfd.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", proxy.proc.pid())).unwrap();
+    let region_end = maps
+        .lines()
+        .filter(|l| l.contains("memfd:io-proxy-p0q0"))
+        .map(|l| {
+            let (a, b) = l
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .split_once('-')
+                .unwrap();
+            let (a, b) = (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+            );
+            (b - a, b)
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no region mapping in:\n{maps}"))
+        .1;
+    assert_eq!(
+        proxy.socket_field(sock, "buf_iova") as u64,
+        region_end - (512 << 20),
+        "IOVA of the buffer area"
+    );
+
+    guest.cmd("port stop 0");
+    assert_eq!(proxy.socket_field(sock, "started"), 0);
+    assert_eq!(areas(), 0, "still registered after port stop");
+    guest.cmd("port start 0");
+    assert_eq!(areas(), 1, "not registered again on port start");
+
+    guest.kill();
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        proxy.socket_field(sock, "connected") == 0
+    });
+    assert!(gone, "killed guest not noticed");
+    assert_eq!(areas(), 0, "a killed guest's buffers stay registered");
+    proxy.stop(&[sock]);
+}

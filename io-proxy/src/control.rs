@@ -1,6 +1,7 @@
 //! The control thread: commands, unix sockets, guest sessions.
 
 use crate::datapath::{Datapath, DpQueue};
+use crate::dma;
 use crate::nic::NicPort;
 use crate::session::{self, RegionConfig, Session};
 use crate::shm_pool::{self, SocketStats};
@@ -478,6 +479,18 @@ impl Proxy {
             ));
         }
         let g = &mut *sess.guest;
+        // The NIC may reach the guest's buffers only while it is attached.
+        let (buf_off, buf_len) = (g.layout.buf_off, g.layout.buf_len);
+        let area = dma::DmaArea::map(
+            port.id,
+            g.region.base().wrapping_add(buf_off as usize),
+            buf_len as usize,
+            g.layout.page_size as usize,
+        )?;
+        g.iova_base = match area.iova() {
+            dma::BAD_IOVA => dma::BAD_IOVA,
+            iova => iova.wrapping_sub(buf_off),
+        };
         g.rx_room = start.rx_buf_len;
         g.rx_headroom = start.rx_headroom;
         s.pools_made += 1;
@@ -502,9 +515,10 @@ impl Proxy {
         drop(st);
         sess.started = true;
         log(&format!(
-            "{}: guest started, port {} queue {} attached",
-            s.path, s.port, s.queue
+            "{}: guest started, port {} queue {} attached; buffers DMA: {}",
+            s.path, s.port, s.queue, area.state
         ));
+        sess.dma = Some(area);
         Ok(())
     }
 
@@ -542,6 +556,9 @@ impl Proxy {
         // The NIC holds no header of these pools any more (the port was
         // stopped with another pool behind the queue), nor does the datapath.
         shm_pool::free_pools(g);
+        // Nor can a header of the NIC still point into the area.
+        sess.dma = None;
+        g.iova_base = dma::BAD_IOVA;
         sess.started = false;
         r.map_err(|e| format!("detach queue: {e}"))
     }
@@ -642,16 +659,19 @@ impl Proxy {
             "socket", "port", "queue", "guest", "pid", "state"
         );
         for e in &self.sockets {
-            let (guest, pid, state) = match &e.session {
+            let (guest, pid, state, dma) = match &e.session {
                 Some(ss) => (
                     ss.name.clone(),
                     ss.pid.to_string(),
                     if ss.started { "started" } else { "connected" },
+                    ss.dma
+                        .as_ref()
+                        .map_or(String::new(), |a| format!(" (buffers DMA: {})", a.state)),
                 ),
-                None => ("-".into(), "-".into(), "listening"),
+                None => ("-".into(), "-".into(), "listening", String::new()),
             };
             s += &format!(
-                "{:<32} {:>4} {:>5} {:<10} {:>7} {:<12}\n",
+                "{:<32} {:>4} {:>5} {:<10} {:>7} {:<12}{dma}\n",
                 e.path, e.port, e.queue, guest, pid, state
             );
         }

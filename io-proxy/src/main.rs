@@ -5,6 +5,7 @@
 
 mod control;
 mod datapath;
+mod dma;
 mod nic;
 mod session;
 mod shm_pool;

@@ -1,6 +1,7 @@
 //! One guest connection: handshake, its memfd region, and its header pool.
 
 use crate::datapath::BURST;
+use crate::dma::DmaArea;
 use crate::nic::NicPort;
 use crate::shm_pool::{self, GuestRegion, SocketStats};
 use bus_shm::proto::{self, Hello, HelloAck, Layout, Reader, Status};
@@ -35,6 +36,8 @@ pub struct Session {
     pub name: String,
     pub version: u16,
     pub hugepages: bool,
+    /// The buffer area registered and mapped for the NIC, while started.
+    pub dma: Option<DmaArea>,
     pub guest: Box<GuestRegion>,
     pub started: bool,
     /// Ring depths for telemetry; None if the extra mapping failed.
@@ -224,6 +227,7 @@ pub fn handshake(
         name: hello.name,
         version,
         hugepages,
+        dma: None,
         guest,
         started: false,
         rings,

@@ -17,6 +17,7 @@
 //! - the **tx pool** (no cache), for the other tx buffers: freeing one
 //!   returns its buffer to the guest on the txdone ring.
 
+use crate::dma::BAD_IOVA;
 use bus_shm::proto::Layout;
 use bus_shm::region::Region;
 use bus_shm::ring::{
@@ -116,6 +117,9 @@ pub struct GuestRegion {
     pub rx_headroom: u16,
     pub max_frame: u32,
     pub port_id: u16,
+    /// IOVA of region offset 0 as the NIC sees the buffer area
+    /// (`dma::DmaArea`), or `dma::BAD_IOVA` when the buffers have none.
+    pub iova_base: u64,
     /// The rx pool (behind the NIC rx queue) and the tx pool.
     pub mp: *mut sys::rte_mempool,
     pub tx_mp: *mut sys::rte_mempool,
@@ -155,6 +159,7 @@ impl GuestRegion {
             rx_headroom: 0,
             max_frame: 0,
             port_id,
+            iova_base: BAD_IOVA,
             mp: std::ptr::null_mut(),
             tx_mp: std::ptr::null_mut(),
             stats,
@@ -168,6 +173,16 @@ impl GuestRegion {
         let start = self.layout.buf_off;
         let end = start + self.layout.buf_len;
         off >= start && off + len <= end
+    }
+
+    /// The IOVA of the validated buffer at region offset `off`.
+    #[inline]
+    fn iova_of(&self, off: u64) -> u64 {
+        if self.iova_base == BAD_IOVA {
+            BAD_IOVA
+        } else {
+            self.iova_base.wrapping_add(off)
+        }
     }
 
     fn corrupt(&mut self, _e: RingError) {
@@ -225,6 +240,7 @@ impl GuestRegion {
     unsafe fn attach(&self, m: *mut sys::rte_mbuf, off: u64, buf_len: u16, d: &Desc, origin: u8) {
         let buf = self.region.base().add(off as usize);
         (*m).buf_addr = buf as *mut c_void;
+        (*m).buf_iova = self.iova_of(off);
         (*m).buf_len = buf_len;
         (*m).data_off = d.data_off;
         (*m).data_len = d.data_len;
@@ -259,6 +275,7 @@ impl GuestRegion {
     #[inline]
     unsafe fn retarget_fill(&self, m: *mut sys::rte_mbuf, d: &Desc) {
         (*m).buf_addr = self.region.base().add(d.offset() as usize) as *mut c_void;
+        (*m).buf_iova = self.iova_of(d.offset());
         (*m).buf_len = self.rx_room;
         (*m).data_off = d.data_off;
         (*m).data_len = d.data_len;
@@ -781,5 +798,88 @@ fn create_pool(
         }
         sys::rte_mempool_obj_iter(mp, Some(init_hdr), std::ptr::null_mut());
         Ok(mp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::{alloc_zeroed, dealloc, Layout as AllocLayout};
+    use std::os::fd::OwnedFd;
+
+    /// A guest region on a plain memfd, and the guest's end of its tx ring.
+    fn guest() -> (Box<GuestRegion>, Producer) {
+        let layout = Layout::compute(4096, 64, 1 << 20, 1 << 20);
+        let m = memfd::MemfdOptions::default().create("iova-test").unwrap();
+        m.as_file().set_len(layout.region_size).unwrap();
+        let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize).unwrap();
+        let guest_tx = r.producer(layout.tx_off, layout.ring_entries).unwrap();
+        let mut g = GuestRegion::new(r, layout, Arc::new(SocketStats::default()), 0).unwrap();
+        g.rx_room = 2048;
+        g.rx_headroom = 128;
+        g.max_frame = 1518;
+        (g, guest_tx)
+    }
+
+    /// Zeroed mbuf headers with their private area, freed on drop.
+    struct Headers(Vec<*mut sys::rte_mbuf>);
+    const HDR: usize = std::mem::size_of::<sys::rte_mbuf>() + HDR_PRIV_SIZE as usize;
+    impl Headers {
+        fn new(n: usize) -> Headers {
+            let l = AllocLayout::from_size_align(HDR, 64).unwrap();
+            // SAFETY: non-zero size; freed with the same layout in drop.
+            Headers(
+                (0..n)
+                    .map(|_| unsafe { alloc_zeroed(l) } as *mut _)
+                    .collect(),
+            )
+        }
+    }
+    impl Drop for Headers {
+        fn drop(&mut self) {
+            let l = AllocLayout::from_size_align(HDR, 64).unwrap();
+            for &m in &self.0 {
+                // SAFETY: allocated in new with this layout.
+                unsafe { dealloc(m as *mut u8, l) };
+            }
+        }
+    }
+
+    /// Sends one buffer for tx and one for tx-then-recycle through
+    /// `take_tx`, and returns the IOVAs their headers carry to the NIC.
+    fn tx_iovas(iova_base: u64) -> ([u64; 2], [u64; 2]) {
+        let (mut g, mut guest_tx) = guest();
+        g.iova_base = iova_base;
+        let (tx_hdrs, rx_hdrs) = (Headers::new(2), Headers::new(1));
+        g.free_tx_hdrs = tx_hdrs.0.clone();
+        g.free_hdrs = rx_hdrs.0.clone();
+        let buf = g.layout.buf_off;
+        let offs = [buf + 4096, buf + 8192];
+        guest_tx.push(Desc::new(offs[0], 128, 60)).unwrap();
+        guest_tx
+            .push(Desc::new(offs[1], 128 | TX_RECYCLE, 60))
+            .unwrap();
+        let mut out = [std::ptr::null_mut(); 4];
+        assert_eq!(g.take_tx(&mut out).0, 2);
+        // SAFETY: take_tx filled the first two with our headers.
+        let iovas = unsafe { [(*out[0]).buf_iova, (*out[1]).buf_iova] };
+        // The recycled buffer took the rx-pool header (retarget_fill).
+        assert_eq!(out[1], rx_hdrs.0[0]);
+        (offs, iovas)
+    }
+
+    #[test]
+    fn headers_carry_the_buffers_iova() {
+        let (offs, iovas) = tx_iovas(0x7000_0000_0000);
+        assert_eq!(
+            iovas,
+            [0x7000_0000_0000 + offs[0], 0x7000_0000_0000 + offs[1]]
+        );
+    }
+
+    #[test]
+    fn headers_carry_no_iova_when_the_buffers_have_none() {
+        let (_, iovas) = tx_iovas(BAD_IOVA);
+        assert_eq!(iovas, [BAD_IOVA, BAD_IOVA]);
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::control::{get, mac_str, Proxy};
 use crate::datapath::Datapath;
+use crate::dma;
 use crate::session::{RingDepths, RING_NAMES};
 use crate::shm_pool::SocketStats;
 use dpdk_sys as sys;
@@ -34,6 +35,8 @@ struct SocketRow {
     guest: String,
     stats: Arc<SocketStats>,
     rings: Option<Arc<RingDepths>>,
+    /// DMA state of the guest's buffers and their first IOVA, while started.
+    dma: Option<(String, u64)>,
 }
 #[derive(Default)]
 struct Snapshot {
@@ -71,6 +74,10 @@ pub fn publish(p: &Proxy) {
                 guest: s.session.as_ref().map_or(String::new(), |x| x.name.clone()),
                 stats: s.stats.clone(),
                 rings: s.session.as_ref().and_then(|x| x.rings.clone()),
+                dma: s.session.as_ref().and_then(|x| {
+                    let a = x.dma.as_ref()?;
+                    Some((a.state.clone(), a.iova()))
+                }),
             })
             .collect(),
         datapath: Some(p.dp.clone()),
@@ -175,6 +182,12 @@ unsafe extern "C" fn tel_sockets(
                     }
                 }
             }
+            if let Some((state, iova)) = &s.dma {
+                add_str(c, "dma", state);
+                if *iova != dma::BAD_IOVA {
+                    add_u64(c, "buf_iova", *iova);
+                }
+            }
             add_dict(d, &format!("socket{i}"), c);
         }
         0
@@ -209,6 +222,19 @@ unsafe extern "C" fn tel_datapath(
     })
 }
 
+unsafe extern "C" fn tel_dma(
+    _cmd: *const c_char,
+    _params: *const c_char,
+    d: *mut sys::rte_tel_data,
+) -> c_int {
+    sys::ffi_guard("io_proxy telemetry tel_dma", -libc::EIO, || {
+        sys::rte_tel_data_start_dict(d);
+        add_str(d, "iova_mode", dma::iova_mode_name());
+        add_u64(d, "external_areas", dma::external_areas() as u64);
+        0
+    })
+}
+
 /// Registers the log type and the telemetry commands (after EAL init).
 pub fn register() {
     // SAFETY: static strings and callbacks that live for the process.
@@ -232,6 +258,12 @@ pub fn register() {
             c"/io_proxy/datapath".as_ptr(),
             Some(tel_datapath),
             c"dpdk-io-proxy datapath TSC cycles per stage, while 'set timing on'".as_ptr(),
+        );
+        sys::rte_telemetry_register_cmd(
+            c"/io_proxy/dma".as_ptr(),
+            Some(tel_dma),
+            c"EAL IOVA mode, and how many guest buffer areas are registered as external memory"
+                .as_ptr(),
         );
     }
 }
