@@ -3,6 +3,7 @@
 #  - Debian packages: DPDK 22.11 runtime + dev, build and test tools
 #  - driver-SDK headers (bus_driver.h, dev_driver.h, ethdev_driver.h, ...)
 #    from the Debian source package matching the installed libdpdk-dev
+#    and the whole source tree (meson-wrap builds it with net/shm in it)
 #  - hugepages, when the kernel lets us (never required)
 set -euo pipefail
 
@@ -52,8 +53,9 @@ fi
 DPDK_VER="$(dpkg-query -W -f='${Version}' libdpdk-dev)"        # e.g. 22.11.11-0+deb12u1
 UPSTREAM="${DPDK_VER%%-*}"
 SDK="$SDK_BASE/dpdk-$UPSTREAM"
-if [ ! -f "$SDK/.complete" ] || [ "$(cat "$SDK/.complete")" != "$DPDK_VER" ]; then
-    log "fetching dpdk source $DPDK_VER for the driver-SDK headers"
+if [ ! -f "$SDK/.complete" ] || [ "$(cat "$SDK/.complete")" != "$DPDK_VER" ] \
+        || [ ! -f "$SDK/src/meson.build" ]; then
+    log "fetching dpdk source $DPDK_VER for the driver-SDK headers and the meson build"
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     ( cd "$work" && apt-get source -q --download-only "dpdk=$DPDK_VER" >/dev/null )
@@ -87,6 +89,8 @@ PY
              lib/eal/common/eal_internal_cfg.h lib/eal/common/eal_thread.h; do
         [ -f "$work/src/$h" ] && cp "$work/src/$h" "$SDK/private/"
     done
+    # The whole tree too: meson-wrap builds it with net/shm in it (tests).
+    mv "$work/src" "$SDK/src"
     echo "$DPDK_VER" > "$SDK/.complete"
     rm -rf "$work"; trap - EXIT
     log "SDK headers in $SDK/include ($(ls "$SDK/include" | wc -l) files)"

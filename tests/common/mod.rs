@@ -276,6 +276,9 @@ impl Proxy {
     }
 }
 
+/// The guests' EAL options (the seed's, bar the socket and plugin).
+pub const GUEST_EAL: [&str; 5] = ["-l", "0,1", "--no-huge", "-m1", "--no-shconf"];
+
 /// A stock dpdk-testpmd attached to a proxy socket, exactly as in the
 /// seed: `-l 0,1 --no-huge -m1 --no-shconf -a sock:PATH -- --forward-mode=macswap`.
 pub struct Guest {
@@ -291,6 +294,19 @@ pub struct GuestCounts {
 impl Guest {
     pub fn start(dir: &Scratch, name: &str, sock: &str) -> Guest {
         Self::spawn(dir, name, Self::command(sock, &[]))
+    }
+
+    /// Another testpmd binary that has the drivers built in: the same
+    /// options, without `-d`.
+    pub fn start_builtin(dir: &Scratch, name: &str, sock: &str, testpmd: &Path) -> Guest {
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "-eL"])
+            .arg(testpmd)
+            .args(GUEST_EAL)
+            .arg("-a")
+            .arg(format!("sock:{sock}"))
+            .args(["--", "--forward-mode=macswap"]);
+        Self::spawn(dir, name, cmd)
     }
 
     /// The same guest at its interactive prompt (`-i`), driven by `cmd()`.
@@ -317,7 +333,7 @@ impl Guest {
         cmd.args(["-oL", "-eL", "dpdk-testpmd"])
             .arg("-d")
             .arg(pmds())
-            .args(["-l", "0,1", "--no-huge", "-m1", "--no-shconf"])
+            .args(GUEST_EAL)
             .arg("-a")
             .arg(format!("sock:{sock}"))
             .args(["--", "--forward-mode=macswap"])
@@ -415,7 +431,7 @@ impl Guest {
                 "-d",
                 "/pmds",
             ])
-            .args(["-l", "0,1", "--no-huge", "-m1", "--no-shconf"])
+            .args(GUEST_EAL)
             .arg("-a")
             .arg(format!(
                 "sock:/run/io/{}",
