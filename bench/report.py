@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Renders a bench/run.py results file as a markdown table.
+"""Renders a bench/run.py results file as markdown tables.
 
 usage: bench/report.py [bench/results/latest.json]
 """
@@ -30,3 +30,14 @@ if rows:
     for r in rows:
         print(f"| {r['size']} | {r['mode']} | {r['peer']} | {r['c2c']} | {r['reps']} | {r['mpps_median']:.2f} "
               f"| {f(r['vs_ceiling'])} | {f(r['vs_best_memif'])} | {f(r['vs_vhost'])} |")
+rows = data.get("callgrind")
+if rows:
+    print("\nInstructions per packet on the NIC side's forwarding thread (`bench/callgrind.py`; shm: the proxy,"
+          " guest in macswap; ceiling: testpmd io between two net_null ports).\n")
+    print("| size | peer | total | proxy / testpmd | net_null | DPDK libraries | libc, ld.so | / ceiling |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        ceil = next(x["ir_per_packet"] for x in rows if x["size"] == r["size"] and x["peer"] == "ceiling")
+        g = r["by_group"]
+        print(f"| {r['size']} | {r['peer']} | {r['ir_per_packet']:.0f} | {g.get('app', 0):.0f} | {g.get('net_null', 0):.0f} "
+              f"| {g.get('dpdk', 0):.0f} | {g.get('libc', 0):.0f} | {r['ir_per_packet'] / ceil:.2f} |")

@@ -20,11 +20,14 @@ second table groups the two-process peers' repetitions by it.
 
 usage: bench/run.py [--reps N] [--warmup S] [--window S] [--sizes 64,1518]
                     [--modes macswap,io] [--peers shm,memif-zc,memif,vhost,ceiling]
-                    [--baseline DIR]
+                    [--baseline DIR] [--no-callgrind]
 
 --baseline DIR adds the peer shm-base: shm built in another checkout DIR
 (after `make build` there), run interleaved with the others, to measure a
 change against what it replaces in the same run.
+
+At the end, bench/callgrind.py counts instructions per packet of the proxy
+and of the ceiling (deterministic, unlike the rates); --no-callgrind skips it.
 """
 import argparse
 import json
@@ -256,6 +259,8 @@ def main():
     ap.add_argument("--peers", default="shm,memif-zc,memif,vhost,ceiling")
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
     ap.add_argument("--baseline", help="another checkout: adds the peer shm-base")
+    ap.add_argument("--no-callgrind", action="store_true",
+                    help="skip the instruction counts (bench/callgrind.py) at the end")
     a = ap.parse_args()
     global BASELINE
     for p in (PROXY, PMDS):
@@ -322,6 +327,12 @@ def main():
 
     print_by_placement(by_placement)
 
+    cg_rows = None
+    if not a.no_callgrind:
+        import callgrind  # it imports this module; imported late
+        cg_rows = callgrind.measure_all(sizes, 4.0, 8.0)
+        callgrind.print_table(cg_rows)
+
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -332,6 +343,8 @@ def main():
         "args": vars(a),
     }
     doc = {"meta": meta, "summary": summary, "by_placement": by_placement, "runs": results}
+    if cg_rows:
+        doc["callgrind"] = cg_rows
     (out / f"bench-{stamp}.json").write_text(json.dumps(doc, indent=1))
     (out / "latest.json").write_text(json.dumps(doc, indent=1))
     chart(summary, results, sizes, modes, peers, out / "latest.png")
