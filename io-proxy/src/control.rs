@@ -496,13 +496,18 @@ impl Proxy {
         s.pools_made += 1;
         let name = format!("shm_p{}q{}_{}", s.port, s.queue, s.pools_made % 10000);
         let n = 4 * s.cfg.ring_entries - 1;
-        shm_pool::create_pools(&name, n, g, port.socket)?;
+        if let Err(e) = shm_pool::create_pools(&name, n, g, port.socket) {
+            // `area` goes away on return: no IOVA may outlive it.
+            g.iova_base = dma::BAD_IOVA;
+            return Err(e);
+        }
         let g_ptr: *mut shm_pool::GuestRegion = g;
         let mut st = self.dp.pause();
         if let Err(e) = port.set_rx_pool(s.queue, g.mp, true) {
             drop(st);
             // The pools were never attached to the NIC.
             shm_pool::free_pools(g);
+            g.iova_base = dma::BAD_IOVA;
             return Err(format!("attach queue: {e}"));
         }
         if let Some(q) = st

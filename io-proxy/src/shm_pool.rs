@@ -95,6 +95,57 @@ impl SocketStats {
     }
 }
 
+/// Most guest tx descriptors `take_tx` handles in one call.
+const TX_BURST_MAX: usize = 64;
+
+/// What checking and attaching a burst's buffers needs from a
+/// [`GuestRegion`], read once per burst: the loop's error path calls out
+/// with `&mut self`, so the compiler would reload every field per packet.
+#[derive(Clone, Copy)]
+struct BurstView {
+    base: usize,
+    buf_start: u64,
+    buf_end: u64,
+    rx_room: u16,
+    max_frame: u32,
+    iova_base: u64,
+}
+
+impl BurstView {
+    fn of(g: &GuestRegion) -> BurstView {
+        BurstView {
+            base: g.region.base() as usize,
+            buf_start: g.layout.buf_off,
+            buf_end: g.layout.buf_off + g.layout.buf_len,
+            rx_room: g.rx_room,
+            max_frame: g.max_frame,
+            iova_base: g.iova_base,
+        }
+    }
+
+    /// Is `[off, off + len)` wholly inside the buffer area?
+    #[inline]
+    fn in_buffers(&self, off: u64, len: u64) -> bool {
+        off >= self.buf_start && off + len <= self.buf_end
+    }
+
+    #[inline]
+    fn iova(&self, off: u64) -> u64 {
+        iova_at(self.iova_base, off)
+    }
+}
+
+/// The IOVA of the validated buffer at region offset `off`, given the
+/// region's (`GuestRegion::iova_base`).
+#[inline]
+fn iova_at(iova_base: u64, off: u64) -> u64 {
+    if iova_base == BAD_IOVA {
+        BAD_IOVA
+    } else {
+        iova_base.wrapping_add(off)
+    }
+}
+
 /// One connected guest's shared state, as the proxy sees it. Owned by the
 /// control side; used by the datapath and the pool ops only while attached.
 pub struct GuestRegion {
@@ -175,16 +226,6 @@ impl GuestRegion {
         off >= start && off + len <= end
     }
 
-    /// The IOVA of the validated buffer at region offset `off`.
-    #[inline]
-    fn iova_of(&self, off: u64) -> u64 {
-        if self.iova_base == BAD_IOVA {
-            BAD_IOVA
-        } else {
-            self.iova_base.wrapping_add(off)
-        }
-    }
-
     fn corrupt(&mut self, _e: RingError) {
         self.broken = true;
     }
@@ -240,7 +281,7 @@ impl GuestRegion {
     unsafe fn attach(&self, m: *mut sys::rte_mbuf, off: u64, buf_len: u16, d: &Desc, origin: u8) {
         let buf = self.region.base().add(off as usize);
         (*m).buf_addr = buf as *mut c_void;
-        (*m).buf_iova = self.iova_of(off);
+        (*m).buf_iova = iova_at(self.iova_base, off);
         (*m).buf_len = buf_len;
         (*m).data_off = d.data_off;
         (*m).data_len = d.data_len;
@@ -271,18 +312,19 @@ impl GuestRegion {
     ///
     /// # Safety
     /// `m` is a header of the rx pool taken from `free_hdrs`; `d` is
-    /// validated and its buffer has `rx_room` bytes.
+    /// validated and its buffer has `v.rx_room` bytes.
     #[inline]
-    unsafe fn retarget_fill(&self, m: *mut sys::rte_mbuf, d: &Desc) {
-        (*m).buf_addr = self.region.base().add(d.offset() as usize) as *mut c_void;
-        (*m).buf_iova = self.iova_of(d.offset());
-        (*m).buf_len = self.rx_room;
+    unsafe fn retarget_fill(v: &BurstView, m: *mut sys::rte_mbuf, d: &Desc) {
+        let off = d.offset();
+        (*m).buf_addr = v.base.wrapping_add(off as usize) as *mut c_void;
+        (*m).buf_iova = v.iova(off);
+        (*m).buf_len = v.rx_room;
         (*m).data_off = d.data_off;
         (*m).data_len = d.data_len;
         (*m).pkt_len = d.data_len as u32;
         (*m).ol_flags = 0;
         let p = hdr_priv(m);
-        p.buf_off = d.offset();
+        p.buf_off = off;
         p.origin = ORIGIN_FILL;
     }
 
@@ -290,23 +332,28 @@ impl GuestRegion {
     /// to headers; invalid ones are returned as rejected. Returns how many
     /// headers it put in `out`, and their bytes.
     pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> (usize, u64) {
-        let want = (out.len().min(self.free_tx_hdrs.len())) as u32;
+        let want = out.len().min(self.free_tx_hdrs.len()).min(TX_BURST_MAX) as u32;
         if want == 0 {
             return (0, 0);
         }
         let avail = match self.tx.available(want) {
-            Ok(a) => a.min(want),
+            Ok(a) => a.min(want) as usize,
             Err(e) => {
                 self.corrupt(e);
                 return (0, 0);
             }
         };
-        // Payload lines first, all at once: a software NIC copies them out on
-        // this core right after, and each was just written by the guest's
-        // core. A recycled buffer is written next (the NIC receives into it).
-        for i in 0..avail {
-            let d = self.tx.read(i);
-            let p = (self.region.base() as usize)
+        let v = BurstView::of(self);
+        // Each descriptor is copied out of the ring once; all that follows
+        // uses the copy. Payload lines are prefetched at the same time: a
+        // software NIC copies them out on this core right after, and each
+        // was just written by the guest's core. A recycled buffer is written
+        // next (the NIC receives into it).
+        let mut descs = [Desc::default(); TX_BURST_MAX];
+        for (i, slot) in descs[..avail].iter_mut().enumerate() {
+            let d = self.tx.read(i as u32);
+            let p = v
+                .base
                 .wrapping_add(d.offset() as usize)
                 .wrapping_add((d.data_off & !TX_RECYCLE) as usize);
             if d.data_off & TX_RECYCLE != 0 {
@@ -314,25 +361,24 @@ impl GuestRegion {
             } else {
                 sys::prefetch(p as *const u8);
             }
+            *slot = d;
         }
+        self.tx.release(avail as u32);
         let (mut n, mut bytes) = (0, 0u64);
-        for i in 0..avail {
-            let d = self.tx.read(i);
+        for d in &descs[..avail] {
             let recycle = d.data_off & TX_RECYCLE != 0;
             let d = Desc {
                 data_off: d.data_off & !TX_RECYCLE,
-                ..d
+                ..*d
             };
             let end = d.data_off as u64 + d.data_len as u64;
-            let len_ok = d.data_len >= 14 && d.data_len as u32 <= self.max_frame;
+            let len_ok = d.data_len >= 14 && d.data_len as u32 <= v.max_frame;
             let ok = if recycle {
                 // It will be a fill buffer next: it must be one, rx_room
                 // bytes in the buffer area, with the packet within them.
-                len_ok
-                    && end <= self.rx_room as u64
-                    && self.buffer_ok(d.offset(), self.rx_room as u64)
+                len_ok && end <= v.rx_room as u64 && v.in_buffers(d.offset(), v.rx_room as u64)
             } else {
-                len_ok && self.buffer_ok(d.offset(), end)
+                len_ok && v.in_buffers(d.offset(), end)
             };
             if !ok {
                 SocketStats::add(&self.stats.bad_descriptors, 1);
@@ -356,7 +402,7 @@ impl GuestRegion {
                 Some(m) => {
                     // SAFETY: m is a free header of the rx pool (see
                     // retarget_fill); d is validated above.
-                    unsafe { self.retarget_fill(m, &d) };
+                    unsafe { Self::retarget_fill(&v, m, &d) };
                     m
                 }
                 // No rx-pool header free, or not a recycled buffer: a
@@ -376,7 +422,6 @@ impl GuestRegion {
             n += 1;
             bytes += d.data_len as u64;
         }
-        self.tx.release(avail);
         (n, bytes)
     }
 
