@@ -96,7 +96,7 @@ impl SocketStats {
 }
 
 /// Most guest tx descriptors `take_tx` handles in one call.
-const TX_BURST_MAX: usize = 64;
+const TX_BURST_MAX: usize = crate::datapath::BURST;
 
 /// What checking and attaching a burst's buffers needs from a
 /// [`GuestRegion`], read once per burst: the loop's error path calls out
