@@ -296,13 +296,21 @@ impl Guest {
         Self::spawn(dir, name, Self::command(sock, &[]))
     }
 
-    /// Another testpmd binary that has the drivers built in: the same
-    /// options, without `-d`.
-    pub fn start_builtin(dir: &Scratch, name: &str, sock: &str, testpmd: &Path) -> Guest {
+    /// `testpmd` with the same options, and `-d plugin` if given (without,
+    /// it must have the drivers built in).
+    pub fn start_other(
+        dir: &Scratch,
+        name: &str,
+        sock: &str,
+        testpmd: &Path,
+        plugin: Option<&Path>,
+    ) -> Guest {
         let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "-eL"])
-            .arg(testpmd)
-            .args(GUEST_EAL)
+        cmd.args(["-oL", "-eL"]).arg(testpmd);
+        if let Some(p) = plugin {
+            cmd.arg("-d").arg(p);
+        }
+        cmd.args(GUEST_EAL)
             .arg("-a")
             .arg(format!("sock:{sock}"))
             .args(["--", "--forward-mode=macswap"]);
