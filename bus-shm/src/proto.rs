@@ -8,9 +8,9 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// Protocol versions this build speaks.
 /// v2: 8-byte descriptors without ids (v1: 16 bytes with ids).
 pub const VERSION_MIN: u16 = 3;
-pub const VERSION_MAX: u16 = 3;
+pub const VERSION_MAX: u16 = 4;
 /// Largest message on the wire.
-pub const MAX_MSG: usize = 256;
+pub const MAX_MSG: usize = 512;
 
 pub const MSG_HELLO: u16 = 1;
 pub const MSG_HELLO_ACK: u16 = 2;
@@ -287,7 +287,17 @@ pub struct HelloAck {
     /// (its rx descriptors, plus what the proxy keeps ready): the least
     /// the guest keeps posted.
     pub rx_fill_min: u32,
+    /// v4: the rx offloads whose results the NIC queue delivers
+    /// (`RTE_ETH_RX_OFFLOAD_CHECKSUM`, `_RSS_HASH`), passed on to the guest
+    /// as rx metadata (`ring::RxMeta`); 0 before v4.
+    pub rx_offloads: u64,
+    /// v4: the packet types the NIC recognizes (at most [`MAX_PTYPES`]);
+    /// empty before v4.
+    pub ptypes: Vec<u32>,
 }
+
+/// Most packet types a HELLO_ACK carries.
+pub const MAX_PTYPES: usize = 32;
 impl HelloAck {
     pub fn encode(&self) -> Writer {
         let mut w = Writer::new(MSG_HELLO_ACK, self.version);
@@ -304,6 +314,13 @@ impl HelloAck {
             .u16(self.nic_queue)
             .str::<64>(&self.nic_name)
             .u32(self.rx_fill_min);
+        if self.version >= 4 {
+            let n = self.ptypes.len().min(MAX_PTYPES);
+            w.u64(self.rx_offloads).u8(n as u8);
+            for &t in &self.ptypes[..n] {
+                w.u32(t);
+            }
+        }
         w
     }
     pub fn decode(r: &mut Reader) -> Result<HelloAck, ProtoError> {
@@ -313,7 +330,7 @@ impl HelloAck {
         for b in &mut mac {
             *b = r.u8()?;
         }
-        Ok(HelloAck {
+        let mut a = HelloAck {
             version,
             layout,
             mac,
@@ -325,7 +342,20 @@ impl HelloAck {
             nic_queue: r.u16()?,
             nic_name: r.str::<64>()?,
             rx_fill_min: r.u32()?,
-        })
+            rx_offloads: 0,
+            ptypes: Vec::new(),
+        };
+        if version >= 4 {
+            a.rx_offloads = r.u64()?;
+            let n = r.u8()? as usize;
+            if n > MAX_PTYPES {
+                return Err(ProtoError::Invalid("too many packet types"));
+            }
+            for _ in 0..n {
+                a.ptypes.push(r.u32()?);
+            }
+        }
+        Ok(a)
     }
 }
 
@@ -414,6 +444,8 @@ mod tests {
             nic_queue: 1,
             nic_name: "net_null0".into(),
             rx_fill_min: 704,
+            rx_offloads: 0x2,
+            ptypes: (0..MAX_PTYPES as u32).collect(),
         };
         let w = a.encode();
         assert!(w.bytes().len() <= MAX_MSG);
@@ -421,6 +453,17 @@ mod tests {
         assert_eq!(t, MSG_HELLO_ACK);
         assert_eq!(HelloAck::decode(&mut r).unwrap(), a);
         a.layout.validate(a.layout.region_size).unwrap();
+        // A v3 peer gets (and sends) no rx metadata fields.
+        let v3 = HelloAck {
+            version: 3,
+            rx_offloads: 0,
+            ptypes: Vec::new(),
+            ..a
+        };
+        let w = v3.encode();
+        assert!(w.bytes().len() <= 256, "a v3 guest reads 256 bytes at most");
+        let (mut r, _, _) = Reader::new(w.bytes()).unwrap();
+        assert_eq!(HelloAck::decode(&mut r).unwrap(), v3);
     }
 
     #[test]

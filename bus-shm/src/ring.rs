@@ -54,6 +54,44 @@ pub const LEN_NOT_SENT: u16 = 0xfffe;
 /// returning it on txdone. It comes back on the rx ring.
 pub const TX_RECYCLE: u16 = 0x8000;
 
+/// rx ring, in `data_off` (protocol v4): the [`RX_META_LEN`] bytes right
+/// before the packet, in the buffer's headroom, hold its rx metadata
+/// ([`RxMeta`]).
+pub const RX_META: u16 = 0x8000;
+pub const RX_META_LEN: u16 = 16;
+
+/// The mbuf `ol_flags` rx metadata may carry: the RSS hash's presence and
+/// the checksum verdicts. Both sides mask with it.
+pub const RX_META_OL_FLAGS: u64 = (dpdk_sys::RTE_MBUF_F_RX_RSS_HASH
+    | dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK
+    | dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK) as u64;
+
+/// What the NIC told about a received packet, as the proxy passes it on:
+/// the RSS hash, the packet type and the checksum flags. In the buffer as
+/// two little-endian u64: `hash | packet_type << 32`, then `ol_flags`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    pub rss: u32,
+    pub packet_type: u32,
+    pub ol_flags: u64,
+}
+
+impl RxMeta {
+    pub fn to_words(self) -> [u64; 2] {
+        [
+            self.rss as u64 | (self.packet_type as u64) << 32,
+            self.ol_flags,
+        ]
+    }
+    pub fn from_words(w: [u64; 2]) -> RxMeta {
+        RxMeta {
+            rss: w[0] as u32,
+            packet_type: (w[0] >> 32) as u32,
+            ol_flags: w[1],
+        }
+    }
+}
+
 impl Desc {
     /// A descriptor for the buffer at byte offset `off` (a multiple of 8;
     /// offsets up to 32 GiB).

@@ -493,6 +493,10 @@ impl Proxy {
         };
         g.rx_room = start.rx_buf_len;
         g.rx_headroom = start.rx_headroom;
+        // Only if the NIC can tell anything: net_null, say, recognizes no
+        // packet type and has no rx offload, and then the datapath does
+        // not look.
+        g.rx_meta = sess.version >= 4 && (port.rx_offloads != 0 || !port.ptypes.is_empty());
         s.pools_made += 1;
         let name = format!("shm_p{}q{}_{}", s.port, s.queue, s.pools_made % 10000);
         let n = 4 * s.cfg.ring_entries - 1;

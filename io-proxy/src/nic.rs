@@ -2,6 +2,7 @@
 //! mempool behind one rx queue when a guest attaches or leaves.
 
 use crate::shm_pool::SocketStats;
+use bus_shm::proto::MAX_PTYPES;
 use dpdk_sys as sys;
 use std::sync::Arc;
 
@@ -27,6 +28,11 @@ pub struct NicPort {
     pub rss: bool,
     /// The PMD can set up an rx queue while the port runs.
     pub runtime_rx_setup: bool,
+    /// Rx offloads turned on whose results go to the guests as rx
+    /// metadata (checksum status, RSS hash).
+    pub rx_offloads: u64,
+    /// Packet types the PMD recognizes (`rte_eth_dev_get_supported_ptypes`).
+    pub ptypes: Vec<u32>,
     /// Pool of the rx queues that have no guest (their packets are dropped).
     pub idle_pool: *mut sys::rte_mempool,
     /// Per-queue counters, shared with the sockets serving them.
@@ -83,6 +89,12 @@ impl NicPort {
                 conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
                 conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
             }
+            // What the NIC can tell about each packet, for the guests.
+            let mut wanted_rx = sys::RTE_ETH_RX_OFFLOAD_CHECKSUM as u64;
+            if rss {
+                wanted_rx |= sys::RTE_ETH_RX_OFFLOAD_RSS_HASH as u64;
+            }
+            conf.rxmode.offloads = info.rx_offload_capa & wanted_rx;
             let mut name = [0 as std::ffi::c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
             sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr());
             let socket = sys::rte_eth_dev_socket_id(id);
@@ -147,6 +159,18 @@ impl NicPort {
             sys::rte_eth_macaddr_get(id, &mut mac);
             let mut mtu = 1500u16;
             sys::rte_eth_dev_get_mtu(id, &mut mtu);
+            let mut ptypes = [0u32; MAX_PTYPES];
+            let n = sys::rte_eth_dev_get_supported_ptypes(
+                id,
+                sys::RTE_PTYPE_ALL_MASK,
+                ptypes.as_mut_ptr(),
+                MAX_PTYPES as i32,
+            );
+            let ptypes: Vec<u32> = ptypes[..(n.max(0) as usize).min(MAX_PTYPES)]
+                .iter()
+                .copied()
+                .filter(|&t| t != sys::RTE_PTYPE_UNKNOWN)
+                .collect();
             Ok(NicPort {
                 id,
                 name: cstr_field(name.as_ptr()),
@@ -162,6 +186,8 @@ impl NicPort {
                 runtime_rx_setup: info.dev_capa
                     & sys::RTE_ETH_DEV_CAPA_RUNTIME_RX_QUEUE_SETUP as u64
                     != 0,
+                rx_offloads: conf.rxmode.offloads,
+                ptypes,
                 idle_pool,
                 queue_stats: (0..nb_queues)
                     .map(|_| Arc::new(SocketStats::default()))

@@ -201,6 +201,8 @@ pub fn handshake(
         nic_queue: queue,
         nic_name: port.name.clone(),
         rx_fill_min: port.rx_held + shm_pool::RX_POOL_CACHE + 2 * BURST as u32,
+        rx_offloads: port.rx_offloads,
+        ptypes: port.ptypes.clone(),
     };
     send_msg(
         fd.as_raw_fd(),

@@ -21,8 +21,8 @@ use crate::dma::BAD_IOVA;
 use bus_shm::proto::Layout;
 use bus_shm::region::Region;
 use bus_shm::ring::{
-    Consumer, Desc, Producer, RingError, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT,
-    TX_RECYCLE,
+    Consumer, Desc, Producer, RingError, RxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT,
+    RX_META, RX_META_LEN, RX_META_OL_FLAGS, TX_RECYCLE,
 };
 use dpdk_sys as sys;
 use std::ffi::{c_int, c_uint, c_void, CStr};
@@ -168,6 +168,9 @@ pub struct GuestRegion {
     pub rx_headroom: u16,
     pub max_frame: u32,
     pub port_id: u16,
+    /// The guest reads rx metadata (protocol v4): what the NIC set in a
+    /// received header goes into the buffer's headroom.
+    pub rx_meta: bool,
     /// IOVA of region offset 0 as the NIC sees the buffer area
     /// (`dma::DmaArea`), or `dma::BAD_IOVA` when the buffers have none.
     pub iova_base: u64,
@@ -210,6 +213,7 @@ impl GuestRegion {
             rx_headroom: 0,
             max_frame: 0,
             port_id,
+            rx_meta: false,
             iova_base: BAD_IOVA,
             mp: std::ptr::null_mut(),
             tx_mp: std::ptr::null_mut(),
@@ -434,6 +438,18 @@ impl GuestRegion {
     /// # Safety
     /// Every pointer in `pkts` is a received mbuf owned by the caller.
     pub unsafe fn deliver_rx(&mut self, pkts: &[*mut sys::rte_mbuf]) -> usize {
+        // Chosen once per burst: a NIC that tells nothing about its packets
+        // (net_null) costs the loop no test per packet.
+        if self.rx_meta {
+            self.deliver_rx_with::<true>(pkts)
+        } else {
+            self.deliver_rx_with::<false>(pkts)
+        }
+    }
+
+    /// [`deliver_rx`](Self::deliver_rx), passing rx metadata if `META`.
+    #[inline(always)]
+    unsafe fn deliver_rx_with<const META: bool>(&mut self, pkts: &[*mut sys::rte_mbuf]) -> usize {
         let mut room = match self.rx.free(pkts.len() as u32) {
             Ok(r) => r,
             Err(e) => {
@@ -456,7 +472,16 @@ impl GuestRegion {
                 continue;
             }
             let off = ((*m).buf_addr as usize).wrapping_sub(base) as u64;
-            self.rx.stage(Desc::new(off, (*m).data_off, (*m).data_len));
+            let mut data_off = (*m).data_off;
+            if META {
+                let flags = (*m).ol_flags & RX_META_OL_FLAGS;
+                let packet_type = (*m).__bindgen_anon_1.packet_type;
+                // A software NIC tells nothing: no store, no call.
+                if flags != 0 || packet_type != 0 {
+                    data_off = self.put_rx_meta(m, off, data_off, flags, packet_type);
+                }
+            }
+            self.rx.stage(Desc::new(off, data_off, (*m).data_len));
             room -= 1;
             bytes += (*m).data_len as u64;
             // The buffer now belongs to the guest; the header is free again
@@ -469,6 +494,51 @@ impl GuestRegion {
             SocketStats::add(&self.stats.rx_bytes, bytes);
         }
         n
+    }
+
+    /// Writes what the NIC set in received header `m` (`flags`, masked
+    /// with [`RX_META_OL_FLAGS`], `packet_type`, the RSS hash) into the
+    /// headroom of its buffer at `off`, right before the packet, and returns
+    /// the descriptor's `data_off`: flagged [`RX_META`] if it did, as it is
+    /// if there is no room before the packet. Out of line: a software NIC
+    /// never gets here.
+    ///
+    /// # Safety
+    /// `m` is one of this guest's rx headers, attached to the buffer at `off`.
+    #[inline(never)]
+    unsafe fn put_rx_meta(
+        &self,
+        m: *mut sys::rte_mbuf,
+        off: u64,
+        data_off: u16,
+        flags: u64,
+        packet_type: u32,
+    ) -> u16 {
+        if data_off < RX_META_LEN || data_off & RX_META != 0 {
+            return data_off;
+        }
+        let rss = if flags & sys::RTE_MBUF_F_RX_RSS_HASH as u64 != 0 {
+            (*m).__bindgen_anon_2.hash.rss
+        } else {
+            0
+        };
+        let meta = RxMeta {
+            rss,
+            packet_type,
+            ol_flags: flags,
+        };
+        let at = off + (data_off - RX_META_LEN) as u64;
+        let Some(p) = self.region.ptr(at, RX_META_LEN as u64) else {
+            return data_off;
+        };
+        // SAFETY: in the region (checked), 8-byte aligned (buffer offsets
+        // and the NIC's headroom are), in the buffer's headroom, which the
+        // guest does not use until it reads this descriptor.
+        let words = p as *mut u64;
+        let [w0, w1] = meta.to_words();
+        words.write_unaligned(w0.to_le());
+        words.add(1).write_unaligned(w1.to_le());
+        data_off | RX_META
     }
 
     /// Returns every buffer the proxy holds or that waits in the guest's

@@ -59,6 +59,11 @@ struct Port {
     recycle: bool,
     /// Shared by the rx and tx queue (buffers the rx ring may take back).
     budget: Box<RxBudget>,
+    /// What the proxy's NIC queue tells about received packets (protocol
+    /// v4): the rx offloads behind it, and its packet types, ended by
+    /// RTE_PTYPE_UNKNOWN as ethdev wants them.
+    rx_offloads: u64,
+    ptypes: Vec<u32>,
 }
 
 /// # Safety
@@ -80,6 +85,7 @@ fn ops() -> *const sys::eth_dev_ops {
             (*o).dev_stop = Some(dev_stop);
             (*o).dev_close = Some(dev_close);
             (*o).dev_infos_get = Some(dev_infos_get);
+            (*o).dev_supported_ptypes_get = Some(supported_ptypes);
             (*o).link_update = Some(link_update);
             (*o).stats_get = Some(stats_get);
             (*o).stats_reset = Some(stats_reset);
@@ -174,6 +180,15 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             started: false,
             recycle: args.recycle,
             budget: Box::default(),
+            rx_offloads: conn.info.rx_offloads,
+            ptypes: conn
+                .info
+                .ptypes
+                .iter()
+                .copied()
+                .filter(|&t| t != sys::RTE_PTYPE_UNKNOWN)
+                .chain([sys::RTE_PTYPE_UNKNOWN])
+                .collect(),
         });
         *holder = Box::into_raw(p);
         (*data).dev_private = holder as *mut c_void;
@@ -268,12 +283,26 @@ unsafe extern "C" fn dev_infos_get(
         info.tx_desc_lim.nb_min = 64;
         info.tx_desc_lim.nb_align = 1;
         info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
+        // The results of the proxy's NIC rx offloads arrive as rx metadata.
+        info.rx_offload_capa = p.rx_offloads;
         info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
         info.default_rxportconf.ring_size = p.rx_desc_min;
         info.default_txportconf.ring_size = p.ring_entries as u16;
         info.default_rxportconf.nb_queues = 1;
         info.default_txportconf.nb_queues = 1;
         0
+    })
+}
+
+/// The packet types the proxy's NIC recognizes (none before protocol v4).
+unsafe extern "C" fn supported_ptypes(dev: *mut sys::rte_eth_dev) -> *const u32 {
+    sys::ffi_guard("net_shm supported_ptypes", std::ptr::null(), || {
+        let p = port(dev);
+        if p.ptypes.len() > 1 {
+            p.ptypes.as_ptr()
+        } else {
+            std::ptr::null()
+        }
     })
 }
 
@@ -596,6 +625,9 @@ unsafe extern "C" fn rx_queue_setup(
                 area: p.area,
                 port_id: p.port_id,
                 headroom,
+                // As the proxy decides it: v4, and a NIC that can tell
+                // anything (`ptypes` ends with RTE_PTYPE_UNKNOWN).
+                rx_meta: conn.version >= 4 && (p.rx_offloads != 0 || p.ptypes.len() > 1),
                 budget: &*p.budget,
                 // ethdev checked nb_desc against the limits in dev_info.
                 fill_target: nb_desc.clamp(p.rx_desc_min, p.rx_desc_max) as u32,

@@ -12,7 +12,8 @@
 
 use bus_shm::guest::{find_extent, Extent};
 use bus_shm::ring::{
-    Consumer, Desc, Producer, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, TX_RECYCLE,
+    Consumer, Desc, Producer, RxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, RX_META,
+    RX_META_LEN, RX_META_OL_FLAGS, TX_RECYCLE,
 };
 use dpdk_sys as sys;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,8 @@ pub struct RxQueue {
     pub area: Area,
     pub port_id: u16,
     pub headroom: u16,
+    /// Protocol v4: rx descriptors may carry [`RX_META`].
+    pub rx_meta: bool,
     /// Buffers the rx ring may have to take back, shared with the tx queue.
     pub budget: *const RxBudget,
     /// How many fresh buffers to keep out (enough for the NIC's ring).
@@ -343,22 +346,41 @@ pub unsafe extern "C" fn rx_burst(
                 sys::dpdk_sys_pktmbuf_free(m);
                 continue;
             }
-            if d.data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
+            let has_meta = q.rx_meta && d.data_off & RX_META != 0;
+            let data_off = if q.rx_meta {
+                d.data_off & !RX_META
+            } else {
+                d.data_off
+            };
+            if data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
                 q.bad_desc.add(1);
                 sys::dpdk_sys_pktmbuf_free(m);
                 continue;
             }
-            // As rte_pktmbuf_reset() leaves it (recycled buffers skipped it).
-            (*m).data_off = d.data_off;
+            let meta = if has_meta && data_off >= RX_META_LEN {
+                // SAFETY: in this mbuf's own buffer (data_off was checked
+                // against buf_len), the bytes right before the packet.
+                let p = ((*m).buf_addr as *const u8).add((data_off - RX_META_LEN) as usize)
+                    as *const u64;
+                RxMeta::from_words([
+                    u64::from_le(p.read_unaligned()),
+                    u64::from_le(p.add(1).read_unaligned()),
+                ])
+            } else {
+                RxMeta::default()
+            };
+            // As rte_pktmbuf_reset() leaves it (recycled buffers skipped
+            // it), plus what the NIC told.
+            (*m).data_off = data_off;
             (*m).data_len = d.data_len;
             (*m).pkt_len = d.data_len as u32;
             (*m).port = q.port_id;
             (*m).nb_segs = 1;
-            (*m).ol_flags = 0;
-            (*m).__bindgen_anon_1.packet_type = 0;
+            (*m).ol_flags = meta.ol_flags & RX_META_OL_FLAGS;
+            (*m).__bindgen_anon_1.packet_type = meta.packet_type;
             (*m).vlan_tci = 0;
             (*m).vlan_tci_outer = 0;
-            (*m).__bindgen_anon_2.hash.rss = 0;
+            (*m).__bindgen_anon_2.hash.rss = meta.rss;
             bytes += d.data_len as u64;
             *pkts.add(got) = m;
             got += 1;
