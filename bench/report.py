@@ -21,23 +21,41 @@ for s in data["summary"]:
           f"| {f(s['vs_best_memif'])} | {f(s['vs_memif_zc'])} | {f(s['vs_vhost'])} | {f(s['vs_ceiling'])} "
           f"| {s['guest_rss_mb']:.0f} | {s['guest_hugetlb_mb']:.0f} | {s['guest_cpu']:.2f} / {s['side_cpu']:.2f} "
           f"| {s['first_packet_s']:.2f} s |")
-rows = data.get("by_placement")
-if rows:
-    print("\nBy placement: the CPU 0 <-> CPU 1 cache-line round trip (`bench/c2c.c`) right after each window;"
-          " ratios to the same run's ceiling and to the best memif and vhost in the same placement.\n")
-    print("| size | mode | peer | c2c round trip | reps | Mpps median | / ceiling | / best memif | / vhost |")
-    print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+
+def table(key, intro, columns, row):
+    """A table of the rows under `key`, if the results have them; columns
+    are (title, alignment) pairs, row(r, rows) gives a row's cells."""
+    rows = data.get(key)
+    if not rows:
+        return
+    print(f"\n{intro}\n")
+    print("| " + " | ".join(t for t, _ in columns) + " |")
+    print("| " + " | ".join(a for _, a in columns) + " |")
     for r in rows:
-        print(f"| {r['size']} | {r['mode']} | {r['peer']} | {r['c2c']} | {r['reps']} | {r['mpps_median']:.2f} "
-              f"| {f(r['vs_ceiling'])} | {f(r['vs_best_memif'])} | {f(r['vs_vhost'])} |")
-rows = data.get("callgrind")
-if rows:
-    print("\nInstructions per packet on the NIC side's forwarding thread (`bench/callgrind.py`; shm: the proxy,"
-          " guest in macswap; ceiling: testpmd io between two net_null ports).\n")
-    print("| size | peer | total | proxy / testpmd | net_null | DPDK libraries | libc, ld.so | / ceiling |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        ceil = next(x["ir_per_packet"] for x in rows if x["size"] == r["size"] and x["peer"] == "ceiling")
-        g = r["by_group"]
-        print(f"| {r['size']} | {r['peer']} | {r['ir_per_packet']:.0f} | {g.get('app', 0):.0f} | {g.get('net_null', 0):.0f} "
-              f"| {g.get('dpdk', 0):.0f} | {g.get('libc', 0):.0f} | {r['ir_per_packet'] / ceil:.2f} |")
+        print("| " + " | ".join(row(r, rows)) + " |")
+
+
+R, L = "---:", "---"
+table("by_placement",
+      "By placement: the CPU 0 <-> CPU 1 cache-line round trip (`bench/c2c.c`) right after each window;"
+      " ratios to the same run's ceiling and to the best memif and vhost in the same placement.",
+      [("size", R), ("mode", L), ("peer", L), ("c2c round trip", R), ("reps", R), ("Mpps median", R),
+       ("/ ceiling", R), ("/ best memif", R), ("/ vhost", R)],
+      lambda r, _: [str(r["size"]), r["mode"], r["peer"], r["c2c"], str(r["reps"]), f"{r['mpps_median']:.2f}",
+                    f(r["vs_ceiling"]), f(r["vs_best_memif"]), f(r["vs_vhost"])])
+
+
+def callgrind_row(r, rows):
+    ceil = next(x["ir_per_packet"] for x in rows if x["size"] == r["size"] and x["peer"] == "ceiling")
+    g = r["by_group"]
+    return [str(r["size"]), r["peer"], f"{r['ir_per_packet']:.0f}"] + \
+        [f"{g.get(k, 0):.0f}" for k in ("app", "net_null", "dpdk", "libc")] + [f"{r['ir_per_packet'] / ceil:.2f}"]
+
+
+table("callgrind",
+      "Instructions per packet on the NIC side's forwarding thread (`bench/callgrind.py`; shm: the proxy,"
+      " guest in macswap; ceiling: testpmd io between two net_null ports).",
+      [("size", R), ("peer", L), ("total", R), ("proxy / testpmd", R), ("net_null", R), ("DPDK libraries", R),
+       ("libc, ld.so", R), ("/ ceiling", R)],
+      callgrind_row)
