@@ -20,11 +20,16 @@ second table groups the two-process peers' repetitions by it.
 
 usage: bench/run.py [--reps N] [--warmup S] [--window S] [--sizes 64,1518]
                     [--modes macswap,io] [--peers shm,memif-zc,memif,vhost,ceiling]
-                    [--baseline DIR] [--no-callgrind]
+                    [--baseline DIR] [--guests N] [--no-callgrind]
 
 --baseline DIR adds the peer shm-base: shm built in another checkout DIR
 (after `make build` there), run interleaved with the others, to measure a
 change against what it replaces in the same run.
+
+--guests N runs N guests at once, all forwarding on CPU 1 (this machine
+has two): shm serves NIC queue k to guest k, memif and vhost give guest k
+its own net_null port on the NIC side. Rates are their sum (also per guest
+in the JSON); the ceiling stays one core's.
 
 At the end, bench/callgrind.py counts instructions per packet of the proxy
 and of the ceiling (deterministic, unlike the rates); --no-callgrind skips it.
@@ -59,44 +64,65 @@ def null_vdev(name, size):
     return f"{name},copy=1,size={size}"
 
 
-def peer_commands(peer, mode, size):
-    """(side command or None, guest command, counter ports of the guest)."""
+def guest_prefix(k):
+    return "bguest" if k == 0 else f"bguest{k}"
+
+
+def guest_eal(k):
+    """GUEST_EAL with guest k's own file prefix (telemetry socket, hugepage files)."""
+    return [*GUEST_EAL[:-1], guest_prefix(k)]
+
+
+def peer_commands(peer, mode, size, guests=1):
+    """(side command or None, one command per guest, counter ports of each
+    guest). Guest k gets NIC queue k (shm) or its own pair of NIC side ports
+    (memif, vhost); all guests forward on the same CPU."""
+    ks = range(guests)
     if peer in ("shm", "shm-norecycle", "shm-base"):
         devargs = ",recycle=0" if peer == "shm-norecycle" else ""
         root = BASELINE if peer == "shm-base" else ROOT
         proxy, pmds = root / "target/release/dpdk-io-proxy", root / "target/pmds"
         cmds = RUN / "proxy.cmds"
-        cmds.write_text(f"add port 0 queues 1\nadd socket {RUN}/s0/sock 0 0\n")
+        cmds.write_text(f"add port 0 queues {guests}\n"
+                        + "".join(f"add socket {RUN}/s{k}/sock 0 {k}\n" for k in ks))
         side = [str(proxy), "--no-pci", "--file-prefix", "bside", "--vdev", null_vdev("net_null0", size),
                 "--", "--cmds", str(cmds), "0"]
-        guest = ["dpdk-testpmd", "-d", str(pmds), *GUEST_EAL, "--no-huge", "-m1",
-                 "-a", f"sock:{RUN}/s0/sock{devargs}", "--", f"--forward-mode={mode}"]
+        guest = [["dpdk-testpmd", "-d", str(pmds), *guest_eal(k), "--no-huge", "-m1",
+                  "-a", f"sock:{RUN}/s{k}/sock{devargs}", "--", f"--forward-mode={mode}"] for k in ks]
         return side, guest, [0]
     if peer in ("memif-zc", "memif"):
-        sock = f"{RUN}/memif.sock"
-        side = ["dpdk-testpmd", *SIDE_EAL, "--vdev", null_vdev("net_null0", size),
-                "--vdev", f"net_memif0,role=server,socket={sock}", "--", "--forward-mode=io"]
+        # testpmd pairs its ports in order: net_null k <-> net_memif k.
+        side = ["dpdk-testpmd", *SIDE_EAL]
+        for k in ks:
+            side += ["--vdev", null_vdev(f"net_null{k}", size),
+                     "--vdev", f"net_memif{k},role=server,socket={RUN}/memif{k}.sock"]
+        side += ["--", "--forward-mode=io"]
         if peer == "memif-zc":
             mem = ["--single-file-segments"]  # zero-copy exports the guest's hugepage file
             zc = "yes"
         else:
             mem = ["--no-huge", "-m", "1024"]
             zc = "no"
-        guest = ["dpdk-testpmd", *GUEST_EAL, *mem, "--vdev", f"net_memif0,role=client,socket={sock},zero-copy={zc}",
-                 "--", f"--forward-mode={mode}"]
+        guest = [["dpdk-testpmd", *guest_eal(k), *mem,
+                  "--vdev", f"net_memif0,role=client,socket={RUN}/memif{k}.sock,zero-copy={zc}",
+                  "--", f"--forward-mode={mode}"] for k in ks]
         return side, guest, [0]
     if peer == "vhost":
-        sock = f"{RUN}/vhost.sock"
-        side = ["dpdk-testpmd", *SIDE_EAL, "--vdev", null_vdev("net_null0", size),
-                "--vdev", f"net_vhost0,iface={sock},queues=1", "--", "--forward-mode=io"]
-        guest = ["dpdk-testpmd", *GUEST_EAL, "--no-huge", "-m", "1024",
-                 "--vdev", f"net_virtio_user0,path={sock},queues=1", "--", f"--forward-mode={mode}"]
+        side = ["dpdk-testpmd", *SIDE_EAL]
+        for k in ks:
+            side += ["--vdev", null_vdev(f"net_null{k}", size),
+                     "--vdev", f"net_vhost{k},iface={RUN}/vhost{k}.sock,queues=1"]
+        side += ["--", "--forward-mode=io"]
+        guest = [["dpdk-testpmd", *guest_eal(k), "--no-huge", "-m", "1024",
+                  "--vdev", f"net_virtio_user0,path={RUN}/vhost{k}.sock,queues=1",
+                  "--", f"--forward-mode={mode}"] for k in ks]
         return side, guest, [0]
     if peer == "ceiling":
+        # One core's NIC rx + tx, whatever the number of guests.
         guest = ["dpdk-testpmd", "-l", "0,1", "--main-lcore", "1", "--no-pci", "--no-shconf", "--file-prefix", "bguest",
                  "--vdev", null_vdev("net_null0", size), "--vdev", null_vdev("net_null1", size),
                  "--", "--forward-mode=io"]
-        return None, guest, [0, 1]
+        return None, [guest], [0, 1]
     raise ValueError(peer)
 
 
@@ -126,6 +152,8 @@ class Telemetry:
         total_o = total_i = 0
         for p in ports:
             st = self.query(f"/ethdev/stats,{p}")["/ethdev/stats"]
+            if st is None:
+                continue  # the port is not probed yet
             total_o += st["opackets"]
             total_i += st["ipackets"]
         return total_o, total_i
@@ -176,6 +204,18 @@ def wait_for(log, text, timeout):
     raise RuntimeError(f"'{text}' not in {log} after {timeout}s:\n" + Path(log).read_text(errors="replace")[-3000:])
 
 
+def ensure_hugepages(pages):
+    """memif-zc's NIC side and each of its guests take about 350 MiB of 2 MiB
+    hugepages (testpmd's default pool): reserve enough for them all, as
+    scripts/setup.sh does for one."""
+    path = Path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+    try:
+        if int(path.read_text()) < pages:
+            path.write_text(str(pages))
+    except OSError as e:
+        print(f"cannot reserve {pages} hugepages ({e}); memif-zc may not start", file=sys.stderr)
+
+
 def build_c2c():
     if C2C.exists() and C2C.stat().st_mtime >= C2C_SRC.stat().st_mtime:
         return
@@ -196,11 +236,12 @@ def c2c_round_trip(procs):
             os.killpg(g, signal.SIGCONT)
 
 
-def run_one(peer, mode, size, warmup, window):
+def run_one(peer, mode, size, warmup, window, guests=1):
     subprocess.run(["rm", "-rf", str(RUN)])
     RUN.mkdir(parents=True)
-    side_cmd, guest_cmd, ports = peer_commands(peer, mode, size)
-    side = guest = None
+    side_cmd, guest_cmds, ports = peer_commands(peer, mode, size, guests)
+    side = None
+    procs = []
     try:
         if side_cmd:
             side = start(side_cmd, RUN / "side.log")
@@ -209,42 +250,52 @@ def run_one(peer, mode, size, warmup, window):
             else:
                 wait_for(RUN / "side.log", "Press enter to exit", 60)
         t0 = time.monotonic()
-        guest = start(guest_cmd, RUN / "guest.log")
-        tel = Telemetry("bguest", 60)
+        logs = [RUN / ("guest.log" if k == 0 else f"guest{k}.log") for k in range(len(guest_cmds))]
+        procs = [start(c, log) for c, log in zip(guest_cmds, logs)]
+        tels = [Telemetry(guest_prefix(k), 60) for k in range(len(procs))]
+        # First packet: until every guest has received one.
         first = None
+        waiting = set(range(len(procs)))
         while time.monotonic() - t0 < 60:
-            o, i = tel.opackets(ports)
-            if i > 0:
+            waiting = {k for k in waiting if tels[k].opackets(ports)[1] == 0}
+            if not waiting:
                 first = time.monotonic() - t0
                 break
-            if guest.poll() is not None:
-                raise RuntimeError("guest exited:\n" + (RUN / "guest.log").read_text()[-3000:])
+            for p, log in zip(procs, logs):
+                if p.poll() is not None:
+                    raise RuntimeError("guest exited:\n" + log.read_text()[-3000:])
             time.sleep(0.002)
         if first is None:
-            raise RuntimeError("no packet within 60 s:\n" + (RUN / "guest.log").read_text()[-3000:])
+            raise RuntimeError("no packet within 60 s:\n" + logs[min(waiting)].read_text()[-3000:])
         time.sleep(warmup)
-        o1, _ = tel.opackets(ports)
+        o1 = [t.opackets(ports)[0] for t in tels]
         t1 = time.monotonic()
-        c_g1 = cpu_seconds(guest.pid)
+        c_g1 = sum(cpu_seconds(p.pid) for p in procs)
         c_s1 = cpu_seconds(side.pid) if side else 0.0
         time.sleep(window)
-        o2, _ = tel.opackets(ports)
+        o2 = [t.opackets(ports)[0] for t in tels]
         t2 = time.monotonic()
-        c_g2 = cpu_seconds(guest.pid)
+        c_g2 = sum(cpu_seconds(p.pid) for p in procs)
         c_s2 = cpu_seconds(side.pid) if side else 0.0
-        rss, huge = mem_kb(guest.pid)
-        rtt = c2c_round_trip([guest, side])
-        return {
-            "pps": (o2 - o1) / (t2 - t1),
-            "guest_rss_kb": rss,
-            "guest_hugetlb_kb": huge,
+        mems = [mem_kb(p.pid) for p in procs]
+        rtt = c2c_round_trip([*procs, side])
+        per_guest = [(b - a) / (t2 - t1) for a, b in zip(o1, o2)]
+        r = {
+            "pps": sum(per_guest),
+            # Per guest (the mean when there are several).
+            "guest_rss_kb": sum(m[0] for m in mems) / len(mems),
+            "guest_hugetlb_kb": sum(m[1] for m in mems) / len(mems),
             "guest_cpu": (c_g2 - c_g1) / (t2 - t1),
             "side_cpu": (c_s2 - c_s1) / (t2 - t1),
             "first_packet_s": first,
             "c2c_rtt_ns": rtt,
         }
+        if len(procs) > 1:
+            r["pps_per_guest"] = per_guest
+        return r
     finally:
-        stop(guest)
+        for p in procs:
+            stop(p)
         if side is not None:
             stop(side, enter=not peer.startswith("shm"))
 
@@ -259,6 +310,8 @@ def main():
     ap.add_argument("--peers", default="shm,memif-zc,memif,vhost,ceiling")
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
     ap.add_argument("--baseline", help="another checkout: adds the peer shm-base")
+    ap.add_argument("--guests", type=int, default=1,
+                    help="guests at once, all forwarding on CPU 1 (each its own NIC queue or NIC side ports)")
     ap.add_argument("--no-callgrind", action="store_true",
                     help="skip the instruction counts (bench/callgrind.py) at the end")
     a = ap.parse_args()
@@ -276,11 +329,12 @@ def main():
                 sys.exit(f"{p} missing: run `make build` in {BASELINE} first")
         peers.insert(peers.index("shm") + 1 if "shm" in peers else 0, "shm-base")
     build_c2c()
+    ensure_hugepages(256 * (a.guests + 1))
 
     # One short run per peer first, thrown away: the first start of each
     # pays cold costs (hugepages zeroed, page cache, sockets) the others don't.
     for peer in peers:
-        run_one(peer, modes[0] if peer != "ceiling" else "io", sizes[0], 0.5, 0.5)
+        run_one(peer, modes[0] if peer != "ceiling" else "io", sizes[0], 0.5, 0.5, a.guests)
 
     results = []
     # Repetitions are interleaved (rep-major) so that drift of the machine
@@ -289,11 +343,13 @@ def main():
         for size in sizes:
             for mode in modes:
                 for peer in peers:
-                    r = run_one(peer, mode if peer != "ceiling" else "io", size, a.warmup, a.window)
+                    r = run_one(peer, mode if peer != "ceiling" else "io", size, a.warmup, a.window, a.guests)
                     r.update(peer=peer, mode=mode, size=size, rep=rep)
                     results.append(r)
+                    each = "".join(f" {x / 1e6:.2f}" for x in r.get("pps_per_guest", []))
                     print(f"rep {rep} {size:>4} B {mode:<8} {peer:<9} {r['pps'] / 1e6:7.2f} Mpps"
-                          f"  first packet {r['first_packet_s']:.2f}s  c2c {r['c2c_rtt_ns']:.0f} ns", flush=True)
+                          + (f" (per guest{each})" if each else "")
+                          + f"  first packet {r['first_packet_s']:.2f}s  c2c {r['c2c_rtt_ns']:.0f} ns", flush=True)
 
     summary = []
     for size in sizes:
