@@ -487,10 +487,6 @@ impl Proxy {
             buf_len as usize,
             g.layout.page_size as usize,
         )?;
-        g.iova_base = match area.iova() {
-            dma::BAD_IOVA => dma::BAD_IOVA,
-            iova => iova.wrapping_sub(buf_off),
-        };
         g.rx_room = start.rx_buf_len;
         g.rx_headroom = start.rx_headroom;
         // Only if the NIC can tell anything: net_null, say, recognizes no
@@ -500,17 +496,20 @@ impl Proxy {
         s.pools_made += 1;
         let name = format!("shm_p{}q{}_{}", s.port, s.queue, s.pools_made % 10000);
         let n = 4 * s.cfg.ring_entries - 1;
-        if let Err(e) = shm_pool::create_pools(&name, n, g, port.socket) {
-            // `area` goes away on return: no IOVA may outlive it.
-            g.iova_base = dma::BAD_IOVA;
-            return Err(e);
-        }
+        shm_pool::create_pools(&name, n, g, port.socket)?;
+        // Headers get buffers (and their IOVAs) from the queue setup below
+        // on; creating the pools attaches none.
+        g.iova_base = match area.iova() {
+            dma::BAD_IOVA => dma::BAD_IOVA,
+            iova => iova.wrapping_sub(buf_off),
+        };
         let g_ptr: *mut shm_pool::GuestRegion = g;
         let mut st = self.dp.pause();
         if let Err(e) = port.set_rx_pool(s.queue, g.mp, true) {
             drop(st);
             // The pools were never attached to the NIC.
             shm_pool::free_pools(g);
+            // `area` goes away on return: no IOVA may outlive it.
             g.iova_base = dma::BAD_IOVA;
             return Err(format!("attach queue: {e}"));
         }

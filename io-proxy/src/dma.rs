@@ -14,6 +14,7 @@
 //! proxy serves only software ports (vdevs, which never DMA) there, and
 //! refuses a guest on a hardware port with a reason.
 
+use crate::nic::cstr_field;
 use dpdk_sys as sys;
 use std::ffi::c_void;
 
@@ -58,21 +59,14 @@ fn port_device(port: u16) -> Result<(*mut sys::rte_device, String, String), Stri
         if r < 0 || info.device.is_null() {
             return Err(format!("port {port}: no device ({})", sys::strerror(-r)));
         }
-        let name = |p: *const std::ffi::c_char| {
-            if p.is_null() {
-                String::new()
-            } else {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-            }
-        };
         let dev = info.device;
         let bus = sys::rte_dev_bus(dev);
         let bus_name = if bus.is_null() {
             String::new()
         } else {
-            name(sys::rte_bus_name(bus))
+            cstr_field(sys::rte_bus_name(bus))
         };
-        Ok((dev, name(sys::rte_dev_name(dev)), bus_name))
+        Ok((dev, cstr_field(sys::rte_dev_name(dev)), bus_name))
     }
 }
 
@@ -139,23 +133,20 @@ impl DmaArea {
         let r = unsafe { sys::rte_dev_dma_map(dev, va as *mut c_void, area.iova, len) };
         if r == 0 {
             area.mapped_dev = dev;
-            // The vdev bus accepts the mapping for a driver that has no use
-            // for it: say so rather than claim an IOMMU mapping.
-            area.state = if software {
-                format!("registered, {dev_name} does no DMA")
-            } else {
-                format!("mapped for {dev_name}")
-            };
-        } else if software {
-            area.state = format!("registered, {dev_name} does no DMA");
-        } else {
-            let e = sys::rte_errno();
+        } else if !software {
             // Drop unregisters.
             return Err(format!(
                 "DMA-map guest buffers for port {port} ({dev_name}): {}",
-                sys::strerror(e)
+                sys::strerror(sys::rte_errno())
             ));
         }
+        // The vdev bus accepts (or refuses) the mapping for a driver that
+        // has no use for it: say so rather than claim an IOMMU mapping.
+        area.state = if software {
+            format!("registered, {dev_name} does no DMA")
+        } else {
+            format!("mapped for {dev_name}")
+        };
         Ok(area)
     }
 
@@ -199,7 +190,8 @@ pub fn external_areas() -> u32 {
     unsafe extern "C" fn count(msl: *const sys::rte_memseg_list, arg: *mut c_void) -> i32 {
         // SAFETY: EAL passes a live list; `arg` is the counter below.
         if (*msl).external != 0 {
-            *(arg as *mut u32) += 1;
+            // Wrapping: nothing here may panic across this C callback.
+            *(arg as *mut u32) = (*(arg as *mut u32)).wrapping_add(1);
         }
         0
     }

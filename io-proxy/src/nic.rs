@@ -50,7 +50,8 @@ fn check(what: &str, r: i32) -> Result<(), String> {
     }
 }
 
-fn cstr_field(p: *const std::ffi::c_char) -> String {
+/// A C string owned by DPDK, or "" for NULL.
+pub(crate) fn cstr_field(p: *const std::ffi::c_char) -> String {
     if p.is_null() {
         return String::new();
     }

@@ -99,8 +99,9 @@ impl SocketStats {
 const TX_BURST_MAX: usize = crate::datapath::BURST;
 
 /// What checking and attaching a burst's buffers needs from a
-/// [`GuestRegion`], read once per burst: the loop's error path calls out
-/// with `&mut self`, so the compiler would reload every field per packet.
+/// [`GuestRegion`], read once per burst (`take_tx`, `stage_fills`): the
+/// loops' error paths call out with `&mut self`, so the compiler would
+/// reload every field per packet.
 #[derive(Clone, Copy)]
 struct BurstView {
     base: usize,
@@ -222,14 +223,6 @@ impl GuestRegion {
         }))
     }
 
-    /// Is `[off, off + len)` wholly inside the buffer area?
-    #[inline]
-    fn buffer_ok(&self, off: u64, len: u64) -> bool {
-        let start = self.layout.buf_off;
-        let end = start + self.layout.buf_len;
-        off >= start && off + len <= end
-    }
-
     fn corrupt(&mut self, _e: RingError) {
         self.broken = true;
     }
@@ -245,10 +238,11 @@ impl GuestRegion {
             Ok(a) => a.min(room),
             Err(e) => return self.corrupt(e),
         };
+        let v = BurstView::of(self);
         for i in 0..avail {
             let d = self.fill.read(i);
             let fits = d.data_off == self.rx_headroom && d.data_len == 0;
-            if fits && self.buffer_ok(d.offset(), self.rx_room as u64) {
+            if fits && v.in_buffers(d.offset(), v.rx_room as u64) {
                 self.staged.push(d);
             } else {
                 SocketStats::add(&self.stats.bad_descriptors, 1);
