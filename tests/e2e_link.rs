@@ -2,15 +2,10 @@
 //! down with ip link): the proxy tells its guests, each gets LSC events.
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 fn ip_link(iface: &str, state: &str) {
-    let st = Command::new("ip")
-        .args(["link", "set", "dev", iface, state])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sh(&["ip", "link", "set", "dev", iface, state]);
 }
 
 #[test]

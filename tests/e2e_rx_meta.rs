@@ -4,13 +4,7 @@
 //! checks its checksums; the kernel sends UDP out of the tap interface.
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::Duration;
-
-fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
-    assert!(st.success(), "{args:?}");
-}
 
 #[test]
 fn nic_packet_type_and_checksum_flags_reach_the_guest() {

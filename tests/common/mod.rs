@@ -257,6 +257,14 @@ impl Proxy {
         json_number(obj, field)
     }
 
+    /// Waits up to 5 s for the proxy to see the guest on `path` gone.
+    pub fn guest_gone(&self, path: &str) -> bool {
+        (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            self.socket_field(path, "connected") == 0
+        })
+    }
+
     pub fn fd_count(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.proc.pid()))
             .unwrap()
@@ -483,7 +491,8 @@ impl Guest {
     }
 }
 
-fn sh(args: &[&str]) {
+/// Runs a command (program and arguments) and asserts it succeeded.
+pub fn sh(args: &[&str]) {
     let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
     assert!(st.success(), "{args:?} failed");
 }
