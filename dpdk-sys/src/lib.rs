@@ -98,6 +98,23 @@ pub fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// Moves the cache line at `p` out of this core's private caches towards
+/// the shared last-level cache (`rte_cldemote`), so that another core that
+/// reads it next is served from there instead of by a snoop into this
+/// core. A hint only: it never faults and does not change the line's value;
+/// CPUs without CLDEMOTE execute it as a no-op (it is in the hint-NOP space).
+#[inline(always)]
+pub fn cldemote(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: CLDEMOTE is a hint, cannot fault and has no architectural
+    // effect; older CPUs decode it as a NOP.
+    unsafe {
+        std::arch::asm!("cldemote [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Starts loading the cache line at `p` with intent to write
 /// (`rte_prefetch0_write`): the line's other copies are invalidated now,
 /// not when the store reaches it. A hint only, it never faults.

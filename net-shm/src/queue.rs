@@ -469,10 +469,14 @@ pub unsafe extern "C" fn tx_burst(
                 (*m).data_off
             };
             q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
+            // The proxy's side reads the packet's first line next (a
+            // software NIC copies it; DDIO reads it from the shared cache).
+            sys::cldemote(((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize));
             sent += 1;
         }
         if sent > 0 {
             q.tx.publish(sent);
+            q.tx.demote_published(sent);
             q.tx.prepare(n as u32);
             q.outstanding += to_done;
             if recycled > 0 {
