@@ -267,17 +267,28 @@ impl Producer {
     /// must have checked that `free()` has room.
     #[inline]
     pub fn stage(&mut self, d: Desc) {
-        let slot = self.mem.slot(self.next_pos());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: slot is within the ring (see RingMem::slot); an aligned
-        // 8-byte store is single-copy atomic, like the relaxed store of
-        // `write`.
-        unsafe {
-            std::arch::x86_64::_mm_stream_si64(slot.as_ptr() as *mut i64, d.to_word() as i64)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        slot.store(d.to_word(), Ordering::Relaxed);
-        self.staged += 1;
+        self.stage_all(&[d]);
+    }
+
+    /// [`stage`](Self::stage) for each of `descs`, in order; the caller
+    /// must have checked that `free()` has room for them all.
+    #[inline]
+    pub fn stage_all(&mut self, descs: &[Desc]) {
+        let mut pos = self.next_pos();
+        for d in descs {
+            let slot = self.mem.slot(pos);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: slot is within the ring (see RingMem::slot); an
+            // aligned 8-byte store is single-copy atomic, like the relaxed
+            // store of `write`.
+            unsafe {
+                std::arch::x86_64::_mm_stream_si64(slot.as_ptr() as *mut i64, d.to_word() as i64)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            slot.store(d.to_word(), Ordering::Relaxed);
+            pos = pos.wrapping_add(1);
+        }
+        self.staged += descs.len() as u32;
     }
 
     /// Makes the staged descriptors and `n` more written ones visible to
@@ -463,6 +474,21 @@ mod tests {
         p.publish_staged(); // nothing staged: no change
         assert_eq!(c.available(8).unwrap(), 1);
         assert_eq!(c.read(0).offset(), 32);
+        c.release(1);
+        // A whole burst at once, across the ring's end (positions 4..9).
+        let burst: Vec<Desc> = (0..6)
+            .map(|i| Desc::new(64 * (i + 1), 0, 70 + i as u16))
+            .collect();
+        assert_eq!(p.free(7).unwrap(), 8);
+        p.stage(Desc::new(8, 0, 64));
+        p.stage_all(&burst);
+        assert_eq!(c.available(8).unwrap(), 0, "staged, not published");
+        assert_eq!(p.free(1).unwrap(), 1);
+        p.publish_staged();
+        assert_eq!(c.available(8).unwrap(), 7);
+        let lens: Vec<u16> = (0..7).map(|i| c.read(i).data_len).collect();
+        assert_eq!(lens, [64, 70, 71, 72, 73, 74, 75]);
+        assert_eq!(c.read(6).offset(), 384);
     }
 
     #[test]

@@ -97,6 +97,8 @@ impl SocketStats {
 
 /// Most guest tx descriptors `take_tx` handles in one call.
 const TX_BURST_MAX: usize = crate::datapath::BURST;
+/// Most packets `deliver_rx` gathers before handing them to the ring.
+const RX_BURST_MAX: usize = crate::datapath::BURST;
 
 /// What checking and attaching a burst's buffers needs from a
 /// [`GuestRegion`], read once per burst (`take_tx`, `stage_fills`): the
@@ -444,6 +446,21 @@ impl GuestRegion {
     /// [`deliver_rx`](Self::deliver_rx), passing rx metadata if `META`.
     #[inline(always)]
     unsafe fn deliver_rx_with<const META: bool>(&mut self, pkts: &[*mut sys::rte_mbuf]) -> usize {
+        let mut delivered = 0;
+        for burst in pkts.chunks(RX_BURST_MAX) {
+            delivered += self.deliver_burst::<META>(burst);
+        }
+        delivered
+    }
+
+    /// [`deliver_rx_with`](Self::deliver_rx_with) for at most
+    /// `RX_BURST_MAX` packets. The burst's descriptors and freed headers
+    /// are gathered in locals and handed over once
+    /// ([`stage_delivered`](Self::stage_delivered)): the loop writes no
+    /// field of `self` per packet, and the ring's non-temporal stores go
+    /// out back to back.
+    #[inline(always)]
+    unsafe fn deliver_burst<const META: bool>(&mut self, pkts: &[*mut sys::rte_mbuf]) -> usize {
         let mut room = match self.rx.free(pkts.len() as u32) {
             Ok(r) => r,
             Err(e) => {
@@ -451,17 +468,23 @@ impl GuestRegion {
                 0
             }
         };
-        let mut n = 0usize;
-        let mut bytes = 0u64;
+        let mut descs = [Desc::default(); RX_BURST_MAX];
+        let mut hdrs = [std::ptr::null_mut::<sys::rte_mbuf>(); RX_BURST_MAX];
+        let (mut n, mut delivered, mut bytes) = (0usize, 0usize, 0u64);
         let base = self.region.base() as usize;
+        let mp = self.mp;
         for &m in pkts {
             // Only the header's first line is read: its buffer's offset is
             // where buf_addr points (set by us, from a validated offset).
-            let ours = (*m).pool == self.mp && (*m).nb_segs == 1 && (*m).data_len != LEN_EMPTY;
+            let ours = (*m).pool == mp && (*m).nb_segs == 1 && (*m).data_len != LEN_EMPTY;
             if !ours || room == 0 {
+                // Rare. What is gathered goes to the ring first, as the
+                // free may return a buffer on it.
+                self.stage_delivered(&descs[..n], &hdrs[..n]);
+                delivered += n;
+                n = 0;
                 SocketStats::add(&self.stats.rx_drops, 1);
                 sys::dpdk_sys_pktmbuf_free(m);
-                // The free may have returned a buffer on this ring.
                 room = self.rx.free(1).unwrap_or(0);
                 continue;
             }
@@ -475,19 +498,29 @@ impl GuestRegion {
                     data_off = self.put_rx_meta(m, off, data_off, flags, packet_type);
                 }
             }
-            self.rx.stage(Desc::new(off, data_off, (*m).data_len));
-            room -= 1;
-            bytes += (*m).data_len as u64;
-            // The buffer now belongs to the guest; the header is free again
-            // (its origin is set when it is next attached).
-            self.free_hdrs.push(m);
+            let len = (*m).data_len;
+            descs[n] = Desc::new(off, data_off, len);
+            hdrs[n] = m;
             n += 1;
+            room -= 1;
+            bytes += len as u64;
         }
-        if n > 0 {
-            SocketStats::add(&self.stats.rx_packets, n as u64);
+        self.stage_delivered(&descs[..n], &hdrs[..n]);
+        delivered += n;
+        if delivered > 0 {
+            SocketStats::add(&self.stats.rx_packets, delivered as u64);
             SocketStats::add(&self.stats.rx_bytes, bytes);
         }
-        n
+        delivered
+    }
+
+    /// Stages the rx descriptors of delivered packets. Their buffers now
+    /// belong to the guest and their headers are free again (a header's
+    /// origin is set when it is next attached).
+    #[inline(always)]
+    fn stage_delivered(&mut self, descs: &[Desc], hdrs: &[*mut sys::rte_mbuf]) {
+        self.rx.stage_all(descs);
+        self.free_hdrs.extend_from_slice(hdrs);
     }
 
     /// Writes what the NIC set in received header `m` (`flags`, masked
