@@ -172,6 +172,20 @@ impl RingMem {
         // SAFETY: valid for the life of the mapping (see new()).
         unsafe { &*self.idx }
     }
+    /// Calls `f` once for each cache line holding the `n` slots from
+    /// position `from` on (at most a ring's worth), with the line's first
+    /// slot among them. For cache hints.
+    #[inline]
+    fn each_line(&self, from: u32, n: u32, mut f: impl FnMut(*const u8)) {
+        const PER_LINE: u32 = (64 / DESC_SIZE) as u32;
+        let end = from.wrapping_add(n.min(self.size()));
+        let mut pos = from;
+        while pos != end {
+            f(self.slot(pos) as *const AtomicU64 as *const u8);
+            let step = (PER_LINE - (pos & (PER_LINE - 1))).min(end.wrapping_sub(pos));
+            pos = pos.wrapping_add(step);
+        }
+    }
 }
 
 /// Entries published and not yet consumed in the ring at `base`, read from
@@ -321,14 +335,8 @@ impl Producer {
     /// hint: it changes nothing the consumer can see.
     #[inline]
     pub fn prepare(&self, n: u32) {
-        const PER_LINE: u32 = (64 / DESC_SIZE) as u32;
-        let mut pos = self.next_pos();
-        let end = pos.wrapping_add(n.min(self.mem.size()));
-        while pos != end {
-            dpdk_sys::prefetch_write(self.mem.slot(pos) as *const AtomicU64 as *const u8);
-            let step = (PER_LINE - (pos & (PER_LINE - 1))).min(end.wrapping_sub(pos));
-            pos = pos.wrapping_add(step);
-        }
+        self.mem
+            .each_line(self.next_pos(), n, dpdk_sys::prefetch_write);
     }
 
     /// Pushes the lines of the last `n` published descriptors and of the
@@ -338,14 +346,9 @@ impl Producer {
     /// changes nothing the consumer can see.
     #[inline]
     pub fn demote_published(&self, n: u32) {
-        const PER_LINE: u32 = (64 / DESC_SIZE) as u32;
-        let end = self.prod;
-        let mut pos = end.wrapping_sub(n.min(self.mem.size()));
-        while pos != end {
-            dpdk_sys::cldemote(self.mem.slot(pos) as *const AtomicU64 as *const u8);
-            let step = (PER_LINE - (pos & (PER_LINE - 1))).min(end.wrapping_sub(pos));
-            pos = pos.wrapping_add(step);
-        }
+        let n = n.min(self.mem.size());
+        self.mem
+            .each_line(self.prod.wrapping_sub(n), n, dpdk_sys::cldemote);
         dpdk_sys::cldemote(&self.mem.indexes().prod as *const AtomicU32 as *const u8);
     }
 
