@@ -431,6 +431,18 @@ mod tests {
     #[repr(C, align(64))]
     struct Mem([u8; ring_bytes(8)]);
 
+    /// A ring of 8 in memory of its own, with both ends. The memory is
+    /// returned with them: it does not move with the Box, and must outlive
+    /// them.
+    fn ring8() -> (Box<Mem>, Producer, Consumer) {
+        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
+        let base = mem.0.as_mut_ptr();
+        // SAFETY: 64-byte aligned, ring_bytes(8) long, and returned with
+        // the two ends so that the caller keeps it alive.
+        let (p, c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        (mem, p, c)
+    }
+
     #[test]
     fn desc_round_trips_through_a_word() {
         let d = Desc::new(0x7_dead_bee8, 128, 1514);
@@ -440,10 +452,7 @@ mod tests {
 
     #[test]
     fn spsc_push_read_release_and_full() {
-        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
-        let base = mem.0.as_mut_ptr();
-        // SAFETY: 64-byte aligned buffer of the right size, alive for the test.
-        let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        let (_mem, mut p, mut c) = ring8();
         for i in 0..8 {
             assert!(p.push(Desc::new(i as u64 * 8, 0, 0)).unwrap());
         }
@@ -456,10 +465,7 @@ mod tests {
 
     #[test]
     fn staged_descriptors_are_unseen_until_published() {
-        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
-        let base = mem.0.as_mut_ptr();
-        // SAFETY: as above.
-        let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        let (_mem, mut p, mut c) = ring8();
         p.stage(Desc::new(8, 0, 60));
         p.stage(Desc::new(16, 0, 61));
         assert_eq!(c.available(8).unwrap(), 0, "staged, not published");
@@ -496,10 +502,7 @@ mod tests {
 
     #[test]
     fn demote_walks_any_span_and_changes_nothing() {
-        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
-        let base = mem.0.as_mut_ptr();
-        // SAFETY: mem is ring_bytes(8), 64-byte aligned, outlives the ring.
-        let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        let (_mem, mut p, mut c) = ring8();
         // Spans before, across and past the wrap, and longer than the ring.
         for round in 0..5u64 {
             for i in 0..5u32 {
@@ -521,7 +524,7 @@ mod tests {
     fn in_flight_is_read_from_the_indexes() {
         let mut mem = Box::new(Mem([0; ring_bytes(8)]));
         let base = mem.0.as_mut_ptr();
-        // SAFETY: as above.
+        // SAFETY: as in ring8(); mem lives to the end of the test.
         let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
         for i in 0..5 {
             assert!(p.push(Desc::new(i * 8, 0, 0)).unwrap());
@@ -538,7 +541,7 @@ mod tests {
     fn corrupt_peer_index_is_detected_not_trusted() {
         let mut mem = Box::new(Mem([0; ring_bytes(8)]));
         let base = mem.0.as_mut_ptr();
-        // SAFETY: as above.
+        // SAFETY: as in ring8(); mem lives to the end of the test.
         let mut c = unsafe { Consumer::new(base, 8) };
         // A hostile producer claims 1000 entries in a ring of 8.
         // SAFETY: writes the prod index word inside the buffer.
