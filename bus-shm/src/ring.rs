@@ -210,7 +210,7 @@ pub struct Producer {
     mem: RingMem,
     /// Published position.
     prod: u32,
-    /// Descriptors stored after `prod` by [`stage`](Self::stage), not yet
+    /// Descriptors stored after `prod` by [`stage_all`](Self::stage_all), not yet
     /// published.
     staged: u32,
     cons_cache: u32,
@@ -272,19 +272,12 @@ impl Producer {
             .store(d.to_word(), Ordering::Relaxed);
     }
 
-    /// Stores one descriptor for the next [`publish`](Self::publish) (or
-    /// [`publish_staged`](Self::publish_staged)), with a non-temporal store:
-    /// it neither waits for the line, which the consumer's core holds (it
-    /// read the ring a lap ago, or its prefetcher fetched ahead), nor holds
-    /// up the stores after it. The publish that follows fences it, so
+    /// Stores `descs`, in order, for the next [`publish`](Self::publish) (or
+    /// [`publish_staged`](Self::publish_staged)), with non-temporal stores:
+    /// they neither wait for the line, which the consumer's core holds (it
+    /// read the ring a lap ago, or its prefetcher fetched ahead), nor hold
+    /// up the stores after them. The publish that follows fences them, so
     /// publishing late (after other work) makes that fence cheap. The caller
-    /// must have checked that `free()` has room.
-    #[inline]
-    pub fn stage(&mut self, d: Desc) {
-        self.stage_all(&[d]);
-    }
-
-    /// [`stage`](Self::stage) for each of `descs`, in order; the caller
     /// must have checked that `free()` has room for them all.
     #[inline]
     pub fn stage_all(&mut self, descs: &[Desc]) {
@@ -321,7 +314,7 @@ impl Producer {
         self.mem.indexes().prod.store(self.prod, Ordering::Release);
     }
 
-    /// Publishes what [`stage`](Self::stage) stored, if anything.
+    /// Publishes what [`stage_all`](Self::stage_all) stored, if anything.
     #[inline]
     pub fn publish_staged(&mut self) {
         if self.staged > 0 {
@@ -466,8 +459,7 @@ mod tests {
     #[test]
     fn staged_descriptors_are_unseen_until_published() {
         let (_mem, mut p, mut c) = ring8();
-        p.stage(Desc::new(8, 0, 60));
-        p.stage(Desc::new(16, 0, 61));
+        p.stage_all(&[Desc::new(8, 0, 60), Desc::new(16, 0, 61)]);
         assert_eq!(c.available(8).unwrap(), 0, "staged, not published");
         assert_eq!(p.free(1).unwrap(), 6, "staged entries take room");
         // A plain write goes after the staged ones, and its publish
@@ -478,7 +470,7 @@ mod tests {
         let lens: Vec<u16> = (0..3).map(|i| c.read(i).data_len).collect();
         assert_eq!(lens, [60, 61, 62]);
         c.release(3);
-        p.stage(Desc::new(32, 0, 63));
+        p.stage_all(&[Desc::new(32, 0, 63)]);
         p.publish_staged();
         p.publish_staged(); // nothing staged: no change
         assert_eq!(c.available(8).unwrap(), 1);
@@ -489,7 +481,7 @@ mod tests {
             .map(|i| Desc::new(64 * (i + 1), 0, 70 + i as u16))
             .collect();
         assert_eq!(p.free(7).unwrap(), 8);
-        p.stage(Desc::new(8, 0, 64));
+        p.stage_all(&[Desc::new(8, 0, 64)]);
         p.stage_all(&burst);
         assert_eq!(c.available(8).unwrap(), 0, "staged, not published");
         assert_eq!(p.free(1).unwrap(), 1);

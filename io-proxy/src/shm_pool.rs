@@ -429,7 +429,7 @@ impl GuestRegion {
     /// headers. Returns how many were delivered; the rest are freed (their
     /// buffers go back empty). The descriptors are staged: the caller
     /// publishes them with `self.rx.publish_staged()`, best after other
-    /// work (see [`Producer::stage`]).
+    /// work (see [`Producer::stage_all`]).
     ///
     /// # Safety
     /// Every pointer in `pkts` is a received mbuf owned by the caller.
