@@ -113,8 +113,10 @@ def peer_commands(peer, mode, size, guests=1):
             side += ["--vdev", null_vdev(f"net_null{k}", size),
                      "--vdev", f"net_vhost{k},iface={RUN}/vhost{k}.sock,queues=1"]
         side += ["--", "--forward-mode=io"]
+        # Packed virtqueue, in order: virtio-user's fastest path here
+        # (docs/performance.md, "vhost settings"); 22.11 defaults to split.
         guest = [["dpdk-testpmd", *guest_eal(k), "--no-huge", "-m", "1024",
-                  "--vdev", f"net_virtio_user0,path={RUN}/vhost{k}.sock,queues=1",
+                  "--vdev", f"net_virtio_user0,path={RUN}/vhost{k}.sock,queues=1,packed_vq=1,in_order=1",
                   "--", f"--forward-mode={mode}"] for k in ks]
         return side, guest, [0]
     if peer == "ceiling":
