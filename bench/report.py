@@ -12,13 +12,14 @@ meta = data["meta"]
 print(f"Run {meta['date']}, DPDK {meta['dpdk']}, {meta['machine']['cpus']} x {meta['machine']['cpu']}, "
       f"kernel {meta['machine']['kernel']}; {meta['args']['reps']} reps, {meta['args']['warmup']} s warm-up, "
       f"{meta['args']['window']} s window.\n")
-print("| size | mode | peer | Mpps median | min..max | / best memif | / memif-zc | / vhost | / ceiling "
+print("| size | mode | peer | Mpps median | min..max | / best memif | / memif-zc | / vhost | / pipeline | / ceiling "
       "| guest RSS MiB | guest hugetlb MiB | CPU guest / NIC side | start to 1st packet |")
-print("| ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+print("| ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
 f = lambda v: "-" if v is None else f"{v:.2f}"
 for s in data["summary"]:
     print(f"| {s['size']} | {s['mode']} | {s['peer']} | {s['mpps_median']:.2f} | {s['mpps_min']:.2f}..{s['mpps_max']:.2f} "
-          f"| {f(s['vs_best_memif'])} | {f(s['vs_memif_zc'])} | {f(s['vs_vhost'])} | {f(s['vs_ceiling'])} "
+          f"| {f(s['vs_best_memif'])} | {f(s['vs_memif_zc'])} | {f(s['vs_vhost'])} | {f(s.get('vs_pipeline'))} "
+          f"| {f(s['vs_ceiling'])} "
           f"| {s['guest_rss_mb']:.0f} | {s['guest_hugetlb_mb']:.0f} | {s['guest_cpu']:.2f} / {s['side_cpu']:.2f} "
           f"| {s['first_packet_s']:.2f} s |")
 

@@ -1,11 +1,18 @@
 #!/usr/bin/python3
 """Side-by-side benchmark: dpdk-io-proxy (shm) against memif (zero-copy and
-copy), vhost-user/virtio-user, and a no-second-process ceiling.
+copy), vhost-user/virtio-user, a two-core pipeline in one process, and a
+one-core ceiling.
 
 Every peer runs in the same invocation on the same two cores: the NIC side
 (dpdk-io-proxy, or a stock testpmd forwarding net_null <-> memif/vhost) on
 CPU 0, the guest (always stock dpdk-testpmd) forwarding on CPU 1. The "NIC"
 is net_null with copy=1 (it writes every packet) and size=<frame size>.
+
+Two references have no second process. pipeline (bench/pipeline.c, built
+here against Debian's DPDK): net_null rx on CPU 0, the forwarding mode on
+CPU 1, tx on CPU 0, mbuf pointers through two rte_rings; the price of
+splitting the work over two cores, without any process boundary. ceiling:
+one testpmd, io between two net_null ports on one core.
 
 Rates come from the guest's own counters (its telemetry socket): opackets
 over a fixed window after warm-up. Reported per configuration: median and
@@ -15,11 +22,11 @@ both sides, time from guest start to first packet.
 Right after each window, with the measured processes stopped, bench/c2c
 times a cache line's round trip between the two CPUs. On a VM it tells
 where the host had put the two vCPUs (same core complex, another one,
-another socket), which halves or doubles every two-process peer here. A
-second table groups the two-process peers' repetitions by it.
+another socket), which halves or doubles every two-core peer here. A
+second table groups the two-core peers' repetitions by it.
 
 usage: bench/run.py [--reps N] [--warmup S] [--window S] [--sizes 64,1518]
-                    [--modes macswap,io] [--peers shm,memif-zc,memif,vhost,ceiling]
+                    [--modes macswap,io] [--peers shm,memif-zc,memif,vhost,pipeline,ceiling]
                     [--baseline DIR] [--guests N] [--no-callgrind]
 
 --baseline DIR adds the peer shm-base: shm built in another checkout DIR
@@ -29,7 +36,7 @@ change against what it replaces in the same run.
 --guests N runs N guests at once, all forwarding on CPU 1 (this machine
 has two): shm serves NIC queue k to guest k, memif and vhost give guest k
 its own net_null port on the NIC side. Rates are their sum (also per guest
-in the JSON); the ceiling stays one core's.
+in the JSON); pipeline and ceiling stay as with one guest.
 
 At the end, bench/callgrind.py counts instructions per packet of the proxy
 and of the ceiling (deterministic, unlike the rates); --no-callgrind skips it.
@@ -52,6 +59,8 @@ BASELINE = None  # another checkout, for the shm-base peer
 RUN = Path("/tmp/iop-bench")
 C2C_SRC = ROOT / "bench/c2c.c"
 C2C = ROOT / "target/bench/c2c"
+PIPELINE_SRC = ROOT / "bench/pipeline.c"
+PIPELINE = ROOT / "target/bench/pipeline"
 HZ = os.sysconf("SC_CLK_TCK")
 
 # The same EAL options for every guest that can take them.
@@ -119,6 +128,11 @@ def peer_commands(peer, mode, size, guests=1):
                   "--vdev", f"net_virtio_user0,path={RUN}/vhost{k}.sock,queues=1,packed_vq=1,in_order=1",
                   "--", f"--forward-mode={mode}"] for k in ks]
         return side, guest, [0]
+    if peer == "pipeline":
+        # No second process: net_null rx on CPU 0, the mode on CPU 1 (rte_rings
+        # both ways), tx on CPU 0. Not testpmd: it has no such mode.
+        guest = [str(PIPELINE), *GUEST_EAL, "--vdev", null_vdev("net_null0", size), "--", mode]
+        return None, [guest], [0]
     if peer == "ceiling":
         # One core's NIC rx + tx, whatever the number of guests.
         guest = ["dpdk-testpmd", "-l", "0,1", "--main-lcore", "1", "--no-pci", "--no-shconf", "--file-prefix", "bguest",
@@ -218,11 +232,20 @@ def ensure_hugepages(pages):
         print(f"cannot reserve {pages} hugepages ({e}); memif-zc may not start", file=sys.stderr)
 
 
-def build_c2c():
-    if C2C.exists() and C2C.stat().st_mtime >= C2C_SRC.stat().st_mtime:
-        return
+def build_tools():
+    """bench/c2c, and bench/pipeline (against Debian's DPDK)."""
+    def fresh(out, src):
+        return out.exists() and out.stat().st_mtime >= src.stat().st_mtime
+
     C2C.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cc", "-O2", "-Wall", "-pthread", str(C2C_SRC), "-o", str(C2C)], check=True)
+    if not fresh(C2C, C2C_SRC):
+        subprocess.run(["cc", "-O2", "-Wall", "-pthread", str(C2C_SRC), "-o", str(C2C)], check=True)
+    if not fresh(PIPELINE, PIPELINE_SRC):
+        dpdk = subprocess.run(["pkg-config", "--cflags", "--libs", "libdpdk"], capture_output=True, text=True,
+                              check=True).stdout.split()
+        cflags = [f for f in dpdk if not f.startswith(("-l", "-L", "-Wl"))]
+        libs = [f for f in dpdk if f.startswith(("-l", "-L", "-Wl"))]
+        subprocess.run(["cc", "-O3", "-Wall", *cflags, str(PIPELINE_SRC), "-o", str(PIPELINE), *libs], check=True)
 
 
 def c2c_round_trip(procs):
@@ -297,7 +320,7 @@ def run_one(peer, mode, size, warmup, window, guests=1):
         return r
     finally:
         for p in procs:
-            stop(p)
+            stop(p, enter=peer != "pipeline")
         if side is not None:
             stop(side, enter=not peer.startswith("shm"))
 
@@ -309,7 +332,7 @@ def main():
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--sizes", default="64,1518")
     ap.add_argument("--modes", default="macswap,io")
-    ap.add_argument("--peers", default="shm,memif-zc,memif,vhost,ceiling")
+    ap.add_argument("--peers", default="shm,memif-zc,memif,vhost,pipeline,ceiling")
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
     ap.add_argument("--baseline", help="another checkout: adds the peer shm-base")
     ap.add_argument("--guests", type=int, default=1,
@@ -330,7 +353,7 @@ def main():
             if not p.exists():
                 sys.exit(f"{p} missing: run `make build` in {BASELINE} first")
         peers.insert(peers.index("shm") + 1 if "shm" in peers else 0, "shm-base")
-    build_c2c()
+    build_tools()
     ensure_hugepages(256 * (a.guests + 1))
 
     # One short run per peer first, thrown away: the first start of each
@@ -375,11 +398,13 @@ def main():
         s.update(ratios(s["mpps_median"], same, same.get("ceiling")))
     by_placement = split_by_placement(results, summary, placement_clusters([r["c2c_rtt_ns"] for r in results]))
 
-    print_header(f"{'size':>5} {'mode':<8} {'peer':<9} {'Mpps':>7} {'spread':>15} {'/memif-zc':>9} {'/ceiling':>8}"
+    print_header(f"{'size':>5} {'mode':<8} {'peer':<9} {'Mpps':>7} {'spread':>15} {'/memif-zc':>9} {'/pipeline':>9}"
+                 f" {'/ceiling':>8}"
                  f" {'guest RSS':>9} {'hugetlb':>8} {'cpu g/s':>9} {'1st pkt':>7}")
     for s in summary:
         print(f"{s['size']:>5} {s['mode']:<8} {s['peer']:<9} {s['mpps_median']:7.2f}"
-              f" {s['mpps_min']:6.2f}..{s['mpps_max']:<6.2f} {fmt(s['vs_memif_zc']):>9} {fmt(s['vs_ceiling']):>8}"
+              f" {s['mpps_min']:6.2f}..{s['mpps_max']:<6.2f} {fmt(s['vs_memif_zc']):>9} {fmt(s['vs_pipeline']):>9}"
+              f" {fmt(s['vs_ceiling']):>8}"
               f" {s['guest_rss_mb']:7.0f}MB {s['guest_hugetlb_mb']:6.0f}MB"
               f" {s['guest_cpu']:4.2f}/{s['side_cpu']:4.2f} {s['first_packet_s']:6.2f}s")
 
@@ -418,7 +443,7 @@ def placement_clusters(rtts):
 
 
 def split_by_placement(results, summary, bounds):
-    """Per configuration of a two-process peer and per placement cluster:
+    """Per configuration of a two-core peer and per placement cluster:
     median Mpps and repetitions, the ratio to the same run's ceiling (one
     busy core: placement does not matter to it), and to the same cluster's
     best memif and vhost."""
@@ -451,6 +476,7 @@ def ratios(mpps, same, ceiling):
     """A rate against its peers' (`same`: peer -> Mpps) and the ceiling."""
     memif = max(same.get("memif-zc", 0), same.get("memif", 0))
     return {
+        "vs_pipeline": mpps / same["pipeline"] if same.get("pipeline") else None,
         "vs_memif_zc": mpps / same["memif-zc"] if same.get("memif-zc") else None,
         "vs_best_memif": mpps / memif if memif else None,
         "vs_vhost": mpps / same["vhost"] if same.get("vhost") else None,
