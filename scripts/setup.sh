@@ -117,3 +117,16 @@ else
     log "hugepages not configurable here; carrying on with plain pages"
 fi
 log "done"
+
+# --- fuzzing (cargo-fuzz on the nightly toolchain) ---------------------------
+# make test runs a short smoke of each fuzz target (fuzz/); cargo-fuzz is
+# built from crates.io once and cached in ~/.cargo/bin.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    if cargo +nightly --version >/dev/null 2>&1; then
+        log "installing cargo-fuzz"
+        cargo install cargo-fuzz --locked --quiet
+    else
+        log "no nightly toolchain: the fuzz smoke in make test will fail (rustup toolchain install nightly)"
+    fi
+fi

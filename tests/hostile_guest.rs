@@ -5,29 +5,21 @@
 //! it can, disconnect the guest when the rings are corrupt, and keep
 //! serving: a stock testpmd then gets the same socket and forwards.
 mod common;
-use bus_shm::proto::{self, Hello, HelloAck, Reader, Start, Status};
-use bus_shm::region::{recv_msg, send_msg, Region};
-use bus_shm::ring::{Desc, TX_RECYCLE};
 use common::*;
+use shm_abi::desc::{Desc, TX_RECYCLE};
+use shm_abi::msg::{self, Hello, Msg, Start};
+use shm_abi::region::Region;
+use shm_abi::socket::{self as wire, Received};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-fn connect(path: &str) -> OwnedFd {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::empty(),
-        None,
-    )
-    .unwrap();
-    connect(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
-    fd
+fn send(fd: &OwnedFd, m: Msg) {
+    wire::send(fd.as_raw_fd(), &m, msg::VERSION_MAX, None).unwrap();
 }
 
-fn recv(fd: &OwnedFd) -> (Vec<u8>, Option<OwnedFd>) {
+fn recv(fd: &OwnedFd) -> Received {
     for _ in 0..100 {
-        if let Ok(Some(m)) = recv_msg(fd.as_raw_fd(), true) {
+        if let Ok(Some(m)) = wire::recv(fd.as_raw_fd(), true) {
             return m;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -40,38 +32,42 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
     let (dir, sock, mut proxy) = Proxy::one_queue("hostile", "net_null0", "");
     let sock = sock.as_str();
     // A guest that speaks only an older protocol is refused, clearly.
-    let old = connect(sock);
-    let v1 = Hello {
-        version_min: 1,
-        version_max: 1,
-        pid: std::process::id(),
-        name: "old".into(),
-    };
-    send_msg(old.as_raw_fd(), v1.encode().bytes(), None).unwrap();
-    let (msg, _) = recv(&old);
-    let (mut r, t, _) = Reader::new(&msg).unwrap();
-    assert_eq!(t, proto::MSG_ERROR);
-    let why = Status::decode(&mut r).unwrap().text;
-    assert!(why.contains("no common protocol version"), "{why}");
+    let old = connect_seqpacket(sock);
+    send(
+        &old,
+        Msg::Hello(Hello {
+            version_min: 1,
+            version_max: 1,
+            pid: std::process::id(),
+            name: "old".into(),
+        }),
+    );
+    match recv(&old).msg {
+        Msg::Error(s) => {
+            assert!(s.text.contains("no common protocol version"), "{s:?}");
+            assert_eq!(s.code, -libc::ENOTSUP, "the errno says why");
+        }
+        other => panic!("{other:?}"),
+    }
     drop(old);
 
-    let fd = connect(sock);
-    let hello = Hello {
-        version_min: proto::VERSION_MIN,
-        version_max: proto::VERSION_MAX,
-        pid: std::process::id(),
-        name: "hostile".into(),
+    let fd = connect_seqpacket(sock);
+    send(
+        &fd,
+        Msg::Hello(Hello {
+            version_min: msg::VERSION_MIN,
+            version_max: msg::VERSION_MAX,
+            pid: std::process::id(),
+            name: "hostile".into(),
+        }),
+    );
+    let reply = recv(&fd);
+    let ack = match reply.msg {
+        Msg::HelloAck(a) => a,
+        other => panic!("proxy refused: {other:?}"),
     };
-    send_msg(fd.as_raw_fd(), hello.encode().bytes(), None).unwrap();
-    let (msg, memfd) = recv(&fd);
-    let (mut r, t, _) = Reader::new(&msg).unwrap();
-    if t == proto::MSG_ERROR {
-        panic!("proxy refused: {:?}", Status::decode(&mut r));
-    }
-    assert_eq!(t, proto::MSG_HELLO_ACK);
-    let ack = HelloAck::decode(&mut r).unwrap();
     let l = ack.layout;
-    let region = Region::map(memfd.expect("memfd"), l.region_size as usize).unwrap();
+    let region = Region::map(reply.fd.expect("memfd"), l.region_size as usize).unwrap();
     let mut fill = region.producer(l.fill_off, l.ring_entries).unwrap();
     let mut tx = region.producer(l.tx_off, l.ring_entries).unwrap();
 
@@ -90,11 +86,11 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
         rx_buf_len: 2176,
         rx_headroom: 128,
     };
-    send_msg(fd.as_raw_fd(), start.encode(ack.version).bytes(), None).unwrap();
-    let (msg, _) = recv(&fd);
-    let (mut r, t, _) = Reader::new(&msg).unwrap();
-    assert_eq!(t, proto::MSG_START_ACK);
-    assert_eq!(Status::decode(&mut r).unwrap().code, 0);
+    wire::send(fd.as_raw_fd(), &Msg::Start(start), ack.version, None).unwrap();
+    match recv(&fd).msg {
+        Msg::StartAck(s) => assert_eq!(s.code, 0, "{s:?}"),
+        other => panic!("{other:?}"),
+    }
 
     // Frames to send from outside the buffer area, and absurd lengths.
     for off in bad {
@@ -131,7 +127,7 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
         .proc
         .wait_for("guest corrupted its rings", 1, Duration::from_secs(5));
     assert!(
-        recv_msg(fd.as_raw_fd(), true)
+        wire::recv(fd.as_raw_fd(), true)
             .map(|m| m.is_none())
             .unwrap_or(false),
         "proxy should close the socket"

@@ -3,9 +3,11 @@
 //! malloc heap with the region's heap area, makes `shared_mem` the platform
 //! mbuf pool ops and hands the device to the registered driver (net_shm).
 
-use crate::proto::{self, Hello, HelloAck, Link, Reader, Status};
-use crate::region::{recv_msg, send_msg, Region};
 use dpdk_sys as sys;
+use shm_abi::layout::{Layout, ValidLayout};
+use shm_abi::msg::{self, Hello, HelloAck, Msg};
+use shm_abi::region::Region;
+use shm_abi::socket::{self, Received};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -42,7 +44,7 @@ pub type LinkNotify = fn(&'static SockDevice, *mut c_void);
 
 /// Replies and peer state, guarded together.
 struct ConnState {
-    reply: Option<(u16, Status)>,
+    reply: Option<Msg>,
     gone: bool,
 }
 
@@ -51,6 +53,8 @@ pub struct Conn {
     fd: OwnedFd,
     pub version: u16,
     pub info: HelloAck,
+    /// `info.layout`, checked against the region.
+    pub layout: ValidLayout,
     pub region: Region,
     state: Mutex<ConnState>,
     cond: Condvar,
@@ -70,27 +74,48 @@ pub struct SockDevice {
 // SAFETY: rte_device is only touched by EAL during scan/probe (single
 // thread) and read afterwards; the rest is behind mutexes or atomics.
 unsafe impl Send for SockDevice {}
+// SAFETY: as for Send.
 unsafe impl Sync for SockDevice {}
 
 static DEVICES: Mutex<Vec<&'static SockDevice>> = Mutex::new(Vec::new());
 static DRIVER: Mutex<Option<SockDriver>> = Mutex::new(None);
-static mut DRIVER_C: std::mem::MaybeUninit<sys::rte_driver> = std::mem::MaybeUninit::zeroed();
-static mut BUS: std::mem::MaybeUninit<sys::rte_bus> = std::mem::MaybeUninit::zeroed();
+/// A C struct that EAL links into its lists (it writes the struct's list
+/// entry): a static, but not a Rust-immutable one.
+struct EalCell<T>(std::cell::UnsafeCell<T>);
+// SAFETY: EAL writes these structs only while registering them (the
+// plugin's constructor, or probe on the init thread) and reads them after;
+// Rust code touches them only then too.
+unsafe impl<T> Sync for EalCell<T> {}
+impl<T> EalCell<T> {
+    fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+/// The `sock` bus: its callbacks, built at compile time.
+static BUS: EalCell<sys::rte_bus> = EalCell(std::cell::UnsafeCell::new(sys::rte_bus {
+    name: BUS_NAME.as_ptr(),
+    scan: Some(bus_scan),
+    probe: Some(bus_probe),
+    find_device: Some(bus_find_device),
+    parse: Some(bus_parse),
+    cleanup: Some(bus_cleanup),
+    get_iommu_class: Some(bus_iommu_class),
+    // SAFETY: every other member is a list entry (null pointers), a
+    // callback we do not have (None) or a number: all-zero is valid.
+    ..unsafe { std::mem::zeroed() }
+}));
+/// The driver devices are bound to; its name is the registered driver's.
+static DRIVER_C: EalCell<sys::rte_driver> =
+    // SAFETY: all-zero is a valid rte_driver (null name and alias, empty list entry).
+    EalCell(std::cell::UnsafeCell::new(unsafe { std::mem::zeroed() }));
 
 /// Registers the `sock` bus with EAL. Call once, from the plugin constructor.
 pub fn register_bus() {
     // SAFETY: called once from an ELF constructor before EAL looks at the
     // bus list; BUS is a static that outlives EAL's pointer to it.
     unsafe {
-        let bus = (*std::ptr::addr_of_mut!(BUS)).as_mut_ptr();
-        (*bus).name = BUS_NAME.as_ptr();
-        (*bus).scan = Some(bus_scan);
-        (*bus).probe = Some(bus_probe);
-        (*bus).find_device = Some(bus_find_device);
-        (*bus).parse = Some(bus_parse);
-        (*bus).cleanup = Some(bus_cleanup);
-        (*bus).get_iommu_class = Some(bus_iommu_class);
-        sys::rte_bus_register(bus);
+        sys::rte_bus_register(BUS.get());
         let lt =
             sys::rte_log_register_type_and_pick_level(c"bus.sock".as_ptr(), sys::RTE_LOG_NOTICE);
         if lt >= 0 {
@@ -103,7 +128,7 @@ pub fn register_bus() {
 pub fn register_driver(drv: SockDriver) {
     // SAFETY: single-threaded constructor time; DRIVER_C is static.
     unsafe {
-        (*(*std::ptr::addr_of_mut!(DRIVER_C)).as_mut_ptr()).name = drv.name.as_ptr();
+        (*DRIVER_C.get()).name = drv.name.as_ptr();
     }
     *DRIVER.lock().unwrap() = Some(drv);
 }
@@ -146,13 +171,14 @@ impl Conn {
     }
 
     /// Sends a request and waits for its reply (read by the interrupt thread).
-    pub fn request(&self, msg: &[u8], reply_type: u16) -> Result<(), String> {
+    pub fn request(&self, msg: &Msg) -> Result<(), String> {
         let mut st = self.state.lock().unwrap();
         if st.gone {
             return Err("proxy connection lost".into());
         }
         st.reply = None;
-        send_msg(self.fd.as_raw_fd(), msg, None).map_err(|e| format!("send to proxy: {e}"))?;
+        socket::send(self.fd.as_raw_fd(), msg, self.version, None)
+            .map_err(|e| format!("send to proxy: {e}"))?;
         let (mut st, timeout) = self
             .cond
             .wait_timeout_while(st, REPLY_TIMEOUT, |s| s.reply.is_none() && !s.gone)
@@ -160,19 +186,25 @@ impl Conn {
         if timeout.timed_out() {
             return Err("proxy did not answer in time".into());
         }
+        let expected = match msg {
+            Msg::Start(_) => msg::MSG_START_ACK,
+            _ => msg::MSG_STOP_ACK,
+        };
         match st.reply.take() {
-            Some((t, s)) if t == reply_type && s.code == 0 => Ok(()),
-            Some((_, s)) => Err(format!("proxy refused: {} ({})", s.text, s.code)),
+            Some(Msg::StartAck(s) | Msg::StopAck(s) | Msg::Error(s)) if s.code != 0 => Err(
+                format!("proxy refused: {} ({})", s.text, sys::strerror(-s.code)),
+            ),
+            Some(r) if r.type_code() == expected => Ok(()),
+            Some(r) => Err(format!("unexpected reply type {}", r.type_code())),
             None => Err("proxy connection lost".into()),
         }
     }
 
-    pub fn start(&self, s: proto::Start) -> Result<(), String> {
-        self.request(s.encode(self.version).bytes(), proto::MSG_START_ACK)
+    pub fn start(&self, s: msg::Start) -> Result<(), String> {
+        self.request(&Msg::Start(s))
     }
     pub fn stop(&self) -> Result<(), String> {
-        let w = proto::Writer::new(proto::MSG_STOP, self.version);
-        self.request(w.bytes(), proto::MSG_STOP_ACK)
+        self.request(&Msg::Stop)
     }
 }
 
@@ -256,7 +288,7 @@ unsafe extern "C" fn bus_scan() -> c_int {
                 // SAFETY: name points into the devargs, which outlive the device.
                 dev.name = unsafe { (*da).name.as_ptr() };
                 dev.devargs = da;
-                dev.bus = unsafe { (*std::ptr::addr_of_mut!(BUS)).as_mut_ptr() };
+                dev.bus = BUS.get();
                 dev.numa_node = sys::SOCKET_ID_ANY;
                 let d: &'static SockDevice = Box::leak(Box::new(SockDevice {
                     dev,
@@ -375,7 +407,7 @@ fn connect(path: &str) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
-fn recv_blocking(fd: &OwnedFd) -> Result<(Vec<u8>, Option<OwnedFd>), String> {
+fn recv_blocking(fd: &OwnedFd) -> Result<Received, String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut pfd = [PollFd::new(
         // SAFETY: fd outlives the poll call.
@@ -388,41 +420,44 @@ fn recv_blocking(fd: &OwnedFd) -> Result<(Vec<u8>, Option<OwnedFd>), String> {
         Err(e) => return Err(format!("poll: {e}")),
         Ok(_) => {}
     }
-    recv_msg(fd.as_raw_fd(), false)
+    socket::recv(fd.as_raw_fd(), false)
         .map_err(|e| format!("receive: {e}"))?
         .ok_or_else(|| "proxy closed the connection".to_string())
 }
 
-fn probe_one(d: &'static SockDevice) -> Result<(), String> {
-    let fd = connect(&d.path)?;
-    let hello = Hello {
-        version_min: proto::VERSION_MIN,
-        version_max: proto::VERSION_MAX,
-        pid: std::process::id(),
-        name: program_name(),
+/// The proxy's answer to HELLO: a HELLO_ACK of a version this build
+/// speaks, with the region's memfd.
+fn accept_hello_ack(reply: Received) -> Result<(HelloAck, OwnedFd), String> {
+    let ack = match reply.msg {
+        Msg::HelloAck(a) => a,
+        Msg::Error(s) => return Err(format!("proxy refused: {}", s.text)),
+        other => return Err(format!("unexpected reply type {}", other.type_code())),
     };
-    send_msg(fd.as_raw_fd(), hello.encode().bytes(), None)
-        .map_err(|e| format!("send hello: {e}"))?;
-    let (msg, memfd) = recv_blocking(&fd)?;
-    let (mut r, t, _) = Reader::new(&msg).map_err(|e| e.to_string())?;
-    if t == proto::MSG_ERROR {
-        let s = Status::decode(&mut r).map_err(|e| e.to_string())?;
-        return Err(format!("proxy refused: {}", s.text));
-    }
-    if t != proto::MSG_HELLO_ACK {
-        return Err(format!("unexpected reply type {t}"));
-    }
-    let ack = HelloAck::decode(&mut r).map_err(|e| format!("hello ack: {e}"))?;
-    if proto::negotiate(ack.version, ack.version) != Some(ack.version) {
+    if msg::negotiate(ack.version, ack.version) != Some(ack.version) {
         return Err(format!("proxy chose unsupported version {}", ack.version));
     }
-    let memfd = memfd.ok_or("proxy sent no memory")?;
+    let memfd = reply.fd.ok_or("proxy sent no memory")?;
+    Ok((ack, memfd))
+}
+
+fn probe_one(d: &'static SockDevice) -> Result<(), String> {
+    let fd = connect(&d.path)?;
+    let hello = Msg::Hello(Hello {
+        version_min: msg::VERSION_MIN,
+        version_max: msg::VERSION_MAX,
+        pid: std::process::id(),
+        name: program_name(),
+    });
+    socket::send(fd.as_raw_fd(), &hello, msg::VERSION_MAX, None)
+        .map_err(|e| format!("send hello: {e}"))?;
+    let reply = recv_blocking(&fd)?;
+    let (ack, memfd) = accept_hello_ack(reply)?;
     let region = Region::map(memfd, ack.layout.region_size as usize)
         .map_err(|e| format!("map region: {e}"))?;
-    ack.layout
+    let l = ack
+        .layout
         .validate(region.len() as u64)
         .map_err(|e| format!("region layout: {e}"))?;
-    let l = ack.layout;
     bus_info!(
         "{}: connected to {} port {} queue {}; region {} MiB ({} KiB pages), heap {} MiB, buffers {} MiB",
         d.path,
@@ -461,6 +496,7 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
     let conn: &'static Conn = Box::leak(Box::new(Conn {
         fd,
         version: ack.version,
+        layout: l,
         link_up: AtomicBool::new(ack.link_up),
         link_speed: AtomicU32::new(ack.link_speed),
         info: ack,
@@ -480,14 +516,14 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         .ok_or("no driver registered on the sock bus")?;
     // SAFETY: probe time, single-threaded; DRIVER_C is static.
     unsafe {
-        (*(d.rte_device())).driver = (*std::ptr::addr_of_mut!(DRIVER_C)).as_mut_ptr();
+        (*(d.rte_device())).driver = DRIVER_C.get();
     }
     (drv.probe)(d)
 }
 
 /// Backs this process's malloc heap with the region's heap area, so that a
 /// guest started with `--no-huge -m1` can allocate.
-fn grow_heap(region: &Region, l: &proto::Layout) -> Result<(), String> {
+fn grow_heap(region: &Region, l: &Layout) -> Result<(), String> {
     if l.heap_len == 0 {
         return Ok(());
     }
@@ -571,36 +607,31 @@ unsafe extern "C" fn on_event(arg: *mut c_void) {
 fn handle_events(d: &'static SockDevice) {
     let Some(conn) = d.conn() else { return };
     loop {
-        match recv_msg(conn.fd.as_raw_fd(), true) {
-            Ok(Some((msg, _fd))) => handle_message(d, conn, &msg),
+        match socket::recv(conn.fd.as_raw_fd(), true) {
+            Ok(Some(r)) => handle_message(d, conn, r.msg),
             Ok(None) => return proxy_lost(d, conn, "proxy closed the connection"),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) => return proxy_lost(d, conn, &format!("proxy socket error: {e}")),
+            Err(e) if e.would_block() => return,
+            Err(socket::RecvError::Io(e)) => {
+                return proxy_lost(d, conn, &format!("proxy socket error: {e}"))
+            }
+            Err(e) => bus_err!("{}: from proxy: {e}", d.path),
         }
     }
 }
 
-fn handle_message(d: &'static SockDevice, conn: &Conn, msg: &[u8]) {
-    let Ok((mut r, t, _)) = Reader::new(msg) else {
-        bus_err!("{}: malformed message from proxy", d.path);
-        return;
-    };
-    match t {
-        proto::MSG_START_ACK | proto::MSG_STOP_ACK | proto::MSG_ERROR => {
-            if let Ok(s) = Status::decode(&mut r) {
-                let mut st = conn.state.lock().unwrap();
-                st.reply = Some((t, s));
-                conn.cond.notify_all();
-            }
+fn handle_message(d: &'static SockDevice, conn: &Conn, m: Msg) {
+    match m {
+        Msg::StartAck(_) | Msg::StopAck(_) | Msg::Error(_) => {
+            let mut st = conn.state.lock().unwrap();
+            st.reply = Some(m);
+            conn.cond.notify_all();
         }
-        proto::MSG_LINK => {
-            if let Ok(l) = Link::decode(&mut r) {
-                conn.link_speed.store(l.speed, Ordering::Relaxed);
-                conn.link_up.store(l.up, Ordering::Release);
-                notify(d);
-            }
+        Msg::Link(l) => {
+            conn.link_speed.store(l.speed, Ordering::Relaxed);
+            conn.link_up.store(l.up, Ordering::Release);
+            notify(d);
         }
-        other => bus_debug!("{}: ignoring message type {other}", d.path),
+        other => bus_debug!("{}: ignoring message type {}", d.path, other.type_code()),
     }
 }
 

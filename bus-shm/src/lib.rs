@@ -1,11 +1,4 @@
-//! The `sock` bus and everything both sides of the socket share.
-//!
-//! - [`proto`]: control messages and the region layout
-//! - [`ring`]: hostile-safe SPSC descriptor rings in shared memory
-//! - [`region`]: the memfd mapping and fd passing
-//! - [`guest`]: the bus driver that DPDK apps load (`-a sock:/path`)
-pub mod proto;
-pub mod region;
-pub mod ring;
+//! The `sock` bus, guest side: the bus driver that DPDK apps load
+//! (`-a sock:/path`). The protocol it speaks is `shm-abi`'s.
 #[macro_use]
 pub mod guest;

@@ -4,19 +4,19 @@
 //! thread asks it to pause (one relaxed atomic load per loop) and then owns
 //! the state until it lets go. No lock, syscall or allocation per packet.
 
-use crate::shm_pool::{hdr_priv, GuestRegion, SocketStats};
-use bus_shm::ring::LEN_NOT_SENT;
+use crate::guest_region::{self, hdr_priv, GuestRegion, BURST};
+use crate::stats::SocketStats;
 use dpdk_sys as sys;
+use shm_abi::desc::LEN_NOT_SENT;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-pub const BURST: usize = 32;
 
 /// One NIC queue the datapath polls.
 pub struct DpQueue {
     pub port: u16,
     pub queue: u16,
-    /// The guest attached to this queue, if one has started.
+    /// The guest attached to this queue, if one has started (reached as
+    /// guest_region.rs says: never by a reference across a DPDK call).
     pub guest: Option<*mut GuestRegion>,
     pub stats: Arc<SocketStats>,
 }
@@ -201,30 +201,46 @@ unsafe fn poll<const TIMED: bool>(
     tx: &mut [*mut sys::rte_mbuf; BURST],
     timing: &DpTiming,
 ) {
-    let tsc = || if TIMED { sys::dpdk_sys_tsc_cycles() } else { 0 };
+    let tsc = || {
+        if TIMED {
+            // SAFETY: reads the TSC, nothing else.
+            unsafe { sys::dpdk_sys_tsc_cycles() }
+        } else {
+            0
+        }
+    };
     let t0 = tsc();
-    let n = sys::dpdk_sys_eth_rx_burst(q.port, q.queue, rx.as_mut_ptr(), BURST as u16) as usize;
+    // SAFETY: the port and queue were set up by `add port`; rx has BURST slots.
+    let n = unsafe { sys::dpdk_sys_eth_rx_burst(q.port, q.queue, rx.as_mut_ptr(), BURST as u16) }
+        as usize;
     let t1 = tsc();
     let Some(g) = q.guest else {
         if n > 0 {
             for &m in &rx[..n] {
-                sys::dpdk_sys_pktmbuf_free(m);
+                // SAFETY: a received mbuf of the idle pool, ours to free.
+                unsafe { sys::dpdk_sys_pktmbuf_free(m) };
             }
             SocketStats::add(&q.stats.rx_drops, n as u64);
         }
         return;
     };
-    let g = &mut *g;
     if n > 0 {
-        g.deliver_rx(&rx[..n]);
+        // SAFETY: we hold the state lock (contract); received mbufs.
+        unsafe { guest_region::deliver_rx(g, &rx[..n]) };
     }
     let t2 = tsc();
     let mut t3 = t2;
-    let k = tx_from_guest(q.port, q.queue, g, tx, TIMED.then_some(&mut t3));
+    // SAFETY: as above.
+    let k = unsafe { tx_from_guest(q.port, q.queue, g, &q.stats, tx, TIMED.then_some(&mut t3)) };
     let t4 = tsc();
     // Last: the NIC's work since deliver_rx has covered the wait for the
     // staged descriptors' lines.
-    g.rx.publish_staged();
+    // SAFETY: a short scope with no DPDK call; we hold the state lock.
+    let broken = unsafe {
+        let g = &mut *g;
+        g.publish_rx();
+        g.broken
+    };
     if TIMED {
         let t5 = tsc();
         if n == 0 && k == 0 {
@@ -239,8 +255,8 @@ unsafe fn poll<const TIMED: bool>(
             SocketStats::add(&timing.nic_tx, t4 - t3);
         }
     }
-    if g.broken {
-        g.stats.guest_broken.store(true, Ordering::Relaxed);
+    if broken {
+        q.stats.guest_broken.store(true, Ordering::Relaxed);
     }
 }
 
@@ -249,33 +265,44 @@ unsafe fn poll<const TIMED: bool>(
 /// taking them and sending goes there.
 ///
 /// # Safety
-/// Caller holds the state lock or the datapath is paused.
+/// `g` is live and only this thread uses it (the caller holds the state
+/// lock, or the datapath is paused); `stats` are the queue's.
 #[inline]
 pub unsafe fn tx_from_guest(
     port: u16,
     queue: u16,
-    g: &mut GuestRegion,
+    g: *mut GuestRegion,
+    stats: &SocketStats,
     tx: &mut [*mut sys::rte_mbuf; BURST],
     taken_at: Option<&mut u64>,
 ) -> usize {
-    let (k, bytes) = g.take_tx(tx);
+    // SAFETY: take_tx calls no DPDK function; nothing else uses g.
+    let (k, bytes) = unsafe { (*g).take_tx(tx) };
     if let Some(t) = taken_at {
-        *t = sys::dpdk_sys_tsc_cycles();
+        // SAFETY: reads the TSC, nothing else.
+        *t = unsafe { sys::dpdk_sys_tsc_cycles() };
     }
     if k == 0 {
         return 0;
     }
-    let sent = sys::dpdk_sys_eth_tx_burst(port, queue, tx.as_mut_ptr(), k as u16) as usize;
+    // No reference to g is alive: the NIC frees what it sent into the
+    // pool ops, which use g.
+    // SAFETY: the port's queue is set up; tx holds k headers of ours.
+    let sent =
+        unsafe { sys::dpdk_sys_eth_tx_burst(port, queue, tx.as_mut_ptr(), k as u16) } as usize;
     let mut unsent_bytes = 0;
     for &m in &tx[sent..k] {
-        unsent_bytes += (*m).data_len as u64;
-        hdr_priv(m).status = LEN_NOT_SENT;
-        sys::dpdk_sys_pktmbuf_free(m);
+        // SAFETY: headers the NIC did not take: still ours.
+        unsafe {
+            unsent_bytes += (*m).data_len as u64;
+            hdr_priv(m).status = LEN_NOT_SENT;
+            sys::dpdk_sys_pktmbuf_free(m);
+        }
     }
-    SocketStats::add(&g.stats.tx_packets, sent as u64);
-    SocketStats::add(&g.stats.tx_bytes, bytes - unsent_bytes);
+    SocketStats::add(&stats.tx_packets, sent as u64);
+    SocketStats::add(&stats.tx_bytes, bytes - unsent_bytes);
     if sent < k {
-        SocketStats::add(&g.stats.tx_drops, (k - sent) as u64);
+        SocketStats::add(&stats.tx_drops, (k - sent) as u64);
     }
     k
 }
@@ -284,12 +311,14 @@ pub unsafe fn tx_from_guest(
 /// that packets its tx_burst accepted are not dropped by a stop.
 ///
 /// # Safety
-/// The datapath is paused.
-pub unsafe fn flush_tx(port: u16, queue: u16, g: &mut GuestRegion) {
+/// The datapath is paused; `g` is live.
+pub unsafe fn flush_tx(port: u16, queue: u16, g: *mut GuestRegion, stats: &SocketStats) {
     let mut tx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
-    let rounds = g.layout.ring_entries as usize / BURST + 2;
+    // SAFETY: a short read.
+    let rounds = unsafe { (*g).layout.get().ring_entries } as usize / BURST + 2;
     for _ in 0..rounds {
-        if tx_from_guest(port, queue, g, &mut tx, None) == 0 {
+        // SAFETY: per this function's contract.
+        if unsafe { tx_from_guest(port, queue, g, stats, &mut tx, None) } == 0 {
             break;
         }
     }

@@ -165,7 +165,7 @@ impl Drop for DmaArea {
                 sys::rte_dev_dma_unmap(self.mapped_dev, self.va as *mut c_void, self.iova, self.len)
             };
             if r != 0 {
-                crate::control::log_warn(&format!(
+                crate::log::warn(&format!(
                     "DMA-unmap guest buffers: {}",
                     sys::strerror(sys::rte_errno())
                 ));
@@ -175,7 +175,7 @@ impl Drop for DmaArea {
             // SAFETY: undoes the registration made in `map`.
             let r = unsafe { sys::rte_extmem_unregister(self.va as *mut c_void, self.len) };
             if r != 0 {
-                crate::control::log_warn(&format!(
+                crate::log::warn(&format!(
                     "unregister guest buffers from EAL: {}",
                     sys::strerror(sys::rte_errno())
                 ));
@@ -188,12 +188,15 @@ impl Drop for DmaArea {
 /// the guest that had it).
 pub fn external_areas() -> u32 {
     unsafe extern "C" fn count(msl: *const sys::rte_memseg_list, arg: *mut c_void) -> i32 {
-        // SAFETY: EAL passes a live list; `arg` is the counter below.
-        if (*msl).external != 0 {
-            // Wrapping: nothing here may panic across this C callback.
-            *(arg as *mut u32) = (*(arg as *mut u32)).wrapping_add(1);
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            // SAFETY: EAL passes a live list; `arg` is the counter below.
+            if (*msl).external != 0 {
+                // Wrapping: nothing here may panic across this C callback.
+                *(arg as *mut u32) = (*(arg as *mut u32)).wrapping_add(1);
+            }
+            0
         }
-        0
     }
     let mut n = 0u32;
     // SAFETY: the callback only reads the list and bumps the local counter.

@@ -3,17 +3,24 @@
 //!
 //! Usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE
 
-mod control;
+mod command;
 mod datapath;
 mod dma;
+mod error;
+mod guest_region;
+mod log;
 mod nic;
+mod pool_ops;
+mod proxy;
 mod session;
-mod shm_pool;
+mod show;
+mod stats;
 mod telemetry;
 
-use control::{parse, Command, Proxy, USAGE};
+use command::{execute, parse, Command, USAGE};
 use datapath::Datapath;
 use dpdk_sys as sys;
+use proxy::Proxy;
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -112,7 +119,7 @@ fn run_cmds_file(proxy: &mut Proxy, path: &str) -> Result<(), String> {
             if c == Command::Quit {
                 return Err("quit is not allowed in a startup file".into());
             }
-            proxy.execute(c, &mut std::io::stdout())
+            execute(proxy, c, &mut std::io::stdout())
         });
         if let Err(e) = r {
             return Err(format!("{path}:{}: {e}", n + 1));
@@ -158,7 +165,7 @@ fn control_loop(proxy: &mut Proxy, sig: OwnedFd, interactive: bool) {
         if interactive && events[1] {
             match lines.next() {
                 Some(Ok(line)) => {
-                    match parse(&line).and_then(|c| proxy.execute(c, &mut std::io::stdout())) {
+                    match parse(&line).and_then(|c| execute(proxy, c, &mut std::io::stdout())) {
                         Ok(true) => {}
                         Ok(false) => break,
                         Err(e) => println!("error: {e}\n{USAGE}"),
@@ -184,6 +191,7 @@ fn control_loop(proxy: &mut Proxy, sig: OwnedFd, interactive: bool) {
             }
         }
         proxy.tick();
+        telemetry::publish(proxy);
     }
 }
 
@@ -206,11 +214,14 @@ fn set_control_affinity(dp_cpu: u32) {
 }
 
 unsafe extern "C" fn dp_entry(arg: *mut libc::c_void) -> libc::c_int {
-    sys::ffi_guard("io_proxy dp_entry", -libc::EIO, || {
-        let dp = &*(arg as *const Datapath);
-        dp.run();
-        0
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("io_proxy dp_entry", -libc::EIO, || {
+            let dp = &*(arg as *const Datapath);
+            dp.run();
+            0
+        })
+    }
 }
 
 fn main() {
@@ -225,8 +236,9 @@ fn main() {
         eprintln!("dpdk-io-proxy: {e}");
         std::process::exit(1);
     }
+    log::register();
     telemetry::register();
-    if let Err(e) = shm_pool::register_ops() {
+    if let Err(e) = pool_ops::register_ops() {
         eprintln!("dpdk-io-proxy: {e}");
         std::process::exit(1);
     }

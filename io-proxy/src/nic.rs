@@ -1,9 +1,9 @@
 //! NIC ports owned by the proxy: configuration with RSS, and swapping the
 //! mempool behind one rx queue when a guest attaches or leaves.
 
-use crate::shm_pool::SocketStats;
-use bus_shm::proto::MAX_PTYPES;
+use crate::stats::SocketStats;
 use dpdk_sys as sys;
+use shm_abi::msg::MAX_PTYPES;
 use std::sync::Arc;
 
 /// Descriptor counts when neither the command nor the PMD names one (the
@@ -276,4 +276,12 @@ impl NicPort {
             sys::rte_eth_dev_stop(self.id);
         }
     }
+}
+
+/// A MAC address as `02:00:00:00:00:01`.
+pub fn mac_str(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

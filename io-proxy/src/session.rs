@@ -1,11 +1,16 @@
 //! One guest connection: handshake, its memfd region, and its header pool.
 
-use crate::datapath::BURST;
 use crate::dma::DmaArea;
+use crate::error::ProxyError;
+use crate::guest_region::{GuestCell, GuestRegion, BURST};
+use crate::log;
 use crate::nic::NicPort;
-use crate::shm_pool::{self, GuestRegion, SocketStats};
-use bus_shm::proto::{self, Hello, HelloAck, Layout, Reader, Status};
-use bus_shm::region::{recv_msg, send_msg, Region, RingWatch};
+use crate::pool_ops;
+use crate::stats::SocketStats;
+use shm_abi::layout::{Layout, ValidLayout};
+use shm_abi::msg::{self, HelloAck, Msg, Status};
+use shm_abi::region::{Region, RingWatch};
+use shm_abi::socket;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
@@ -38,7 +43,10 @@ pub struct Session {
     pub hugepages: bool,
     /// The buffer area registered and mapped for the NIC, while started.
     pub dma: Option<DmaArea>,
-    pub guest: Box<GuestRegion>,
+    /// The region's layout (also in the GuestRegion, which the datapath
+    /// may be using: control reads this copy).
+    pub layout: ValidLayout,
+    pub guest: GuestCell,
     pub started: bool,
     /// Ring depths for telemetry; None if the extra mapping failed.
     pub rings: Option<Arc<RingDepths>>,
@@ -56,7 +64,7 @@ pub const RING_NAMES: [&str; 4] = ["fill", "rx", "tx", "txdone"];
 
 impl RingDepths {
     fn new(region: &Region, layout: &Layout) -> std::io::Result<RingDepths> {
-        let end = layout.txdone_off + bus_shm::ring::RING_HDR_SIZE as u64;
+        let end = layout.txdone_off + shm_abi::ring::RING_HDR_SIZE as u64;
         let len = end.div_ceil(layout.page_size) * layout.page_size;
         Ok(RingDepths {
             watch: RingWatch::map(region.fd(), len as usize)?,
@@ -88,7 +96,7 @@ fn free_hugepages_2m() -> u64 {
 
 /// A sealed memfd of `layout.region_size`, mapped. Hugetlb when there are
 /// enough free 2 MiB pages, else plain pages.
-fn create_region(cfg: &RegionConfig, name: &str) -> Result<(Region, Layout, bool), String> {
+fn create_region(cfg: &RegionConfig, name: &str) -> Result<(Region, Layout, bool), ProxyError> {
     use memfd::{FileSeal, HugetlbSize, MemfdOptions};
     let huge_layout = Layout::compute(
         HUGE_2M,
@@ -124,14 +132,14 @@ fn create_region(cfg: &RegionConfig, name: &str) -> Result<(Region, Layout, bool
         .allow_sealing(true)
         .close_on_exec(true)
         .create(name)
-        .map_err(|e| format!("memfd_create: {e}"))?;
+        .map_err(|e| ProxyError::io("memfd_create", std::io::Error::other(e)))?;
     m.as_file()
         .set_len(layout.region_size)
-        .map_err(|e| format!("memfd size: {e}"))?;
+        .map_err(|e| ProxyError::io("memfd size", e))?;
     m.add_seals(&[FileSeal::SealShrink, FileSeal::SealGrow, FileSeal::SealSeal])
-        .map_err(|e| format!("memfd seals: {e}"))?;
+        .map_err(|e| ProxyError::io("memfd seals", std::io::Error::other(e)))?;
     let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize)
-        .map_err(|e| format!("mmap: {e}"))?;
+        .map_err(|e| ProxyError::io("mmap", e))?;
     Ok((r, layout, false))
 }
 
@@ -142,16 +150,10 @@ fn wait_readable(fd: &OwnedFd, ms: u16) -> bool {
     matches!(poll(&mut p, PollTimeout::from(ms)), Ok(n) if n > 0)
 }
 
-pub fn send_error(fd: &OwnedFd, version: u16, text: &str) {
-    let s = Status {
-        code: -libc::EPERM,
-        text: text.to_string(),
-    };
-    let _ = send_msg(
-        fd.as_raw_fd(),
-        s.encode(proto::MSG_ERROR, version).bytes(),
-        None,
-    );
+/// Tells a guest why it is refused (ERROR), best effort.
+pub fn send_error(fd: &OwnedFd, version: u16, e: &ProxyError) {
+    let m = Msg::Error(Status::error(e.errno(), e.to_string()));
+    let _ = socket::send(fd.as_raw_fd(), &m, version, None);
 }
 
 /// Runs the handshake on a freshly accepted connection.
@@ -161,37 +163,49 @@ pub fn handshake(
     port: &NicPort,
     queue: u16,
     stats: Arc<SocketStats>,
-) -> Result<Session, String> {
+) -> Result<Session, ProxyError> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    let cred = getsockopt(&fd, PeerCredentials).map_err(|e| format!("peer credentials: {e}"))?;
+    let cred =
+        getsockopt(&fd, PeerCredentials).map_err(|e| ProxyError::io("peer credentials", e))?;
     if !wait_readable(&fd, 2000) {
-        return Err(format!("pid {}: no hello within 2 s", cred.pid()));
+        return Err(ProxyError::Invalid(format!(
+            "pid {}: no hello within 2 s",
+            cred.pid()
+        )));
     }
-    let (msg, _) = recv_msg(fd.as_raw_fd(), true)
-        .map_err(|e| format!("receive hello: {e}"))?
-        .ok_or("guest closed before hello")?;
-    let (mut r, t, _) = Reader::new(&msg).map_err(|e| format!("hello: {e}"))?;
-    if t != proto::MSG_HELLO {
-        return Err(format!("expected hello, got message type {t}"));
-    }
-    let hello = Hello::decode(&mut r).map_err(|e| format!("hello: {e}"))?;
-    let Some(version) = proto::negotiate(hello.version_min, hello.version_max) else {
-        let text = format!(
+    // Any descriptor the guest attached is closed by recv.
+    let received = socket::recv(fd.as_raw_fd(), true)
+        .map_err(|e| match e {
+            socket::RecvError::Malformed(p) => ProxyError::Protocol(p),
+            e => ProxyError::io("receive hello", std::io::Error::other(e.to_string())),
+        })?
+        .ok_or_else(|| ProxyError::Invalid("guest closed before hello".into()))?;
+    let hello = match received.msg {
+        Msg::Hello(h) => h,
+        other => {
+            let e = ProxyError::Protocol(msg::ProtoError::Unexpected(other.type_code()));
+            send_error(&fd, msg::VERSION_MAX, &e);
+            return Err(e);
+        }
+    };
+    let Some(version) = msg::negotiate(hello.version_min, hello.version_max) else {
+        let e = ProxyError::Unsupported(format!(
             "no common protocol version (guest {}..{}, proxy {}..{})",
             hello.version_min,
             hello.version_max,
-            proto::VERSION_MIN,
-            proto::VERSION_MAX
-        );
-        send_error(&fd, proto::VERSION_MAX, &text);
-        return Err(text);
+            msg::VERSION_MIN,
+            msg::VERSION_MAX
+        ));
+        send_error(&fd, msg::VERSION_MAX, &e);
+        return Err(e);
     };
     let (region, layout, hugepages) =
         create_region(cfg, &format!("io-proxy-p{}q{}", port.id, queue))?;
+    let layout = layout.validate(region.len() as u64)?;
     let (link_up, link_speed) = port.link();
     let ack = HelloAck {
         version,
-        layout,
+        layout: layout.get(),
         mac: port.mac,
         mtu: port.mtu,
         max_rx_pktlen: port.max_rx_pktlen,
@@ -200,20 +214,22 @@ pub fn handshake(
         nic_port: port.id,
         nic_queue: queue,
         nic_name: port.name.clone(),
-        rx_fill_min: port.rx_held + shm_pool::RX_POOL_CACHE + 2 * BURST as u32,
+        rx_fill_min: port.rx_held + pool_ops::RX_POOL_CACHE + 2 * BURST as u32,
         rx_offloads: port.rx_offloads,
         ptypes: port.ptypes.clone(),
     };
-    send_msg(
+    let rx_meta = ack.rx_meta();
+    socket::send(
         fd.as_raw_fd(),
-        ack.encode().bytes(),
+        &Msg::HelloAck(ack),
+        version,
         Some(region.fd().as_raw_fd()),
     )
-    .map_err(|e| format!("send hello ack: {e}"))?;
+    .map_err(|e| ProxyError::io("send hello ack", e))?;
     let rings = match RingDepths::new(&region, &layout) {
         Ok(r) => Some(Arc::new(r)),
         Err(e) => {
-            crate::control::log_warn(&format!(
+            log::warn(&format!(
                 "pid {}: no ring depths in telemetry: {e}",
                 cred.pid()
             ));
@@ -221,7 +237,8 @@ pub fn handshake(
         }
     };
     let mut guest = GuestRegion::new(region, layout, stats, port.id)?;
-    guest.max_frame = port.max_rx_pktlen.max(1518);
+    guest.rules.max_frame = port.max_rx_pktlen.max(1518);
+    guest.rx_meta = rx_meta;
     Ok(Session {
         fd,
         pid: cred.pid(),
@@ -230,7 +247,8 @@ pub fn handshake(
         version,
         hugepages,
         dma: None,
-        guest,
+        layout,
+        guest: GuestCell::new(guest),
         started: false,
         rings,
     })

@@ -1,21 +1,15 @@
-//! `/io_proxy/ports` and `/io_proxy/sockets` telemetry commands, and the
-//! `io_proxy` log type.
+//! The `/io_proxy/...` telemetry commands.
 
-use crate::control::{get, mac_str, Proxy};
 use crate::datapath::Datapath;
 use crate::dma;
+use crate::nic::mac_str;
+use crate::proxy::Proxy;
 use crate::session::{RingDepths, RING_NAMES};
-use crate::shm_pool::SocketStats;
+use crate::stats::{get, SocketStats};
 use dpdk_sys as sys;
 use std::ffi::{c_char, c_int, CString};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-
-static LOGTYPE: AtomicU32 = AtomicU32::new(sys::RTE_LOGTYPE_USER1);
-
-pub fn logtype() -> u32 {
-    LOGTYPE.load(Ordering::Relaxed)
-}
 
 struct PortRow {
     id: u16,
@@ -90,25 +84,37 @@ fn cs(s: &str) -> CString {
 }
 
 unsafe fn add_u64(d: *mut sys::rte_tel_data, k: &str, v: u64) {
-    sys::rte_tel_data_add_dict_u64(d, cs(k).as_ptr(), v);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::rte_tel_data_add_dict_u64(d, cs(k).as_ptr(), v);
+    }
 }
 unsafe fn add_str(d: *mut sys::rte_tel_data, k: &str, v: &str) {
-    sys::rte_tel_data_add_dict_string(d, cs(k).as_ptr(), cs(v).as_ptr());
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::rte_tel_data_add_dict_string(d, cs(k).as_ptr(), cs(v).as_ptr());
+    }
 }
 
 /// A new, empty dict container (None when out of memory).
 unsafe fn new_dict() -> Option<*mut sys::rte_tel_data> {
-    let c = sys::rte_tel_data_alloc();
-    if c.is_null() {
-        return None;
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let c = sys::rte_tel_data_alloc();
+        if c.is_null() {
+            return None;
+        }
+        sys::rte_tel_data_start_dict(c);
+        Some(c)
     }
-    sys::rte_tel_data_start_dict(c);
-    Some(c)
 }
 
 /// Adds container `c` to dict `d` under `k`; `d` takes ownership.
 unsafe fn add_dict(d: *mut sys::rte_tel_data, k: &str, c: *mut sys::rte_tel_data) {
-    sys::rte_tel_data_add_dict_container(d, cs(k).as_ptr(), c, 0);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::rte_tel_data_add_dict_container(d, cs(k).as_ptr(), c, 0);
+    }
 }
 
 unsafe extern "C" fn tel_ports(
@@ -116,29 +122,32 @@ unsafe extern "C" fn tel_ports(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    sys::ffi_guard("io_proxy telemetry tel_ports", -libc::EIO, || {
-        let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
-        sys::rte_tel_data_start_dict(d);
-        let Some(snap) = g.as_ref() else { return 0 };
-        for p in &snap.ports {
-            let Some(c) = new_dict() else {
-                return -libc::ENOMEM;
-            };
-            add_u64(c, "port_id", p.id as u64);
-            add_str(c, "name", &p.name);
-            add_str(c, "driver", &p.driver);
-            add_u64(c, "queues", p.queues as u64);
-            add_u64(c, "rss", p.rss as u64);
-            add_str(c, "mac", &p.mac);
-            let mut st: sys::rte_eth_stats = std::mem::zeroed();
-            sys::rte_eth_stats_get(p.id, &mut st);
-            add_u64(c, "rx_packets", st.ipackets);
-            add_u64(c, "tx_packets", st.opackets);
-            add_u64(c, "rx_missed", st.imissed);
-            add_dict(d, &format!("port{}", p.id), c);
-        }
-        0
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("io_proxy telemetry tel_ports", -libc::EIO, || {
+            let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+            sys::rte_tel_data_start_dict(d);
+            let Some(snap) = g.as_ref() else { return 0 };
+            for p in &snap.ports {
+                let Some(c) = new_dict() else {
+                    return -libc::ENOMEM;
+                };
+                add_u64(c, "port_id", p.id as u64);
+                add_str(c, "name", &p.name);
+                add_str(c, "driver", &p.driver);
+                add_u64(c, "queues", p.queues as u64);
+                add_u64(c, "rss", p.rss as u64);
+                add_str(c, "mac", &p.mac);
+                let mut st: sys::rte_eth_stats = std::mem::zeroed();
+                sys::rte_eth_stats_get(p.id, &mut st);
+                add_u64(c, "rx_packets", st.ipackets);
+                add_u64(c, "tx_packets", st.opackets);
+                add_u64(c, "rx_missed", st.imissed);
+                add_dict(d, &format!("port{}", p.id), c);
+            }
+            0
+        })
+    }
 }
 
 unsafe extern "C" fn tel_sockets(
@@ -146,52 +155,55 @@ unsafe extern "C" fn tel_sockets(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    sys::ffi_guard("io_proxy telemetry tel_sockets", -libc::EIO, || {
-        let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
-        sys::rte_tel_data_start_dict(d);
-        let Some(snap) = g.as_ref() else { return 0 };
-        for (i, s) in snap.sockets.iter().enumerate() {
-            let Some(c) = new_dict() else {
-                return -libc::ENOMEM;
-            };
-            add_str(c, "path", &s.path);
-            add_u64(c, "port", s.port as u64);
-            add_u64(c, "queue", s.queue as u64);
-            add_u64(c, "connected", s.connected as u64);
-            add_u64(c, "started", s.started as u64);
-            sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as i32);
-            add_str(c, "guest", &s.guest);
-            let st = &s.stats;
-            add_u64(c, "rx_packets", get(&st.rx_packets));
-            add_u64(c, "rx_bytes", get(&st.rx_bytes));
-            add_u64(c, "tx_packets", get(&st.tx_packets));
-            add_u64(c, "tx_bytes", get(&st.tx_bytes));
-            add_u64(c, "rx_drops", get(&st.rx_drops));
-            add_u64(c, "tx_drops", get(&st.tx_drops));
-            add_u64(c, "rx_no_buffer", get(&st.rx_no_buffer));
-            add_u64(c, "bad_descriptors", get(&st.bad_descriptors));
-            add_u64(c, "lost_returns", get(&st.lost_returns));
-            add_u64(c, "payload_copies", get(&st.payload_copies));
-            // Where the guest's buffers wait right now (a sample): in the rx
-            // ring the guest is behind, in the tx ring the proxy is.
-            if let Some(r) = &s.rings {
-                add_u64(c, "ring_entries", r.ring_entries() as u64);
-                for (name, n) in RING_NAMES.iter().zip(r.read()) {
-                    if let Some(n) = n {
-                        add_u64(c, &format!("{name}_ring_used"), n as u64);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("io_proxy telemetry tel_sockets", -libc::EIO, || {
+            let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+            sys::rte_tel_data_start_dict(d);
+            let Some(snap) = g.as_ref() else { return 0 };
+            for (i, s) in snap.sockets.iter().enumerate() {
+                let Some(c) = new_dict() else {
+                    return -libc::ENOMEM;
+                };
+                add_str(c, "path", &s.path);
+                add_u64(c, "port", s.port as u64);
+                add_u64(c, "queue", s.queue as u64);
+                add_u64(c, "connected", s.connected as u64);
+                add_u64(c, "started", s.started as u64);
+                sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as i32);
+                add_str(c, "guest", &s.guest);
+                let st = &s.stats;
+                add_u64(c, "rx_packets", get(&st.rx_packets));
+                add_u64(c, "rx_bytes", get(&st.rx_bytes));
+                add_u64(c, "tx_packets", get(&st.tx_packets));
+                add_u64(c, "tx_bytes", get(&st.tx_bytes));
+                add_u64(c, "rx_drops", get(&st.rx_drops));
+                add_u64(c, "tx_drops", get(&st.tx_drops));
+                add_u64(c, "rx_no_buffer", get(&st.rx_no_buffer));
+                add_u64(c, "bad_descriptors", get(&st.bad_descriptors));
+                add_u64(c, "lost_returns", get(&st.lost_returns));
+                add_u64(c, "payload_copies", get(&st.payload_copies));
+                // Where the guest's buffers wait right now (a sample): in the rx
+                // ring the guest is behind, in the tx ring the proxy is.
+                if let Some(r) = &s.rings {
+                    add_u64(c, "ring_entries", r.ring_entries() as u64);
+                    for (name, n) in RING_NAMES.iter().zip(r.read()) {
+                        if let Some(n) = n {
+                            add_u64(c, &format!("{name}_ring_used"), n as u64);
+                        }
                     }
                 }
-            }
-            if let Some((state, iova)) = &s.dma {
-                add_str(c, "dma", state);
-                if *iova != dma::BAD_IOVA {
-                    add_u64(c, "buf_iova", *iova);
+                if let Some((state, iova)) = &s.dma {
+                    add_str(c, "dma", state);
+                    if *iova != dma::BAD_IOVA {
+                        add_u64(c, "buf_iova", *iova);
+                    }
                 }
+                add_dict(d, &format!("socket{i}"), c);
             }
-            add_dict(d, &format!("socket{i}"), c);
-        }
-        0
-    })
+            0
+        })
+    }
 }
 
 unsafe extern "C" fn tel_datapath(
@@ -199,27 +211,30 @@ unsafe extern "C" fn tel_datapath(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    sys::ffi_guard("io_proxy telemetry tel_datapath", -libc::EIO, || {
-        let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
-        sys::rte_tel_data_start_dict(d);
-        let Some(dp) = g.as_ref().and_then(|s| s.datapath.as_ref()) else {
-            return 0;
-        };
-        let t = &dp.timing;
-        add_u64(d, "timing", t.on.load(Ordering::Relaxed) as u64);
-        add_u64(d, "tsc_hz", sys::rte_get_tsc_hz());
-        add_u64(d, "idle_cycles", t.idle.load(Ordering::Relaxed));
-        for (name, cycles, packets) in t.stages() {
-            add_u64(d, &format!("{name}_cycles"), cycles);
-            add_u64(d, &format!("{name}_packets"), packets);
-            add_u64(
-                d,
-                &format!("{name}_cycles_per_packet"),
-                (cycles + packets / 2) / packets.max(1),
-            );
-        }
-        0
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("io_proxy telemetry tel_datapath", -libc::EIO, || {
+            let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+            sys::rte_tel_data_start_dict(d);
+            let Some(dp) = g.as_ref().and_then(|s| s.datapath.as_ref()) else {
+                return 0;
+            };
+            let t = &dp.timing;
+            add_u64(d, "timing", t.on.load(Ordering::Relaxed) as u64);
+            add_u64(d, "tsc_hz", sys::rte_get_tsc_hz());
+            add_u64(d, "idle_cycles", t.idle.load(Ordering::Relaxed));
+            for (name, cycles, packets) in t.stages() {
+                add_u64(d, &format!("{name}_cycles"), cycles);
+                add_u64(d, &format!("{name}_packets"), packets);
+                add_u64(
+                    d,
+                    &format!("{name}_cycles_per_packet"),
+                    (cycles + packets / 2) / packets.max(1),
+                );
+            }
+            0
+        })
+    }
 }
 
 unsafe extern "C" fn tel_dma(
@@ -227,22 +242,21 @@ unsafe extern "C" fn tel_dma(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    sys::ffi_guard("io_proxy telemetry tel_dma", -libc::EIO, || {
-        sys::rte_tel_data_start_dict(d);
-        add_str(d, "iova_mode", dma::iova_mode_name());
-        add_u64(d, "external_areas", dma::external_areas() as u64);
-        0
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("io_proxy telemetry tel_dma", -libc::EIO, || {
+            sys::rte_tel_data_start_dict(d);
+            add_str(d, "iova_mode", dma::iova_mode_name());
+            add_u64(d, "external_areas", dma::external_areas() as u64);
+            0
+        })
+    }
 }
 
-/// Registers the log type and the telemetry commands (after EAL init).
+/// Registers the telemetry commands (after EAL init).
 pub fn register() {
     // SAFETY: static strings and callbacks that live for the process.
     unsafe {
-        let lt = sys::rte_log_register_type_and_pick_level(c"io_proxy".as_ptr(), sys::RTE_LOG_INFO);
-        if lt >= 0 {
-            LOGTYPE.store(lt as u32, Ordering::Relaxed);
-        }
         sys::rte_telemetry_register_cmd(
             c"/io_proxy/ports".as_ptr(),
             Some(tel_ports),

@@ -56,7 +56,8 @@ pub fn register() {
 /// # Safety
 /// `mp` must be a pool of these ops, after alloc.
 unsafe fn ring(mp: *const sys::rte_mempool) -> *mut sys::rte_ring {
-    (*mp).__bindgen_anon_1.pool_data as *mut sys::rte_ring
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { (*mp).__bindgen_anon_1.pool_data as *mut sys::rte_ring }
 }
 
 unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {

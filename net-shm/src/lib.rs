@@ -7,9 +7,9 @@
 pub mod queue;
 
 use bus_shm::guest::{Conn, SockDevice, SockDriver};
-use bus_shm::proto::Start;
 use dpdk_sys as sys;
 use queue::{Area, RxBudget, RxQueue, TxQueue};
+use shm_abi::msg::Start;
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -69,41 +69,40 @@ struct Port {
 /// # Safety
 /// `dev` must be a net_shm port.
 unsafe fn port<'a>(dev: *mut sys::rte_eth_dev) -> &'a mut Port {
-    &mut **((*(*dev).data).dev_private as *mut *mut Port)
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { &mut **((*(*dev).data).dev_private as *mut *mut Port) }
 }
 
-static mut OPS: std::mem::MaybeUninit<sys::eth_dev_ops> = std::mem::MaybeUninit::zeroed();
+/// The port's ops: a static table built at compile time; ethdev only
+/// reads it.
+static OPS: sys::eth_dev_ops = sys::eth_dev_ops {
+    dev_configure: Some(dev_configure),
+    dev_start: Some(dev_start),
+    dev_stop: Some(dev_stop),
+    dev_close: Some(dev_close),
+    dev_infos_get: Some(dev_infos_get),
+    dev_supported_ptypes_get: Some(supported_ptypes),
+    link_update: Some(link_update),
+    stats_get: Some(stats_get),
+    stats_reset: Some(stats_reset),
+    xstats_get: Some(xstats_get),
+    xstats_get_names: Some(xstats_get_names),
+    xstats_reset: Some(stats_reset),
+    promiscuous_enable: Some(noop),
+    promiscuous_disable: Some(noop),
+    allmulticast_enable: Some(noop),
+    allmulticast_disable: Some(noop),
+    mtu_set: Some(mtu_set),
+    rx_queue_setup: Some(rx_queue_setup),
+    tx_queue_setup: Some(tx_queue_setup),
+    rx_queue_release: Some(rx_queue_release),
+    tx_queue_release: Some(tx_queue_release),
+    // SAFETY: every other member is an optional callback: all-zero is None.
+    ..unsafe { std::mem::zeroed() }
+};
 
 fn ops() -> *const sys::eth_dev_ops {
-    // SAFETY: filled once before the first port is created (probe runs on
-    // the init thread); read-only afterwards.
-    unsafe {
-        let o = (*std::ptr::addr_of_mut!(OPS)).as_mut_ptr();
-        if (*o).dev_configure.is_none() {
-            (*o).dev_configure = Some(dev_configure);
-            (*o).dev_start = Some(dev_start);
-            (*o).dev_stop = Some(dev_stop);
-            (*o).dev_close = Some(dev_close);
-            (*o).dev_infos_get = Some(dev_infos_get);
-            (*o).dev_supported_ptypes_get = Some(supported_ptypes);
-            (*o).link_update = Some(link_update);
-            (*o).stats_get = Some(stats_get);
-            (*o).stats_reset = Some(stats_reset);
-            (*o).xstats_get = Some(xstats_get);
-            (*o).xstats_get_names = Some(xstats_get_names);
-            (*o).xstats_reset = Some(stats_reset);
-            (*o).promiscuous_enable = Some(noop);
-            (*o).promiscuous_disable = Some(noop);
-            (*o).allmulticast_enable = Some(noop);
-            (*o).allmulticast_disable = Some(noop);
-            (*o).mtu_set = Some(mtu_set);
-            (*o).rx_queue_setup = Some(rx_queue_setup);
-            (*o).tx_queue_setup = Some(tx_queue_setup);
-            (*o).rx_queue_release = Some(rx_queue_release);
-            (*o).tx_queue_release = Some(tx_queue_release);
-        }
-        o
-    }
+    &OPS
 }
 
 /// Devargs of a `sock:` device (`-a sock:/path,key=value,...`).
@@ -133,7 +132,7 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default(),
     )?;
-    let l = conn.info.layout;
+    let l = conn.layout;
     let name = std::ffi::CString::new(sock.path.as_str()).map_err(|_| "bad name")?;
     // Posted buffers plus recycled ones must fit the rx ring with slack.
     let rx_desc_max = l
@@ -166,11 +165,10 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
         let p = Box::new(Port {
             sock,
             port_id: (*data).port_id,
-            area: Area {
-                base: conn.region.base(),
-                buf_start: l.buf_off,
-                buf_end: l.buf_off + l.buf_len,
-            },
+            area: conn
+                .region
+                .buffers(&conn.layout)
+                .ok_or("buffer area outside region")?,
             ring_entries: l.ring_entries,
             rx_desc_max: rx_desc_max as u16,
             // Never above the maximum, even for a tiny ring (clamp needs it).
@@ -245,65 +243,74 @@ unsafe extern "C" fn noop(_dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn dev_configure(dev: *mut sys::rte_eth_dev) -> c_int {
-    sys::ffi_guard("net_shm dev_configure", -libc::EIO, || {
-        let data = (*dev).data;
-        if (*data).nb_rx_queues > 1 || (*data).nb_tx_queues > 1 {
-            err!(
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm dev_configure", -libc::EIO, || {
+            let data = (*dev).data;
+            if (*data).nb_rx_queues > 1 || (*data).nb_tx_queues > 1 {
+                err!(
             "port {}: one rx and one tx queue per socket (asked {} rx, {} tx); serve more NIC queues on more sockets",
             (*data).port_id,
             (*data).nb_rx_queues,
             (*data).nb_tx_queues
         );
-            return -libc::EINVAL;
-        }
-        0
-    })
+                return -libc::EINVAL;
+            }
+            0
+        })
+    }
 }
 
 unsafe extern "C" fn dev_infos_get(
     dev: *mut sys::rte_eth_dev,
     info: *mut sys::rte_eth_dev_info,
 ) -> c_int {
-    sys::ffi_guard("net_shm dev_infos_get", -libc::EIO, || {
-        let p = port(dev);
-        let info = &mut *info;
-        info.max_rx_queues = 1;
-        info.max_tx_queues = 1;
-        info.max_mac_addrs = 1;
-        info.min_mtu = 68;
-        info.max_mtu = p.max_mtu;
-        info.max_rx_pktlen = p.max_rx_pktlen;
-        info.min_rx_bufsize = 128;
-        // Like a NIC's rx ring: nb_rx_desc buffers stay posted. The default
-        // is what the proxy's NIC queue needs.
-        info.rx_desc_lim.nb_max = p.rx_desc_max;
-        info.rx_desc_lim.nb_min = p.rx_desc_min;
-        info.rx_desc_lim.nb_align = 1;
-        info.tx_desc_lim.nb_max = p.ring_entries as u16;
-        info.tx_desc_lim.nb_min = 64;
-        info.tx_desc_lim.nb_align = 1;
-        info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
-        // The results of the proxy's NIC rx offloads arrive as rx metadata.
-        info.rx_offload_capa = p.rx_offloads;
-        info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
-        info.default_rxportconf.ring_size = p.rx_desc_min;
-        info.default_txportconf.ring_size = p.ring_entries as u16;
-        info.default_rxportconf.nb_queues = 1;
-        info.default_txportconf.nb_queues = 1;
-        0
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm dev_infos_get", -libc::EIO, || {
+            let p = port(dev);
+            let info = &mut *info;
+            info.max_rx_queues = 1;
+            info.max_tx_queues = 1;
+            info.max_mac_addrs = 1;
+            info.min_mtu = 68;
+            info.max_mtu = p.max_mtu;
+            info.max_rx_pktlen = p.max_rx_pktlen;
+            info.min_rx_bufsize = 128;
+            // Like a NIC's rx ring: nb_rx_desc buffers stay posted. The default
+            // is what the proxy's NIC queue needs.
+            info.rx_desc_lim.nb_max = p.rx_desc_max;
+            info.rx_desc_lim.nb_min = p.rx_desc_min;
+            info.rx_desc_lim.nb_align = 1;
+            info.tx_desc_lim.nb_max = p.ring_entries as u16;
+            info.tx_desc_lim.nb_min = 64;
+            info.tx_desc_lim.nb_align = 1;
+            info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
+            // The results of the proxy's NIC rx offloads arrive as rx metadata.
+            info.rx_offload_capa = p.rx_offloads;
+            info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
+            info.default_rxportconf.ring_size = p.rx_desc_min;
+            info.default_txportconf.ring_size = p.ring_entries as u16;
+            info.default_rxportconf.nb_queues = 1;
+            info.default_txportconf.nb_queues = 1;
+            0
+        })
+    }
 }
 
 /// The packet types the proxy's NIC recognizes (none before protocol v4).
 unsafe extern "C" fn supported_ptypes(dev: *mut sys::rte_eth_dev) -> *const u32 {
-    sys::ffi_guard("net_shm supported_ptypes", std::ptr::null(), || {
-        let p = port(dev);
-        if p.ptypes.len() > 1 {
-            p.ptypes.as_ptr()
-        } else {
-            std::ptr::null()
-        }
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm supported_ptypes", std::ptr::null(), || {
+            let p = port(dev);
+            if p.ptypes.len() > 1 {
+                p.ptypes.as_ptr()
+            } else {
+                std::ptr::null()
+            }
+        })
+    }
 }
 
 unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
@@ -402,101 +409,116 @@ unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn link_update(dev: *mut sys::rte_eth_dev, _wait: c_int) -> c_int {
-    sys::ffi_guard("net_shm link_update", -libc::EIO, || {
-        let p = port(dev);
-        let (up, speed) = match p.sock.conn() {
-            Some(c) => (p.started && c.link_up() && !c.proxy_gone(), c.link_speed()),
-            None => (false, 0),
-        };
-        sys::dpdk_sys_eth_linkstatus_set(dev, up as c_int, speed)
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm link_update", -libc::EIO, || {
+            let p = port(dev);
+            let (up, speed) = match p.sock.conn() {
+                Some(c) => (p.started && c.link_up() && !c.proxy_gone(), c.link_speed()),
+                None => (false, 0),
+            };
+            sys::dpdk_sys_eth_linkstatus_set(dev, up as c_int, speed)
+        })
+    }
 }
 
 unsafe extern "C" fn mtu_set(dev: *mut sys::rte_eth_dev, mtu: u16) -> c_int {
-    sys::ffi_guard("net_shm mtu_set", -libc::EIO, || {
-        let p = port(dev);
-        if mtu > p.max_mtu {
-            err!(
-                "port {}: MTU {mtu} above the NIC's {} (set by the proxy)",
-                p.port_id,
-                p.max_mtu
-            );
-            return -libc::EINVAL;
-        }
-        0
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm mtu_set", -libc::EIO, || {
+            let p = port(dev);
+            if mtu > p.max_mtu {
+                err!(
+                    "port {}: MTU {mtu} above the NIC's {} (set by the proxy)",
+                    p.port_id,
+                    p.max_mtu
+                );
+                return -libc::EINVAL;
+            }
+            0
+        })
+    }
 }
 
 unsafe fn queues(
     dev: *mut sys::rte_eth_dev,
 ) -> (Option<&'static RxQueue>, Option<&'static TxQueue>) {
-    let data = (*dev).data;
-    let rx = if (*data).rx_queues.is_null() {
-        std::ptr::null()
-    } else {
-        *(*data).rx_queues as *const RxQueue
-    };
-    let tx = if (*data).tx_queues.is_null() {
-        std::ptr::null()
-    } else {
-        *(*data).tx_queues as *const TxQueue
-    };
-    (rx.as_ref(), tx.as_ref())
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let data = (*dev).data;
+        let rx = if (*data).rx_queues.is_null() {
+            std::ptr::null()
+        } else {
+            *(*data).rx_queues as *const RxQueue
+        };
+        let tx = if (*data).tx_queues.is_null() {
+            std::ptr::null()
+        } else {
+            *(*data).tx_queues as *const TxQueue
+        };
+        (rx.as_ref(), tx.as_ref())
+    }
 }
 
 unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_stats) -> c_int {
-    sys::ffi_guard("net_shm stats_get", -libc::EIO, || {
-        let (rx, tx) = queues(dev);
-        let s = &mut *s;
-        if let Some(q) = rx {
-            s.ipackets = q.packets.get();
-            s.ibytes = q.bytes.get();
-            s.q_ipackets[0] = s.ipackets;
-            s.q_ibytes[0] = s.ibytes;
-            s.rx_nombuf = q.nombuf.get();
-            s.ierrors = q.bad_desc.get();
-        }
-        if let Some(q) = tx {
-            s.opackets = q.packets.get();
-            s.obytes = q.bytes.get();
-            s.q_opackets[0] = s.opackets;
-            s.q_obytes[0] = s.obytes;
-            s.oerrors = q.not_sent.get() + q.rejected.get();
-        }
-        0
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm stats_get", -libc::EIO, || {
+            let (rx, tx) = queues(dev);
+            let s = &mut *s;
+            if let Some(q) = rx {
+                s.ipackets = q.packets.get();
+                s.ibytes = q.bytes.get();
+                s.q_ipackets[0] = s.ipackets;
+                s.q_ibytes[0] = s.ibytes;
+                s.rx_nombuf = q.nombuf.get();
+                s.ierrors = q.bad_desc.get();
+            }
+            if let Some(q) = tx {
+                s.opackets = q.packets.get();
+                s.obytes = q.bytes.get();
+                s.q_opackets[0] = s.opackets;
+                s.q_obytes[0] = s.obytes;
+                s.oerrors = q.not_sent.get() + q.rejected.get();
+            }
+            0
+        })
+    }
 }
 
 unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
-    sys::ffi_guard("net_shm stats_reset", -libc::EIO, || {
-        let (rx, tx) = queues(dev);
-        if let Some(q) = rx {
-            for c in [
-                &q.packets,
-                &q.bytes,
-                &q.nombuf,
-                &q.bad_desc,
-                &q.empty_returns,
-                &q.stop_discards,
-            ] {
-                c.reset();
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm stats_reset", -libc::EIO, || {
+            let (rx, tx) = queues(dev);
+            if let Some(q) = rx {
+                for c in [
+                    &q.packets,
+                    &q.bytes,
+                    &q.nombuf,
+                    &q.bad_desc,
+                    &q.empty_returns,
+                    &q.stop_discards,
+                ] {
+                    c.reset();
+                }
             }
-        }
-        if let Some(q) = tx {
-            for c in [
-                &q.packets,
-                &q.bytes,
-                &q.copies,
-                &q.not_sent,
-                &q.rejected,
-                &q.bad_desc,
-                &q.recycled,
-            ] {
-                c.reset();
+            if let Some(q) = tx {
+                for c in [
+                    &q.packets,
+                    &q.bytes,
+                    &q.copies,
+                    &q.not_sent,
+                    &q.rejected,
+                    &q.bad_desc,
+                    &q.recycled,
+                ] {
+                    c.reset();
+                }
             }
-        }
-        0
-    })
+            0
+        })
+    }
 }
 
 const XSTATS: [&str; 7] = [
@@ -514,18 +536,21 @@ unsafe extern "C" fn xstats_get_names(
     names: *mut sys::rte_eth_xstat_name,
     size: u32,
 ) -> c_int {
-    sys::ffi_guard("net_shm xstats_get_names", -libc::EIO, || {
-        if !names.is_null() {
-            for (i, n) in XSTATS.iter().enumerate().take(size as usize) {
-                let dst = &mut (*names.add(i)).name;
-                dst.fill(0);
-                for (j, b) in n.bytes().enumerate() {
-                    dst[j] = b as _;
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm xstats_get_names", -libc::EIO, || {
+            if !names.is_null() {
+                for (i, n) in XSTATS.iter().enumerate().take(size as usize) {
+                    let dst = &mut (*names.add(i)).name;
+                    dst.fill(0);
+                    for (j, b) in n.bytes().enumerate() {
+                        dst[j] = b as _;
+                    }
                 }
             }
-        }
-        XSTATS.len() as c_int
-    })
+            XSTATS.len() as c_int
+        })
+    }
 }
 
 unsafe extern "C" fn xstats_get(
@@ -533,26 +558,29 @@ unsafe extern "C" fn xstats_get(
     xs: *mut sys::rte_eth_xstat,
     n: u32,
 ) -> c_int {
-    sys::ffi_guard("net_shm xstats_get", -libc::EIO, || {
-        if (n as usize) < XSTATS.len() || xs.is_null() {
-            return XSTATS.len() as c_int;
-        }
-        let (rx, tx) = queues(dev);
-        let values = [
-            rx.map_or(0, |q| q.stop_discards.get()),
-            tx.map_or(0, |q| q.recycled.get()),
-            rx.map_or(0, |q| q.empty_returns.get()),
-            rx.map_or(0, |q| q.bad_desc.get()) + tx.map_or(0, |q| q.bad_desc.get()),
-            tx.map_or(0, |q| q.copies.get()),
-            tx.map_or(0, |q| q.not_sent.get()),
-            tx.map_or(0, |q| q.rejected.get()),
-        ];
-        for (i, v) in values.iter().enumerate() {
-            (*xs.add(i)).id = i as u64;
-            (*xs.add(i)).value = *v;
-        }
-        XSTATS.len() as c_int
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm xstats_get", -libc::EIO, || {
+            if (n as usize) < XSTATS.len() || xs.is_null() {
+                return XSTATS.len() as c_int;
+            }
+            let (rx, tx) = queues(dev);
+            let values = [
+                rx.map_or(0, |q| q.stop_discards.get()),
+                tx.map_or(0, |q| q.recycled.get()),
+                rx.map_or(0, |q| q.empty_returns.get()),
+                rx.map_or(0, |q| q.bad_desc.get()) + tx.map_or(0, |q| q.bad_desc.get()),
+                tx.map_or(0, |q| q.copies.get()),
+                tx.map_or(0, |q| q.not_sent.get()),
+                tx.map_or(0, |q| q.rejected.get()),
+            ];
+            for (i, v) in values.iter().enumerate() {
+                (*xs.add(i)).id = i as u64;
+                (*xs.add(i)).value = *v;
+            }
+            XSTATS.len() as c_int
+        })
+    }
 }
 
 /// The port and connection a queue setup applies to; only queue 0 exists.
@@ -563,12 +591,15 @@ unsafe fn queue_target<'a>(
     dev: *mut sys::rte_eth_dev,
     qid: u16,
 ) -> Result<(&'a mut Port, &'static Conn), c_int> {
-    let p = port(dev);
-    let conn = p.sock.conn().ok_or(-libc::ENOTCONN)?;
-    if qid != 0 {
-        return Err(-libc::EINVAL);
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let p = port(dev);
+        let conn = p.sock.conn().ok_or(-libc::ENOTCONN)?;
+        if qid != 0 {
+            return Err(-libc::EINVAL);
+        }
+        Ok((p, conn))
     }
-    Ok((p, conn))
 }
 
 unsafe extern "C" fn rx_queue_setup(
@@ -596,7 +627,7 @@ unsafe extern "C" fn rx_queue_setup(
             let buf = (*m).buf_addr as usize;
             let inside = p
                 .area
-                .buf_offset(buf as *const u8, (*m).buf_len as u64)
+                .offset_of(buf as *const u8, (*m).buf_len as u64)
                 .is_some();
             let extent = bus_shm::guest::find_extent(buf);
             let headroom = (*m).data_off;
@@ -610,7 +641,7 @@ unsafe extern "C" fn rx_queue_setup(
                 return -libc::EINVAL;
             };
             rx_queue_release(dev, 0);
-            let l = conn.info.layout;
+            let l = conn.layout;
             let (Ok(fill), Ok(rx)) = (
                 conn.region.producer(l.fill_off, l.ring_entries),
                 conn.region.consumer(l.rx_off, l.ring_entries),
@@ -625,9 +656,8 @@ unsafe extern "C" fn rx_queue_setup(
                 area: p.area,
                 port_id: p.port_id,
                 headroom,
-                // As the proxy decides it: v4, and a NIC that can tell
-                // anything (`ptypes` ends with RTE_PTYPE_UNKNOWN).
-                rx_meta: conn.version >= 4 && (p.rx_offloads != 0 || p.ptypes.len() > 1),
+                // As the proxy decides it, from the same HELLO_ACK.
+                rx_meta: conn.info.rx_meta(),
                 budget: &*p.budget,
                 // ethdev checked nb_desc against the limits in dev_info.
                 fill_target: nb_desc.clamp(p.rx_desc_min, p.rx_desc_max) as u32,
@@ -660,7 +690,7 @@ unsafe extern "C" fn tx_queue_setup(
                 Err(e) => return e,
             };
             tx_queue_release(dev, 0);
-            let l = conn.info.layout;
+            let l = conn.layout;
             let (Ok(tx), Ok(done)) = (
                 conn.region.producer(l.tx_off, l.ring_entries),
                 conn.region.consumer(l.txdone_off, l.ring_entries),
@@ -715,15 +745,21 @@ unsafe extern "C" fn tx_queue_setup(
 }
 
 unsafe extern "C" fn rx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
-    sys::ffi_guard("net_shm rx_queue_release", (), || {
-        release_queue((*(*dev).data).rx_queues, qid, RxQueue::drain);
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm rx_queue_release", (), || {
+            release_queue((*(*dev).data).rx_queues, qid, RxQueue::drain);
+        })
+    }
 }
 
 unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
-    sys::ffi_guard("net_shm tx_queue_release", (), || {
-        release_queue((*(*dev).data).tx_queues, qid, TxQueue::drain);
-    })
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm tx_queue_release", (), || {
+            release_queue((*(*dev).data).tx_queues, qid, TxQueue::drain);
+        })
+    }
 }
 
 /// Drains and frees queue `qid` (the only one, 0) of the ethdev queue array
@@ -733,14 +769,17 @@ unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
 /// `queues` is the device's rx or tx queue array; its slot 0 is null or
 /// holds a `Q` made by `Box::into_raw` at queue setup.
 unsafe fn release_queue<Q>(queues: *mut *mut c_void, qid: u16, drain: fn(&mut Q)) {
-    if qid != 0 || queues.is_null() {
-        return;
-    }
-    let q = *queues as *mut Q;
-    if !q.is_null() {
-        let mut q = Box::from_raw(q);
-        drain(&mut q);
-        *queues = std::ptr::null_mut();
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        if qid != 0 || queues.is_null() {
+            return;
+        }
+        let q = *queues as *mut Q;
+        if !q.is_null() {
+            let mut q = Box::from_raw(q);
+            drain(&mut q);
+            *queues = std::ptr::null_mut();
+        }
     }
 }
 

@@ -11,12 +11,23 @@
 //! size means the proxy can always give every buffer back.
 
 use bus_shm::guest::{find_extent, Extent};
-use bus_shm::ring::{
-    Consumer, Desc, Producer, RxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, RX_META,
-    RX_META_LEN, RX_META_OL_FLAGS, TX_RECYCLE,
-};
 use dpdk_sys as sys;
+use shm_abi::desc::{
+    Desc, RxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, RX_META, RX_META_LEN,
+    RX_META_OL_FLAGS, TX_RECYCLE,
+};
+use shm_abi::hint;
+use shm_abi::region::AreaView;
+use shm_abi::ring::{Consumer, Producer};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+// The protocol's rx metadata flags are DPDK's mbuf flags, bit for bit.
+const _: () = assert!(
+    RX_META_OL_FLAGS
+        == (sys::RTE_MBUF_F_RX_RSS_HASH
+            | sys::RTE_MBUF_F_RX_IP_CKSUM_MASK
+            | sys::RTE_MBUF_F_RX_L4_CKSUM_MASK) as u64
+);
 
 /// Refill the fill ring when at least this many entries are free.
 const REFILL_MIN: u32 = 32;
@@ -69,22 +80,9 @@ impl RxBudget {
     }
 }
 
-/// Where the region and its buffer area are in this process.
-#[derive(Clone, Copy)]
-pub struct Area {
-    pub base: *mut u8,
-    pub buf_start: u64,
-    pub buf_end: u64,
-}
-impl Area {
-    /// Offset of a buffer of `len` bytes at `p`, if it lies in the buffer
-    /// area and can travel in a descriptor (8-byte aligned).
-    #[inline]
-    pub fn buf_offset(&self, p: *const u8, len: u64) -> Option<u64> {
-        let off = (p as u64).checked_sub(self.base as u64)?;
-        (off >= self.buf_start && off + len <= self.buf_end && off % 8 == 0).then_some(off)
-    }
-}
+/// The buffer area of the connection's region (which lives for the rest
+/// of the process).
+pub type Area = AreaView<'static>;
 
 /// The mbuf whose buffer starts at region offset `off`, found through
 /// `extent` (or the registry when None), confirmed by its `buf_addr`.
@@ -93,13 +91,16 @@ impl Area {
 /// Extents describe live pools of mbufs in this process.
 #[inline]
 unsafe fn mbuf_at(area: &Area, extent: Option<&Extent>, off: u64) -> Option<*mut sys::rte_mbuf> {
-    let buf = (area.base as usize).checked_add(off as usize)?;
-    let e = match extent {
-        Some(e) => *e,
-        None => find_extent(buf)?,
-    };
-    let m = e.object_of(buf)? as *mut sys::rte_mbuf;
-    ((*m).buf_addr as usize == buf).then_some(m)
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        let buf = area.addr(off);
+        let e = match extent {
+            Some(e) => *e,
+            None => find_extent(buf)?,
+        };
+        let m = e.object_of(buf)? as *mut sys::rte_mbuf;
+        ((*m).buf_addr as usize == buf).then_some(m)
+    }
 }
 
 #[repr(C, align(64))]
@@ -179,7 +180,9 @@ impl RxQueue {
             for (i, &m) in mbufs[..want as usize].iter().enumerate() {
                 // SAFETY: a fresh mbuf of our pool, checked at queue setup to
                 // lie in the buffer area.
-                let off = unsafe { (*m).buf_addr as u64 - self.area.base as u64 };
+                let off = self
+                    .area
+                    .offset_of_known(unsafe { (*m).buf_addr } as *const u8);
                 self.fill.write(i as u32, Desc::new(off, self.headroom, 0));
             }
             self.fill.publish(want);
@@ -223,7 +226,7 @@ impl TxQueue {
         let mut last: Option<Extent> = None;
         for i in 0..n {
             let d = self.done.read(i);
-            let buf = self.area.base as usize + d.offset() as usize;
+            let buf = self.area.addr(d.offset());
             // Most completions come from one pool: try the last one first.
             let hit = last
                 .filter(|e| e.object_of(buf).is_some())
@@ -269,33 +272,36 @@ impl TxQueue {
     /// # Safety
     /// `m` must be a valid packet mbuf.
     unsafe fn copy_into_area(&mut self, m: *mut sys::rte_mbuf) -> Option<*mut sys::rte_mbuf> {
-        if self.copy_pool.is_null() {
-            return None;
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        unsafe {
+            if self.copy_pool.is_null() {
+                return None;
+            }
+            let c = sys::dpdk_sys_pktmbuf_alloc(self.copy_pool);
+            if c.is_null() {
+                return None;
+            }
+            let len = (*m).pkt_len;
+            let room = (*c).buf_len as u32 - (*c).data_off as u32;
+            if len > room {
+                sys::dpdk_sys_pktmbuf_free(c);
+                return None;
+            }
+            let dst = ((*c).buf_addr as *mut u8).add((*c).data_off as usize);
+            let mut seg = m;
+            let mut done = 0usize;
+            while !seg.is_null() && done < len as usize {
+                let n = ((*seg).data_len as usize).min(len as usize - done);
+                let src = ((*seg).buf_addr as *const u8).add((*seg).data_off as usize);
+                std::ptr::copy_nonoverlapping(src, dst.add(done), n);
+                done += n;
+                seg = (*seg).next;
+            }
+            (*c).data_len = done as u16;
+            (*c).pkt_len = done as u32;
+            self.copies.add(1);
+            Some(c)
         }
-        let c = sys::dpdk_sys_pktmbuf_alloc(self.copy_pool);
-        if c.is_null() {
-            return None;
-        }
-        let len = (*m).pkt_len;
-        let room = (*c).buf_len as u32 - (*c).data_off as u32;
-        if len > room {
-            sys::dpdk_sys_pktmbuf_free(c);
-            return None;
-        }
-        let dst = ((*c).buf_addr as *mut u8).add((*c).data_off as usize);
-        let mut seg = m;
-        let mut done = 0usize;
-        while !seg.is_null() && done < len as usize {
-            let n = ((*seg).data_len as usize).min(len as usize - done);
-            let src = ((*seg).buf_addr as *const u8).add((*seg).data_off as usize);
-            std::ptr::copy_nonoverlapping(src, dst.add(done), n);
-            done += n;
-            seg = (*seg).next;
-        }
-        (*c).data_len = done as u16;
-        (*c).pkt_len = done as u32;
-        self.copies.add(1);
-        Some(c)
     }
 }
 
@@ -308,92 +314,95 @@ pub unsafe extern "C" fn rx_burst(
     pkts: *mut *mut sys::rte_mbuf,
     n: u16,
 ) -> u16 {
-    sys::ffi_guard("net_shm rx_burst", 0, || {
-        let q = &mut *(q as *mut RxQueue);
-        if q.broken {
-            return 0;
-        }
-        let avail = match q.rx.available(n as u32) {
-            Ok(a) => a.min(n as u32),
-            Err(_) => {
-                q.broken = true;
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm rx_burst", 0, || {
+            let q = &mut *(q as *mut RxQueue);
+            if q.broken {
                 return 0;
             }
-        };
-        // Start every packet's mbuf header on its way before touching any,
-        // so that the misses overlap; with write intent, as the loop below
-        // writes that line (a read prefetch may leave it shared with the
-        // proxy's core, and the stores then wait for the upgrade). Hints
-        // only: the descriptors are read again and validated below. The
-        // payload is left alone: an app that does not read it (io
-        // forwarding) would pull lines the proxy writes next into this
-        // core's cache for nothing.
-        for i in 0..avail {
-            let d = q.rx.read(i);
-            let buf = (q.area.base as usize).wrapping_add(d.offset() as usize);
-            sys::prefetch_write(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
-        }
-        let mut got = 0usize;
-        let mut bytes = 0u64;
-        for i in 0..avail {
-            let d = q.rx.read(i);
-            let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
-                q.bad_desc.add(1);
-                continue;
+            let avail = match q.rx.available(n as u32) {
+                Ok(a) => a.min(n as u32),
+                Err(_) => {
+                    q.broken = true;
+                    return 0;
+                }
             };
-            if d.data_len == LEN_EMPTY {
-                q.empty_returns.add(1);
-                sys::dpdk_sys_pktmbuf_free(m);
-                continue;
+            // Start every packet's mbuf header on its way before touching any,
+            // so that the misses overlap; with write intent, as the loop below
+            // writes that line (a read prefetch may leave it shared with the
+            // proxy's core, and the stores then wait for the upgrade). Hints
+            // only: the descriptors are read again and validated below. The
+            // payload is left alone: an app that does not read it (io
+            // forwarding) would pull lines the proxy writes next into this
+            // core's cache for nothing.
+            for i in 0..avail {
+                let d = q.rx.read(i);
+                let buf = q.area.addr(d.offset());
+                hint::prefetch_write(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
             }
-            let has_meta = q.rx_meta && d.data_off & RX_META != 0;
-            let data_off = if q.rx_meta {
-                d.data_off & !RX_META
-            } else {
-                d.data_off
-            };
-            if data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
-                q.bad_desc.add(1);
-                sys::dpdk_sys_pktmbuf_free(m);
-                continue;
+            let mut got = 0usize;
+            let mut bytes = 0u64;
+            for i in 0..avail {
+                let d = q.rx.read(i);
+                let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
+                    q.bad_desc.add(1);
+                    continue;
+                };
+                if d.data_len == LEN_EMPTY {
+                    q.empty_returns.add(1);
+                    sys::dpdk_sys_pktmbuf_free(m);
+                    continue;
+                }
+                let has_meta = q.rx_meta && d.data_off & RX_META != 0;
+                let data_off = if q.rx_meta {
+                    d.data_off & !RX_META
+                } else {
+                    d.data_off
+                };
+                if data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
+                    q.bad_desc.add(1);
+                    sys::dpdk_sys_pktmbuf_free(m);
+                    continue;
+                }
+                let meta = if has_meta && data_off >= RX_META_LEN {
+                    // SAFETY: in this mbuf's own buffer (data_off was checked
+                    // against buf_len), the bytes right before the packet.
+                    let p = ((*m).buf_addr as *const u8).add((data_off - RX_META_LEN) as usize)
+                        as *const u64;
+                    RxMeta::from_words([
+                        u64::from_le(p.read_unaligned()),
+                        u64::from_le(p.add(1).read_unaligned()),
+                    ])
+                } else {
+                    RxMeta::default()
+                };
+                // As rte_pktmbuf_reset() leaves it (recycled buffers skipped
+                // it), plus what the NIC told.
+                (*m).data_off = data_off;
+                (*m).data_len = d.data_len;
+                (*m).pkt_len = d.data_len as u32;
+                (*m).port = q.port_id;
+                (*m).nb_segs = 1;
+                (*m).ol_flags = meta.ol_flags & RX_META_OL_FLAGS;
+                (*m).__bindgen_anon_1.packet_type = meta.packet_type;
+                (*m).vlan_tci = 0;
+                (*m).vlan_tci_outer = 0;
+                (*m).__bindgen_anon_2.hash.rss = meta.rss;
+                bytes += d.data_len as u64;
+                *pkts.add(got) = m;
+                got += 1;
             }
-            let meta = if has_meta && data_off >= RX_META_LEN {
-                // SAFETY: in this mbuf's own buffer (data_off was checked
-                // against buf_len), the bytes right before the packet.
-                let p = ((*m).buf_addr as *const u8).add((data_off - RX_META_LEN) as usize)
-                    as *const u64;
-                RxMeta::from_words([
-                    u64::from_le(p.read_unaligned()),
-                    u64::from_le(p.add(1).read_unaligned()),
-                ])
-            } else {
-                RxMeta::default()
-            };
-            // As rte_pktmbuf_reset() leaves it (recycled buffers skipped
-            // it), plus what the NIC told.
-            (*m).data_off = data_off;
-            (*m).data_len = d.data_len;
-            (*m).pkt_len = d.data_len as u32;
-            (*m).port = q.port_id;
-            (*m).nb_segs = 1;
-            (*m).ol_flags = meta.ol_flags & RX_META_OL_FLAGS;
-            (*m).__bindgen_anon_1.packet_type = meta.packet_type;
-            (*m).vlan_tci = 0;
-            (*m).vlan_tci_outer = 0;
-            (*m).__bindgen_anon_2.hash.rss = meta.rss;
-            bytes += d.data_len as u64;
-            *pkts.add(got) = m;
-            got += 1;
-        }
-        if avail > 0 {
-            q.rx.release(avail);
-            RxBudget::add(&(*q.budget).returned, avail as u64);
-        }
-        q.refill(REFILL_MIN);
-        q.packets.add(got as u64);
-        q.bytes.add(bytes);
-        got as u16
-    })
+            if avail > 0 {
+                q.rx.release(avail);
+                RxBudget::add(&(*q.budget).returned, avail as u64);
+            }
+            q.refill(REFILL_MIN);
+            q.packets.add(got as u64);
+            q.bytes.add(bytes);
+            got as u16
+        })
+    }
 }
 
 const NOT_ZERO_COPY: u64 = sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL;
@@ -407,85 +416,88 @@ pub unsafe extern "C" fn tx_burst(
     pkts: *mut *mut sys::rte_mbuf,
     n: u16,
 ) -> u16 {
-    sys::ffi_guard("net_shm tx_burst", 0, || {
-        let q = &mut *(q as *mut TxQueue);
-        if q.broken {
-            return 0;
-        }
-        q.reclaim();
-        let room = match q.tx.free(n as u32) {
-            Ok(r) => r.min(q.limit - q.outstanding).min(n as u32),
-            Err(_) => {
-                q.broken = true;
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe {
+        sys::ffi_guard("net_shm tx_burst", 0, || {
+            let q = &mut *(q as *mut TxQueue);
+            if q.broken {
                 return 0;
             }
-        };
-        let mut sent = 0u32;
-        let mut bytes = 0u64;
-        let mut recycled = 0u32;
-        let mut to_done = 0u32;
-        let recycle_room = if q.recycle_pool.is_null() {
-            0
-        } else {
-            let b = &*q.budget;
-            (q.limit - BUDGET_SLACK).saturating_sub(b.out())
-        };
-        while sent < room {
-            let orig = *pkts.add(sent as usize);
-            let mut m = orig;
-            let mut off = None;
-            if (*m).nb_segs == 1 && (*m).ol_flags & NOT_ZERO_COPY == 0 {
-                off = q
-                    .area
-                    .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
-            }
-            if off.is_none() {
-                let Some(c) = q.copy_into_area(m) else { break };
-                m = c;
-                off = q
-                    .area
-                    .buf_offset((*m).buf_addr as *const u8, (*m).buf_len as u64);
-                if off.is_none() {
-                    sys::dpdk_sys_pktmbuf_free(c);
-                    break;
+            q.reclaim();
+            let room = match q.tx.free(n as u32) {
+                Ok(r) => r.min(q.limit - q.outstanding).min(n as u32),
+                Err(_) => {
+                    q.broken = true;
+                    return 0;
                 }
-                sys::dpdk_sys_pktmbuf_free(orig);
-            }
-            let Some(off) = off else { break };
-            bytes += (*m).data_len as u64;
-            // A buffer of the rx pool that only the PMD now holds can go
-            // straight back to the proxy's fill stock after it is sent.
-            let recycle = recycled < recycle_room
-                && (*m).pool == q.recycle_pool
-                && (*m).refcnt == 1
-                && (*m).data_off < TX_RECYCLE;
-            let data_off = if recycle {
-                recycled += 1;
-                // It skips rte_pktmbuf_reset(): clear what the app may have set.
-                (*m).__bindgen_anon_3.tx_offload = 0;
-                (*m).data_off | TX_RECYCLE
-            } else {
-                to_done += 1;
-                (*m).data_off
             };
-            q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
-            // The proxy's side reads the packet's first line next (a
-            // software NIC copies it; DDIO reads it from the shared cache).
-            sys::cldemote(((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize));
-            sent += 1;
-        }
-        if sent > 0 {
-            q.tx.publish(sent);
-            q.tx.demote_published(sent);
-            q.tx.prepare(n as u32);
-            q.outstanding += to_done;
-            if recycled > 0 {
-                RxBudget::add(&(*q.budget).recycled, recycled as u64);
-                q.recycled.add(recycled as u64);
+            let mut sent = 0u32;
+            let mut bytes = 0u64;
+            let mut recycled = 0u32;
+            let mut to_done = 0u32;
+            let recycle_room = if q.recycle_pool.is_null() {
+                0
+            } else {
+                let b = &*q.budget;
+                (q.limit - BUDGET_SLACK).saturating_sub(b.out())
+            };
+            while sent < room {
+                let orig = *pkts.add(sent as usize);
+                let mut m = orig;
+                let mut off = None;
+                if (*m).nb_segs == 1 && (*m).ol_flags & NOT_ZERO_COPY == 0 {
+                    off = q
+                        .area
+                        .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64);
+                }
+                if off.is_none() {
+                    let Some(c) = q.copy_into_area(m) else { break };
+                    m = c;
+                    off = q
+                        .area
+                        .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64);
+                    if off.is_none() {
+                        sys::dpdk_sys_pktmbuf_free(c);
+                        break;
+                    }
+                    sys::dpdk_sys_pktmbuf_free(orig);
+                }
+                let Some(off) = off else { break };
+                bytes += (*m).data_len as u64;
+                // A buffer of the rx pool that only the PMD now holds can go
+                // straight back to the proxy's fill stock after it is sent.
+                let recycle = recycled < recycle_room
+                    && (*m).pool == q.recycle_pool
+                    && (*m).refcnt == 1
+                    && (*m).data_off < TX_RECYCLE;
+                let data_off = if recycle {
+                    recycled += 1;
+                    // It skips rte_pktmbuf_reset(): clear what the app may have set.
+                    (*m).__bindgen_anon_3.tx_offload = 0;
+                    (*m).data_off | TX_RECYCLE
+                } else {
+                    to_done += 1;
+                    (*m).data_off
+                };
+                q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
+                // The proxy's side reads the packet's first line next (a
+                // software NIC copies it; DDIO reads it from the shared cache).
+                hint::cldemote(((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize));
+                sent += 1;
             }
-        }
-        q.packets.add(sent as u64);
-        q.bytes.add(bytes);
-        sent as u16
-    })
+            if sent > 0 {
+                q.tx.publish(sent);
+                q.tx.demote_published(sent);
+                q.tx.prepare(n as u32);
+                q.outstanding += to_done;
+                if recycled > 0 {
+                    RxBudget::add(&(*q.budget).recycled, recycled as u64);
+                    q.recycled.add(recycled as u64);
+                }
+            }
+            q.packets.add(sent as u64);
+            q.bytes.add(bytes);
+            sent as u16
+        })
+    }
 }

@@ -602,3 +602,25 @@ pub struct FlowResult {
     pub bad: u32,
     pub missing: u32,
 }
+
+/// A client socket connected to a proxy socket at `path`, as a guest's.
+pub fn connect_seqpacket(path: &str) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    fd
+}
+
+/// Descriptors open in process `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}

@@ -11,113 +11,17 @@
 //! A descriptor is one `u64` read and written with an atomic (relaxed)
 //! access: it is copied out whole, then validated by the caller.
 
+use crate::desc::{Desc, DESC_SIZE};
+use crate::region::Mapping;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Size of a ring's index block: two cache lines, one per index.
 pub const RING_HDR_SIZE: usize = 128;
-/// Size of one descriptor: 8 per cache line.
-pub const DESC_SIZE: usize = 8;
 
 /// Bytes needed for a ring of `entries` descriptors (header included).
 pub const fn ring_bytes(entries: u32) -> usize {
     RING_HDR_SIZE + entries as usize * DESC_SIZE
-}
-
-/// One buffer descriptor as it crosses the boundary: a single u64,
-/// `buf_off / 8 (u32) | data_len (u16) | data_off (u16)`.
-///
-/// - `buf_off`: offset of the buffer (the mbuf's `buf_addr`) in the region,
-///   a multiple of 8
-/// - `data_off`, `data_len`: as in `rte_mbuf`
-///
-/// No pointer and no id crosses: the guest maps `buf_off` back to its mbuf
-/// through the geometry of its own pools. Status travels in `data_len` on
-/// the rings that return buffers (see `LEN_*`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Desc {
-    pub buf_off: u32,
-    pub data_len: u16,
-    pub data_off: u16,
-}
-
-/// rx ring: a fill buffer handed back without a packet.
-pub const LEN_EMPTY: u16 = 0;
-/// txdone ring: sent.
-pub const LEN_SENT: u16 = 0;
-/// txdone ring: the proxy rejected the descriptor (bad offset or length).
-pub const LEN_REJECTED: u16 = 0xffff;
-/// txdone ring: not sent (NIC queue full, or the port stopped).
-pub const LEN_NOT_SENT: u16 = 0xfffe;
-
-/// tx ring, in `data_off`: the buffer is from the pool of the port's rx
-/// queue; once sent (or not), the proxy keeps it as a fill buffer instead of
-/// returning it on txdone. It comes back on the rx ring.
-pub const TX_RECYCLE: u16 = 0x8000;
-
-/// rx ring, in `data_off` (protocol v4): the [`RX_META_LEN`] bytes right
-/// before the packet, in the buffer's headroom, hold its rx metadata
-/// ([`RxMeta`]).
-pub const RX_META: u16 = 0x8000;
-pub const RX_META_LEN: u16 = 16;
-
-/// The mbuf `ol_flags` rx metadata may carry: the RSS hash's presence and
-/// the checksum verdicts. Both sides mask with it.
-pub const RX_META_OL_FLAGS: u64 = (dpdk_sys::RTE_MBUF_F_RX_RSS_HASH
-    | dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK
-    | dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_MASK) as u64;
-
-/// What the NIC told about a received packet, as the proxy passes it on:
-/// the RSS hash, the packet type and the checksum flags. In the buffer as
-/// two little-endian u64: `hash | packet_type << 32`, then `ol_flags`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RxMeta {
-    pub rss: u32,
-    pub packet_type: u32,
-    pub ol_flags: u64,
-}
-
-impl RxMeta {
-    pub fn to_words(self) -> [u64; 2] {
-        [
-            self.rss as u64 | (self.packet_type as u64) << 32,
-            self.ol_flags,
-        ]
-    }
-    pub fn from_words(w: [u64; 2]) -> RxMeta {
-        RxMeta {
-            rss: w[0] as u32,
-            packet_type: (w[0] >> 32) as u32,
-            ol_flags: w[1],
-        }
-    }
-}
-
-impl Desc {
-    /// A descriptor for the buffer at byte offset `off` (a multiple of 8;
-    /// offsets up to 32 GiB).
-    pub fn new(off: u64, data_off: u16, data_len: u16) -> Desc {
-        debug_assert!(off.is_multiple_of(8));
-        Desc {
-            buf_off: (off / 8) as u32,
-            data_len,
-            data_off,
-        }
-    }
-    /// Byte offset of the buffer in the region.
-    #[inline]
-    pub fn offset(&self) -> u64 {
-        self.buf_off as u64 * 8
-    }
-    fn to_word(self) -> u64 {
-        self.buf_off as u64 | (self.data_len as u64) << 32 | (self.data_off as u64) << 48
-    }
-    fn from_word(w: u64) -> Desc {
-        Desc {
-            buf_off: w as u32,
-            data_len: (w >> 32) as u16,
-            data_off: (w >> 48) as u16,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +49,7 @@ struct RingMem {
 }
 
 // SAFETY: all shared accesses go through atomics; the pointers stay valid
-// while the owning region mapping lives (the ring is owned next to it).
+// while the mapping lives, and every ring end holds it (`_map`).
 unsafe impl Send for RingMem {}
 
 impl RingMem {
@@ -156,7 +60,8 @@ impl RingMem {
         debug_assert!(entries.is_power_of_two());
         RingMem {
             idx: base as *const RingIndexes,
-            descs: base.add(RING_HDR_SIZE) as *const AtomicU64,
+            // SAFETY: within the ring_bytes(entries) the caller vouches for.
+            descs: unsafe { base.add(RING_HDR_SIZE) } as *const AtomicU64,
             mask: entries - 1,
         }
     }
@@ -196,7 +101,8 @@ impl RingMem {
 /// `base` must point to a ring's index block (`RING_HDR_SIZE` bytes,
 /// 64-byte aligned), mapped at least readable while this runs.
 pub unsafe fn in_flight_at(base: *const u8, entries: u32) -> Option<u32> {
-    let idx = &*(base as *const RingIndexes);
+    // SAFETY: per the contract, an index block, mapped and aligned.
+    let idx = unsafe { &*(base as *const RingIndexes) };
     // Consumer first: it never passes the producer, so reading it first
     // cannot show more entries than there were.
     let cons = idx.cons.load(Ordering::Acquire);
@@ -208,6 +114,8 @@ pub unsafe fn in_flight_at(base: *const u8, entries: u32) -> Option<u32> {
 /// The producing end of a ring.
 pub struct Producer {
     mem: RingMem,
+    /// The memory `mem` points into: kept mapped while this end lives.
+    _map: Arc<Mapping>,
     /// Published position.
     prod: u32,
     /// Descriptors stored after `prod` by [`stage_all`](Self::stage_all), not yet
@@ -218,14 +126,17 @@ pub struct Producer {
 
 impl Producer {
     /// # Safety
-    /// As [`RingMem::new`]; only one producer may exist per ring.
-    pub unsafe fn new(base: *mut u8, entries: u32) -> Producer {
-        let mem = RingMem::new(base, entries);
+    /// As [`RingMem::new`], with `base` inside `map`; only one producer may
+    /// exist per ring.
+    pub(crate) unsafe fn new(base: *mut u8, entries: u32, map: Arc<Mapping>) -> Producer {
+        // SAFETY: per this function's contract.
+        let mem = unsafe { RingMem::new(base, entries) };
         // Start from what is published: a fresh region holds zeros; a ring
         // taken over after a stop continues where it was.
         let prod = mem.indexes().prod.load(Ordering::Acquire);
         let mut p = Producer {
             mem,
+            _map: map,
             prod,
             staged: 0,
             cons_cache: prod,
@@ -329,20 +240,20 @@ impl Producer {
     #[inline]
     pub fn prepare(&self, n: u32) {
         self.mem
-            .each_line(self.next_pos(), n, dpdk_sys::prefetch_write);
+            .each_line(self.next_pos(), n, crate::hint::prefetch_write);
     }
 
     /// Pushes the lines of the last `n` published descriptors and of the
     /// producer index out of this core's caches towards the shared one
-    /// ([`dpdk_sys::cldemote`]): the consumer's next read of them is then
+    /// ([`crate::hint::cldemote`]): the consumer's next read of them is then
     /// served there instead of by a snoop into this core. A hint: it
     /// changes nothing the consumer can see.
     #[inline]
     pub fn demote_published(&self, n: u32) {
         let n = n.min(self.mem.size());
         self.mem
-            .each_line(self.prod.wrapping_sub(n), n, dpdk_sys::cldemote);
-        dpdk_sys::cldemote(&self.mem.indexes().prod as *const AtomicU32 as *const u8);
+            .each_line(self.prod.wrapping_sub(n), n, crate::hint::cldemote);
+        crate::hint::cldemote(&self.mem.indexes().prod as *const AtomicU32 as *const u8);
     }
 
     /// Writes one descriptor and publishes it; false when the ring is full.
@@ -365,18 +276,23 @@ impl Producer {
 /// The consuming end of a ring.
 pub struct Consumer {
     mem: RingMem,
+    /// The memory `mem` points into: kept mapped while this end lives.
+    _map: Arc<Mapping>,
     cons: u32,
     prod_cache: u32,
 }
 
 impl Consumer {
     /// # Safety
-    /// As [`RingMem::new`]; only one consumer may exist per ring.
-    pub unsafe fn new(base: *mut u8, entries: u32) -> Consumer {
-        let mem = RingMem::new(base, entries);
+    /// As [`RingMem::new`], with `base` inside `map`; only one consumer may
+    /// exist per ring.
+    pub(crate) unsafe fn new(base: *mut u8, entries: u32, map: Arc<Mapping>) -> Consumer {
+        // SAFETY: per this function's contract.
+        let mem = unsafe { RingMem::new(base, entries) };
         let cons = mem.indexes().cons.load(Ordering::Acquire);
         Consumer {
             mem,
+            _map: map,
             cons,
             prod_cache: cons,
         }
@@ -420,32 +336,26 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::region::tests::memfd_region;
+    use crate::region::Region;
 
-    #[repr(C, align(64))]
-    struct Mem([u8; ring_bytes(8)]);
-
-    /// A ring of 8 in memory of its own, with both ends. The memory is
-    /// returned with them: it does not move with the Box, and must outlive
-    /// them.
-    fn ring8() -> (Box<Mem>, Producer, Consumer) {
-        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
-        let base = mem.0.as_mut_ptr();
-        // SAFETY: 64-byte aligned, ring_bytes(8) long, and returned with
-        // the two ends so that the caller keeps it alive.
-        let (p, c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
-        (mem, p, c)
+    /// A ring of 8 at the start of a region of its own, with both ends.
+    fn ring8() -> (Region, Producer, Consumer) {
+        let r = memfd_region(4096);
+        let (p, c) = (r.producer(0, 8).unwrap(), r.consumer(0, 8).unwrap());
+        (r, p, c)
     }
 
-    #[test]
-    fn desc_round_trips_through_a_word() {
-        let d = Desc::new(0x7_dead_bee8, 128, 1514);
-        assert_eq!(Desc::from_word(d.to_word()), d);
-        assert_eq!(d.offset(), 0x7_dead_bee8);
+    /// The ring's shared index words, as a hostile peer would write them.
+    fn index(r: &Region, which: usize) -> &AtomicU32 {
+        // SAFETY: offset 0 (prod) or 64 (cons) of the mapped region, which
+        // outlives the reference; u32-aligned.
+        unsafe { &*(r.base().add(which * 64) as *const AtomicU32) }
     }
 
     #[test]
     fn spsc_push_read_release_and_full() {
-        let (_mem, mut p, mut c) = ring8();
+        let (_r, mut p, mut c) = ring8();
         for i in 0..8 {
             assert!(p.push(Desc::new(i as u64 * 8, 0, 0)).unwrap());
         }
@@ -458,7 +368,7 @@ mod tests {
 
     #[test]
     fn staged_descriptors_are_unseen_until_published() {
-        let (_mem, mut p, mut c) = ring8();
+        let (_r, mut p, mut c) = ring8();
         p.stage_all(&[Desc::new(8, 0, 60), Desc::new(16, 0, 61)]);
         assert_eq!(c.available(8).unwrap(), 0, "staged, not published");
         assert_eq!(p.free(1).unwrap(), 6, "staged entries take room");
@@ -494,7 +404,7 @@ mod tests {
 
     #[test]
     fn demote_walks_any_span_and_changes_nothing() {
-        let (_mem, mut p, mut c) = ring8();
+        let (_r, mut p, mut c) = ring8();
         // Spans before, across and past the wrap, and longer than the ring.
         for round in 0..5u64 {
             for i in 0..5u32 {
@@ -514,34 +424,26 @@ mod tests {
 
     #[test]
     fn in_flight_is_read_from_the_indexes() {
-        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
-        let base = mem.0.as_mut_ptr();
-        // SAFETY: as in ring8(); mem lives to the end of the test.
-        let (mut p, mut c) = unsafe { (Producer::new(base, 8), Consumer::new(base, 8)) };
+        let (r, mut p, mut c) = ring8();
         for i in 0..5 {
             assert!(p.push(Desc::new(i * 8, 0, 0)).unwrap());
         }
         c.release(2);
         // SAFETY: the index block of a live ring.
-        assert_eq!(unsafe { in_flight_at(base, 8) }, Some(3));
-        // SAFETY: writes the prod index word inside the buffer.
-        unsafe { (*(base as *const AtomicU32)).store(1000, Ordering::Release) };
-        assert_eq!(unsafe { in_flight_at(base, 8) }, None);
+        assert_eq!(unsafe { in_flight_at(r.base(), 8) }, Some(3));
+        index(&r, 0).store(1000, Ordering::Release);
+        // SAFETY: as above.
+        assert_eq!(unsafe { in_flight_at(r.base(), 8) }, None);
     }
 
     #[test]
     fn corrupt_peer_index_is_detected_not_trusted() {
-        let mut mem = Box::new(Mem([0; ring_bytes(8)]));
-        let base = mem.0.as_mut_ptr();
-        // SAFETY: as in ring8(); mem lives to the end of the test.
-        let mut c = unsafe { Consumer::new(base, 8) };
+        let (r, mut p, mut c) = ring8();
         // A hostile producer claims 1000 entries in a ring of 8.
-        // SAFETY: writes the prod index word inside the buffer.
-        unsafe { (*(base as *const AtomicU32)).store(1000, Ordering::Release) };
+        index(&r, 0).store(1000, Ordering::Release);
         assert_eq!(c.available(1), Err(RingError::Corrupt));
-        // SAFETY: as above; the cons index lives at offset 64.
-        let mut p = unsafe { Producer::new(base.add(0), 8) };
-        unsafe { (*(base.add(64) as *const AtomicU32)).store(5000, Ordering::Release) };
+        // A hostile consumer claims to be 5000 ahead.
+        index(&r, 1).store(5000, Ordering::Release);
         assert_eq!(p.free(9), Err(RingError::Corrupt));
     }
 }

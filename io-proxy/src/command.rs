@@ -1,0 +1,272 @@
+//! The proxy's command language (startup file and prompt): its grammar
+//! and what each command does.
+
+use crate::proxy::Proxy;
+use crate::session::RegionConfig;
+
+pub const USAGE: &str = "\
+commands:
+  add port <port_id> [queues <n>] [rxd <n>]           configure n rx/tx queue pairs (default 2), RSS over them, start;
+                                                      rxd: NIC rx descriptors per queue (default: the PMD's)
+  add socket <path> <port_id> <queue> [heap <MiB>] [buffers <MiB>]
+                                                      serve that queue on a unix socket at <path>
+  remove socket <path>
+  set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
+  set timing on|off                                   count the datapath's TSC cycles per stage (costs a little)
+  show ports | show sockets | show stats | show datapath
+  help | quit";
+
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    AddPort {
+        port: u16,
+        queues: u16,
+        /// NIC rx descriptors per queue; 0: the PMD's default.
+        rxd: u16,
+    },
+    AddSocket {
+        path: String,
+        port: u16,
+        queue: u16,
+        cfg: RegionConfig,
+    },
+    RemoveSocket {
+        path: String,
+    },
+    Show(String),
+    SetLink {
+        port: u16,
+        up: bool,
+    },
+    SetTiming(bool),
+    Help,
+    Quit,
+    Nothing,
+}
+
+impl PartialEq for RegionConfig {
+    fn eq(&self, o: &Self) -> bool {
+        (self.heap_mb, self.buffers_mb, self.ring_entries)
+            == (o.heap_mb, o.buffers_mb, o.ring_entries)
+    }
+}
+
+fn num<T: std::str::FromStr>(what: &str, s: Option<&str>) -> Result<T, String> {
+    let s = s.ok_or_else(|| format!("missing {what}"))?;
+    s.parse().map_err(|_| format!("bad {what} '{s}'"))
+}
+
+/// Parses one command line.
+pub fn parse(line: &str) -> Result<Command, String> {
+    let line = line.split('#').next().unwrap_or("");
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let mut it = w.iter().copied();
+    let cmd = match (it.next(), it.next()) {
+        (None, _) => Command::Nothing,
+        (Some("add"), Some("port")) => {
+            let port = num("port_id", it.next())?;
+            let (mut queues, mut rxd) = (2, 0);
+            while let Some(k) = it.next() {
+                match k {
+                    "queues" => queues = num("queue count", it.next())?,
+                    "rxd" => {
+                        rxd = num("rx descriptor count", it.next())?;
+                        if rxd == 0 {
+                            return Err("rxd must be at least 1".into());
+                        }
+                    }
+                    x => return Err(format!("unexpected '{x}'")),
+                }
+            }
+            if queues == 0 {
+                return Err("queues must be at least 1".into());
+            }
+            Command::AddPort { port, queues, rxd }
+        }
+        (Some("add"), Some("socket")) => {
+            let path: String = it.next().ok_or("missing path")?.to_string();
+            if !path.starts_with('/') {
+                return Err(format!("socket path must be absolute: '{path}'"));
+            }
+            if path.len() >= 64 {
+                return Err(
+                    "socket path must be shorter than 64 bytes (EAL device name limit)".into(),
+                );
+            }
+            let port = num("port_id", it.next())?;
+            let queue = num("queue", it.next())?;
+            let mut cfg = RegionConfig::default();
+            while let Some(k) = it.next() {
+                match k {
+                    "heap" => cfg.heap_mb = num("heap MiB", it.next())?,
+                    "buffers" => cfg.buffers_mb = num("buffers MiB", it.next())?,
+                    x => return Err(format!("unexpected '{x}'")),
+                }
+            }
+            if cfg.heap_mb < 8 || cfg.heap_mb + cfg.buffers_mb >= 4000 || cfg.buffers_mb < 4 {
+                return Err("heap must be >= 8 MiB, buffers >= 4 MiB, together < 4000 MiB".into());
+            }
+            Command::AddSocket {
+                path,
+                port,
+                queue,
+                cfg,
+            }
+        }
+        (Some("remove"), Some("socket")) => Command::RemoveSocket {
+            path: it.next().ok_or("missing path")?.to_string(),
+        },
+        (Some("show"), Some(what @ ("ports" | "sockets" | "stats" | "datapath"))) => {
+            Command::Show(what.to_string())
+        }
+        (Some("set"), Some("link")) => {
+            let port = num("port_id", it.next())?;
+            let up = match it.next() {
+                Some("up") => true,
+                Some("down") => false,
+                other => {
+                    return Err(format!(
+                        "set link {port}: expected up or down, got {other:?}"
+                    ))
+                }
+            };
+            Command::SetLink { port, up }
+        }
+        (Some("set"), Some("timing")) => match it.next() {
+            Some("on") => Command::SetTiming(true),
+            Some("off") => Command::SetTiming(false),
+            other => return Err(format!("set timing: expected on or off, got {other:?}")),
+        },
+        (Some("help"), None) => Command::Help,
+        (Some("quit" | "exit"), None) => Command::Quit,
+        _ => return Err(format!("unknown command '{}'", w.join(" "))),
+    };
+    if let Some(x) = it.next() {
+        return Err(format!("unexpected '{x}'"));
+    }
+    Ok(cmd)
+}
+
+/// Executes a command; Ok(false) means quit.
+pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Result<bool, String> {
+    match cmd {
+        Command::Nothing => {}
+        Command::Help => {
+            let _ = writeln!(out, "{USAGE}");
+        }
+        Command::Quit => return Ok(false),
+        Command::AddPort { port, queues, rxd } => p.add_port(port, queues, rxd)?,
+        Command::AddSocket {
+            path,
+            port,
+            queue,
+            cfg,
+        } => p.add_socket(path, port, queue, cfg)?,
+        Command::RemoveSocket { path } => p.remove_socket(&path)?,
+        Command::SetTiming(on) => {
+            // Paused, so that no round adds to a counter being zeroed.
+            let _paused = p.dp.pause();
+            p.dp.timing.set(on);
+            crate::log::info(&format!(
+                "datapath timing {}",
+                if on { "on" } else { "off" }
+            ));
+        }
+        Command::SetLink { port, up } => {
+            let port_ref = p
+                .ports
+                .get(&port)
+                .ok_or_else(|| format!("port {port} not added"))?;
+            port_ref
+                .set_link(up)
+                .map_err(|e| format!("port {port}: {e}"))?;
+            p.watch_links();
+        }
+        Command::Show(what) => {
+            let text = match what.as_str() {
+                "ports" => p.show_ports(),
+                "sockets" => p.show_sockets(),
+                "datapath" => p.dp.timing.show(),
+                _ => p.show_stats(),
+            };
+            let _ = write!(out, "{text}");
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_commands() {
+        assert_eq!(
+            parse("add port 0").unwrap(),
+            Command::AddPort {
+                port: 0,
+                queues: 2,
+                rxd: 0
+            }
+        );
+        assert_eq!(
+            parse("add port 1 queues 4").unwrap(),
+            Command::AddPort {
+                port: 1,
+                queues: 4,
+                rxd: 0
+            }
+        );
+        assert_eq!(
+            parse("add port 1 rxd 256 queues 1").unwrap(),
+            Command::AddPort {
+                port: 1,
+                queues: 1,
+                rxd: 256
+            }
+        );
+        match parse("add socket /tmp/s_0_0/sock 0 1 heap 32 buffers 256").unwrap() {
+            Command::AddSocket {
+                path,
+                port,
+                queue,
+                cfg,
+            } => {
+                assert_eq!(
+                    (path.as_str(), port, queue, cfg.heap_mb, cfg.buffers_mb),
+                    ("/tmp/s_0_0/sock", 0, 1, 32, 256)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse("show stats").unwrap(), Command::Show("stats".into()));
+        assert_eq!(parse("  # comment").unwrap(), Command::Nothing);
+        assert_eq!(parse("quit").unwrap(), Command::Quit);
+        assert_eq!(
+            parse("set link 0 down").unwrap(),
+            Command::SetLink { port: 0, up: false }
+        );
+        assert_eq!(parse("set timing on").unwrap(), Command::SetTiming(true));
+        assert_eq!(
+            parse("show datapath").unwrap(),
+            Command::Show("datapath".into())
+        );
+        assert!(parse("set timing maybe").unwrap_err().contains("on or off"));
+    }
+
+    #[test]
+    fn rejects_bad_commands_with_a_reason() {
+        assert!(parse("add port x").unwrap_err().contains("bad port_id"));
+        assert!(parse("add socket rel/path 0 0")
+            .unwrap_err()
+            .contains("absolute"));
+        assert!(parse("add port 0 queues 0").is_err());
+        assert!(parse("add port 0 rxd 0").is_err());
+        assert!(parse("show everything")
+            .unwrap_err()
+            .contains("unknown command"));
+        assert!(parse("add port 0 extra")
+            .unwrap_err()
+            .contains("unexpected"));
+    }
+}

@@ -1,0 +1,794 @@
+//! The proxy's view of one guest's region: its rings, the buffers the
+//! proxy holds for it, and the moves between the rings and mbuf headers
+//! that the datapath makes.
+//!
+//! The NIC never sees an mbuf header the guest can write: the headers are
+//! in the proxy's own memory (the `shm_proxy` pools, `pool_ops.rs`),
+//! attached to guest buffers only after the guest's descriptor was copied
+//! out of the ring and checked ([`BufferRules`] makes a [`ValidTx`] or
+//! [`ValidFill`]; nothing else attaches). The payload is the only thing in
+//! shared memory the NIC touches.
+//!
+//! A [`GuestRegion`] is reached by three parties: the control thread, the
+//! datapath lcore, and the mempool callbacks that DPDK calls from inside
+//! our own calls into it (`rte_eth_tx_burst`, `rte_pktmbuf_free`,
+//! `rte_eth_rx_queue_setup`, ...). It therefore lives in a [`GuestCell`]
+//! and is reached through a raw pointer: each party makes a `&mut` for a
+//! scope that calls no DPDK function, and never holds one across such a
+//! call. The functions that do call into DPDK take the raw pointer.
+
+use crate::dma::BAD_IOVA;
+use crate::stats::SocketStats;
+use dpdk_sys as sys;
+use shm_abi::desc::{
+    BufferRules, Desc, Rejected, RxMeta, ValidFill, ValidTx, LEN_EMPTY, LEN_NOT_SENT, LEN_SENT,
+    RX_META, RX_META_LEN, RX_META_OL_FLAGS, RX_RSS_HASH, TX_RECYCLE,
+};
+use shm_abi::hint;
+use shm_abi::layout::ValidLayout;
+use shm_abi::region::{AreaView, Region};
+use shm_abi::ring::{Consumer, Producer, RingError};
+use std::cell::UnsafeCell;
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Packets per NIC burst, and most descriptors moved per ring per round.
+pub const BURST: usize = 32;
+
+/// What a header's buffer is: none (the header is free), a fill buffer
+/// (the NIC receives into it; it goes back on the rx ring), or a guest tx
+/// buffer (it goes back on txdone, or becomes a fill buffer if `recycle`).
+pub const ORIGIN_NONE: u8 = 0;
+pub const ORIGIN_FILL: u8 = 1;
+pub const ORIGIN_TX: u8 = 2;
+
+/// Private area after each proxy mbuf header (priv_size bytes).
+#[repr(C)]
+pub struct HdrPriv {
+    /// Region offset of the attached buffer (checked when attached).
+    pub buf_off: u64,
+    pub origin: u8,
+    /// What the guest is told when a tx buffer goes back (LEN_SENT or LEN_NOT_SENT).
+    pub status: u16,
+    /// A tx buffer the guest handed over for recycling: once the NIC is
+    /// done with it, it becomes a fill buffer (and comes back on rx).
+    pub recycle: bool,
+}
+pub const HDR_PRIV_SIZE: u16 = 16;
+const _: () = assert!(std::mem::size_of::<HdrPriv>() <= HDR_PRIV_SIZE as usize);
+
+/// # Safety
+/// `m` must be a header of a `shm_proxy` pool, not used through another
+/// reference while the result lives.
+#[inline]
+pub unsafe fn hdr_priv<'a>(m: *mut sys::rte_mbuf) -> &'a mut HdrPriv {
+    // SAFETY: a shm_proxy header has HDR_PRIV_SIZE bytes of private area
+    // right after the rte_mbuf (priv_size, set by the pool's init).
+    unsafe { &mut *((m as *mut u8).add(std::mem::size_of::<sys::rte_mbuf>()) as *mut HdrPriv) }
+}
+
+/// The IOVA of the checked buffer at region offset `off`, given the
+/// region's ([`GuestRegion::iova_base`]).
+#[inline]
+fn iova_at(iova_base: u64, off: u64) -> u64 {
+    if iova_base == BAD_IOVA {
+        BAD_IOVA
+    } else {
+        iova_base.wrapping_add(off)
+    }
+}
+
+/// One connected guest's shared state, as the proxy sees it. See the
+/// module doc for who reaches it, and how.
+pub struct GuestRegion {
+    pub(crate) region: Region,
+    pub layout: ValidLayout,
+    pub(crate) fill: Consumer,
+    pub(crate) rx: Producer,
+    pub(crate) tx: Consumer,
+    pub(crate) txdone: Producer,
+    /// Checked fill buffers waiting for the NIC, without a header yet.
+    pub(crate) staged: Vec<ValidFill>,
+    pub(crate) staged_cap: usize,
+    /// Headers of the rx pool's backend, each attached to a fill buffer.
+    pub(crate) ready: Vec<*mut sys::rte_mbuf>,
+    /// Free (unattached) headers of the rx pool and of the tx pool.
+    pub(crate) free_hdrs: Vec<*mut sys::rte_mbuf>,
+    pub(crate) free_tx_hdrs: Vec<*mut sys::rte_mbuf>,
+    /// What a descriptor must satisfy: the buffer area, the fill buffers'
+    /// room and headroom the guest promised at START, the largest frame.
+    pub rules: BufferRules,
+    pub port_id: u16,
+    /// The guest reads rx metadata (protocol v4): what the NIC set in a
+    /// received header goes into the buffer's headroom.
+    pub rx_meta: bool,
+    /// IOVA of region offset 0 as the NIC sees the buffer area
+    /// (`dma::DmaArea`), or `dma::BAD_IOVA` when the buffers have none.
+    pub iova_base: u64,
+    /// The rx pool (behind the NIC rx queue) and the tx pool.
+    pub mp: *mut sys::rte_mempool,
+    pub tx_mp: *mut sys::rte_mempool,
+    pub stats: Arc<SocketStats>,
+    /// Set when the guest broke the protocol; the control side disconnects it.
+    pub broken: bool,
+}
+
+/// The owner of a [`GuestRegion`], which everyone else reaches by raw
+/// pointer ([`GuestCell::get`]); see the module doc. Freed when dropped:
+/// by then no pool, queue or datapath may refer to it (the session drops
+/// it after `stop_guest` freed the pools).
+pub struct GuestCell(NonNull<UnsafeCell<GuestRegion>>);
+
+// SAFETY: the region is used by one thread at a time: control, or the
+// datapath while the queue is attached and control waits (datapath.rs).
+unsafe impl Send for GuestCell {}
+
+impl GuestCell {
+    pub fn new(g: GuestRegion) -> GuestCell {
+        let b = Box::new(UnsafeCell::new(g));
+        GuestCell(NonNull::from(Box::leak(b)))
+    }
+
+    /// The region. Make a `&mut` from it only for a scope that calls no
+    /// DPDK function, and only while no other party uses it.
+    pub fn get(&self) -> *mut GuestRegion {
+        UnsafeCell::raw_get(self.0.as_ptr())
+    }
+}
+
+impl Drop for GuestCell {
+    fn drop(&mut self) {
+        // SAFETY: made by Box::leak in new(); this is the owner, and by
+        // its contract nothing refers to the region any more.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+/// The buffer area of `region` that `rules` describe (a function of the
+/// two fields, so that callers can borrow the others mutably meanwhile).
+#[inline]
+pub(crate) fn buffer_area<'r>(region: &'r Region, rules: &BufferRules) -> AreaView<'r> {
+    region
+        .area(rules.buf_start, rules.buf_end - rules.buf_start)
+        .expect("the buffer area of a validated layout is in its region")
+}
+
+/// Where a rejected descriptor's buffer goes: back on the rx ring (empty)
+/// or on txdone. A ring without room loses it (counted); a corrupt ring
+/// marks the guest broken.
+fn give_back(
+    rx: &mut Producer,
+    txdone: &mut Producer,
+    stats: &SocketStats,
+    broken: &mut bool,
+    r: Rejected,
+) {
+    let (ring, d) = match r {
+        Rejected::ToRx(d) => (rx, d),
+        Rejected::ToTxDone(d) => (txdone, d),
+    };
+    match ring.push(d) {
+        Ok(true) => {}
+        Ok(false) => SocketStats::add(&stats.lost_returns, 1),
+        Err(RingError::Corrupt) => *broken = true,
+    }
+}
+
+/// Points free header `m` at a checked buffer.
+///
+/// # Safety
+/// `m` is a free header of this guest's pools, not otherwise referenced;
+/// `buf` is the address of the checked region offset `off`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn attach(
+    m: *mut sys::rte_mbuf,
+    buf: *mut u8,
+    iova: u64,
+    off: u64,
+    buf_len: u16,
+    data_off: u16,
+    data_len: u16,
+    origin: u8,
+    port: u16,
+) {
+    // SAFETY: per the contract, m is ours alone to write.
+    unsafe {
+        (*m).buf_addr = buf as *mut c_void;
+        (*m).buf_iova = iova;
+        (*m).buf_len = buf_len;
+        (*m).data_off = data_off;
+        (*m).data_len = data_len;
+        (*m).pkt_len = data_len as u32;
+        (*m).nb_segs = 1;
+        (*m).next = std::ptr::null_mut();
+        (*m).ol_flags = 0;
+        (*m).refcnt = 1;
+        (*m).port = port;
+        (*m).__bindgen_anon_1.packet_type = 0;
+        (*m).__bindgen_anon_3.tx_offload = 0;
+        (*m).__bindgen_anon_2.hash.rss = 0;
+        (*m).vlan_tci = 0;
+        let p = hdr_priv(m);
+        p.buf_off = off;
+        p.origin = origin;
+        p.status = LEN_SENT;
+        p.recycle = false;
+    }
+}
+
+/// Points an rx-pool header from `free_hdrs` at a recycled tx buffer.
+/// Lighter than [`attach`]: such a header came from the NIC's rx or from a
+/// pool free, so `refcnt` is 1, `nb_segs` 1 and `next` NULL already (the
+/// mbuf library's invariants for both), and the fields it does not set are
+/// ones a NIC's tx reads only under an offload flag, which it clears. Only
+/// the header's first line and its private word are written.
+///
+/// # Safety
+/// `m` is a header of the rx pool taken from `free_hdrs`; `buf` is the
+/// address of `v`'s buffer, which holds `rx_room` bytes.
+#[inline]
+unsafe fn retarget_fill(m: *mut sys::rte_mbuf, buf: *mut u8, iova: u64, rx_room: u16, v: &ValidTx) {
+    // SAFETY: per the contract, m is ours alone to write.
+    unsafe {
+        (*m).buf_addr = buf as *mut c_void;
+        (*m).buf_iova = iova;
+        (*m).buf_len = rx_room;
+        (*m).data_off = v.data_off();
+        (*m).data_len = v.data_len();
+        (*m).pkt_len = v.data_len() as u32;
+        (*m).ol_flags = 0;
+        let p = hdr_priv(m);
+        p.buf_off = v.offset();
+        p.origin = ORIGIN_FILL;
+    }
+}
+
+impl GuestRegion {
+    pub fn new(
+        region: Region,
+        layout: ValidLayout,
+        stats: Arc<SocketStats>,
+        port_id: u16,
+    ) -> Result<GuestRegion, shm_abi::msg::ProtoError> {
+        let n = layout.ring_entries;
+        Ok(GuestRegion {
+            fill: region.consumer(layout.fill_off, n)?,
+            rx: region.producer(layout.rx_off, n)?,
+            tx: region.consumer(layout.tx_off, n)?,
+            txdone: region.producer(layout.txdone_off, n)?,
+            region,
+            rules: BufferRules {
+                buf_start: layout.buf_off,
+                buf_end: layout.buf_off + layout.buf_len,
+                ..BufferRules::default()
+            },
+            layout,
+            staged: Vec::with_capacity(n as usize),
+            staged_cap: n as usize,
+            ready: Vec::new(),
+            free_hdrs: Vec::new(),
+            free_tx_hdrs: Vec::new(),
+            port_id,
+            rx_meta: false,
+            iova_base: BAD_IOVA,
+            mp: std::ptr::null_mut(),
+            tx_mp: std::ptr::null_mut(),
+            stats,
+            broken: false,
+        })
+    }
+
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The buffer area: every pointer to a guest buffer comes from it.
+    #[inline]
+    pub(crate) fn buffers(&self) -> AreaView<'_> {
+        buffer_area(&self.region, &self.rules)
+    }
+
+    /// Moves fill descriptors into `staged`, checking each; rejected ones
+    /// go straight back to the guest.
+    pub(crate) fn stage_fills(&mut self) {
+        let room = (self.staged_cap - self.staged.len()) as u32;
+        if room == 0 {
+            return;
+        }
+        let avail = match self.fill.available(room) {
+            Ok(a) => a.min(room),
+            Err(RingError::Corrupt) => {
+                self.broken = true;
+                return;
+            }
+        };
+        let rules = self.rules;
+        for i in 0..avail {
+            match rules.check_fill(self.fill.read(i)) {
+                Ok(f) => self.staged.push(f),
+                Err(r) => {
+                    SocketStats::add(&self.stats.bad_descriptors, 1);
+                    give_back(
+                        &mut self.rx,
+                        &mut self.txdone,
+                        &self.stats,
+                        &mut self.broken,
+                        r,
+                    );
+                }
+            }
+        }
+        self.fill.release(avail);
+    }
+
+    /// Gives `d` back on the rx ring, empty.
+    pub(crate) fn return_rx(&mut self, d: Desc) {
+        give_back(
+            &mut self.rx,
+            &mut self.txdone,
+            &self.stats,
+            &mut self.broken,
+            Rejected::ToRx(Desc {
+                data_len: LEN_EMPTY,
+                ..d
+            }),
+        );
+    }
+
+    /// Points free header `m` at the checked fill buffer `f` (ops_dequeue).
+    ///
+    /// # Safety
+    /// `m` is a free header of this guest's rx pool.
+    #[inline]
+    pub(crate) unsafe fn attach_fill(
+        &self,
+        area: &AreaView<'_>,
+        m: *mut sys::rte_mbuf,
+        f: ValidFill,
+    ) {
+        let off = f.offset();
+        // SAFETY: m is free (contract); f was checked against the rules of
+        // this area, so the address is its buffer's.
+        unsafe {
+            attach(
+                m,
+                area.at_checked(off),
+                iova_at(self.iova_base, off),
+                off,
+                self.rules.rx_room,
+                self.rules.rx_headroom,
+                0,
+                ORIGIN_FILL,
+                self.port_id,
+            )
+        }
+    }
+
+    /// Takes up to `out.len()` guest tx descriptors, checked and attached
+    /// to headers; rejected ones go back as such. Returns how many headers
+    /// it put in `out`, and their bytes. Calls no DPDK function.
+    pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> (usize, u64) {
+        let want = out.len().min(self.free_tx_hdrs.len()).min(BURST) as u32;
+        if want == 0 {
+            return (0, 0);
+        }
+        let avail = match self.tx.available(want) {
+            Ok(a) => a.min(want) as usize,
+            Err(RingError::Corrupt) => {
+                self.broken = true;
+                return (0, 0);
+            }
+        };
+        let area = buffer_area(&self.region, &self.rules);
+        let rules = self.rules;
+        let iova_base = self.iova_base;
+        // Each descriptor is copied out of the ring once; all that follows
+        // uses the copy. Payload lines are prefetched at the same time: a
+        // software NIC copies them out on this core right after, and each
+        // was just written by the guest's core. A recycled buffer is written
+        // next (the NIC receives into it). Hints only: nothing is read
+        // through these addresses before the check.
+        let mut descs = [Desc::default(); BURST];
+        for (i, slot) in descs[..avail].iter_mut().enumerate() {
+            let d = self.tx.read(i as u32);
+            let p = area
+                .addr(d.offset())
+                .wrapping_add((d.data_off & !TX_RECYCLE) as usize) as *const u8;
+            if d.data_off & TX_RECYCLE != 0 {
+                hint::prefetch_write(p);
+            } else {
+                hint::prefetch(p);
+            }
+            *slot = d;
+        }
+        self.tx.release(avail as u32);
+        let (mut n, mut bytes) = (0, 0u64);
+        for &d in &descs[..avail] {
+            let v = match rules.check_tx(d) {
+                Ok(v) => v,
+                Err(r) => {
+                    SocketStats::add(&self.stats.bad_descriptors, 1);
+                    give_back(
+                        &mut self.rx,
+                        &mut self.txdone,
+                        &self.stats,
+                        &mut self.broken,
+                        r,
+                    );
+                    continue;
+                }
+            };
+            let buf = area.at_checked(v.offset());
+            let iova = iova_at(iova_base, v.offset());
+            let free_rx_hdr = if v.recycle() {
+                self.free_hdrs.pop()
+            } else {
+                None
+            };
+            let m = match free_rx_hdr {
+                // The common case: an rx-pool header, so that the NIC frees
+                // it into the rx pool as a fill buffer (see pool_ops.rs).
+                Some(m) => {
+                    // SAFETY: m is a free header of the rx pool; v is checked
+                    // and, being recycled, holds rx_room bytes.
+                    unsafe { retarget_fill(m, buf, iova, rules.rx_room, &v) };
+                    m
+                }
+                // No rx-pool header free, or not a recycled buffer: a
+                // tx-pool header, which recycles the buffer when freed if
+                // asked to.
+                None => {
+                    let m = self.free_tx_hdrs.pop().expect("want <= free_tx_hdrs");
+                    // SAFETY: m is a free header of the tx pool; v is checked.
+                    unsafe {
+                        attach(
+                            m,
+                            buf,
+                            iova,
+                            v.offset(),
+                            v.end(),
+                            v.data_off(),
+                            v.data_len(),
+                            ORIGIN_TX,
+                            self.port_id,
+                        );
+                        hdr_priv(m).recycle = v.recycle();
+                    }
+                    m
+                }
+            };
+            out[n] = m;
+            n += 1;
+            bytes += v.data_len() as u64;
+        }
+        (n, bytes)
+    }
+
+    /// Stages the rx descriptors of delivered packets. Their buffers now
+    /// belong to the guest and their headers are free again (a header's
+    /// origin is set when it is next attached).
+    #[inline(always)]
+    fn stage_delivered(&mut self, descs: &[Desc], hdrs: &[*mut sys::rte_mbuf]) {
+        self.rx.stage_all(descs);
+        self.free_hdrs.extend_from_slice(hdrs);
+    }
+
+    /// Makes the staged rx descriptors visible to the guest.
+    #[inline]
+    pub fn publish_rx(&mut self) {
+        self.rx.publish_staged();
+    }
+
+    /// Writes what the NIC set in received header `m` (`flags`, masked
+    /// with [`RX_META_OL_FLAGS`], `packet_type`, the RSS hash) into the
+    /// headroom of its buffer at `off`, right before the packet, and returns
+    /// the descriptor's `data_off`: flagged [`RX_META`] if it did, as it is
+    /// if there is no room before the packet. Out of line: a software NIC
+    /// never gets here.
+    ///
+    /// # Safety
+    /// `m` is one of this guest's rx headers, attached to the buffer at `off`.
+    #[inline(never)]
+    unsafe fn put_rx_meta(
+        &self,
+        m: *mut sys::rte_mbuf,
+        off: u64,
+        data_off: u16,
+        flags: u64,
+        packet_type: u32,
+    ) -> u16 {
+        if data_off < RX_META_LEN || data_off & RX_META != 0 {
+            return data_off;
+        }
+        let rss = if flags & RX_RSS_HASH != 0 {
+            // SAFETY: m is a live header of ours (contract).
+            unsafe { (*m).__bindgen_anon_2.hash.rss }
+        } else {
+            0
+        };
+        let meta = RxMeta {
+            rss,
+            packet_type,
+            ol_flags: flags,
+        };
+        let at = off + (data_off - RX_META_LEN) as u64;
+        let Some(p) = self.buffers().ptr(at, RX_META_LEN as u64) else {
+            return data_off;
+        };
+        // SAFETY: in the buffer area (checked), in the buffer's headroom,
+        // which the guest does not use until it reads this descriptor.
+        unsafe {
+            let words = p as *mut u64;
+            let [w0, w1] = meta.to_words();
+            words.write_unaligned(w0.to_le());
+            words.add(1).write_unaligned(w1.to_le());
+        }
+        data_off | RX_META
+    }
+}
+
+/// Hands received packets to the guest. Each mbuf should be one of its
+/// headers. Returns how many were delivered; the rest are freed (their
+/// buffers go back to the guest empty). The descriptors are staged: the
+/// caller publishes them ([`GuestRegion::publish_rx`]), best after other
+/// work (see `Producer::stage_all`).
+///
+/// # Safety
+/// `g` is a live region that no one else uses during the call (the
+/// datapath holds the state lock); every pointer in `pkts` is a received
+/// mbuf owned by the caller.
+pub unsafe fn deliver_rx(g: *mut GuestRegion, pkts: &[*mut sys::rte_mbuf]) -> usize {
+    // Chosen once per burst: a NIC that tells nothing about its packets
+    // (net_null) costs the loop no test per packet.
+    // SAFETY: a short read; no other party uses g (contract).
+    let meta = unsafe { (*g).rx_meta };
+    let mut delivered = 0;
+    for burst in pkts.chunks(BURST) {
+        // SAFETY: per this function's contract.
+        delivered += unsafe {
+            if meta {
+                deliver_burst::<true>(g, burst)
+            } else {
+                deliver_burst::<false>(g, burst)
+            }
+        };
+    }
+    delivered
+}
+
+/// [`deliver_rx`] for at most [`BURST`] packets, passing rx metadata if
+/// `META`. The burst's descriptors and freed headers are gathered in
+/// locals and handed over once: the loop writes no field of the region
+/// per packet, and the ring's non-temporal stores go out back to back.
+/// Packets it cannot deliver are freed after the region's scope ends: the
+/// free calls back into the pool ops, which use the region.
+///
+/// # Safety
+/// As [`deliver_rx`].
+#[inline(always)]
+unsafe fn deliver_burst<const META: bool>(
+    g: *mut GuestRegion,
+    pkts: &[*mut sys::rte_mbuf],
+) -> usize {
+    let mut drops = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    let mut n_drops = 0;
+    let delivered = {
+        // SAFETY: no one else uses g (contract), and this scope calls no
+        // DPDK function.
+        let g = unsafe { &mut *g };
+        let mut room = g.rx.free(pkts.len() as u32).unwrap_or_else(|_| {
+            g.broken = true;
+            0
+        });
+        let mut descs = [Desc::default(); BURST];
+        let mut hdrs = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+        let (mut n, mut bytes) = (0usize, 0u64);
+        let area = buffer_area(&g.region, &g.rules);
+        let mp = g.mp;
+        for (i, &m) in pkts.iter().enumerate() {
+            if room == 0 {
+                // The guest may have made room since the first look.
+                room = g.rx.free((pkts.len() - i) as u32).unwrap_or(0);
+            }
+            // SAFETY: m is a received mbuf (contract). Only the header's
+            // first line is read: its buffer's offset is where buf_addr
+            // points (set by us, from a checked offset).
+            let (ours, buf, mut data_off, len) = unsafe {
+                (
+                    (*m).pool == mp && (*m).nb_segs == 1 && (*m).data_len != LEN_EMPTY,
+                    (*m).buf_addr as *const u8,
+                    (*m).data_off,
+                    (*m).data_len,
+                )
+            };
+            if !ours || room == 0 {
+                drops[n_drops] = m;
+                n_drops += 1;
+                continue;
+            }
+            let off = area.offset_of_known(buf);
+            if META {
+                // SAFETY: m is one of our rx headers (checked above).
+                let (flags, packet_type) = unsafe {
+                    (
+                        (*m).ol_flags & RX_META_OL_FLAGS,
+                        (*m).__bindgen_anon_1.packet_type,
+                    )
+                };
+                // A software NIC tells nothing: no store, no call.
+                if flags != 0 || packet_type != 0 {
+                    // SAFETY: m is attached to the buffer at off.
+                    data_off = unsafe { g.put_rx_meta(m, off, data_off, flags, packet_type) };
+                }
+            }
+            descs[n] = Desc::new(off, data_off, len);
+            hdrs[n] = m;
+            n += 1;
+            room -= 1;
+            bytes += len as u64;
+        }
+        g.stage_delivered(&descs[..n], &hdrs[..n]);
+        if n > 0 {
+            SocketStats::add(&g.stats.rx_packets, n as u64);
+            SocketStats::add(&g.stats.rx_bytes, bytes);
+        }
+        if n_drops > 0 {
+            SocketStats::add(&g.stats.rx_drops, n_drops as u64);
+        }
+        n
+    };
+    for &m in &drops[..n_drops] {
+        // SAFETY: a received mbuf we own; no reference to g is alive.
+        unsafe { sys::dpdk_sys_pktmbuf_free(m) };
+    }
+    delivered
+}
+
+/// Returns every buffer the proxy holds or that waits in the guest's
+/// fill and tx rings (STOP). Headers must all be back in the pools: the
+/// NIC no longer uses them and no lcore polls this guest.
+///
+/// # Safety
+/// `g` is live and no other party uses it (the datapath is paused or does
+/// not poll this guest).
+pub unsafe fn return_all(g: *mut GuestRegion) {
+    // SAFETY: a short read (contract).
+    let mp = unsafe { (*g).mp };
+    if !mp.is_null() {
+        // The lcore caches go back through ops_enqueue, which uses g: no
+        // reference to it is alive here.
+        // SAFETY: no lcore uses the pool any more (contract).
+        unsafe { sys::dpdk_sys_mempool_flush_caches(mp) };
+    }
+    // SAFETY: no other party uses g, and this scope calls no DPDK function.
+    let g = unsafe { &mut *g };
+    while let Some(m) = g.ready.pop() {
+        // SAFETY: a header of the rx pool, attached to a fill buffer.
+        let p = unsafe { hdr_priv(m) };
+        let off = p.buf_off;
+        p.origin = ORIGIN_NONE;
+        g.free_hdrs.push(m);
+        g.return_rx(Desc::new(off, 0, LEN_EMPTY));
+    }
+    // What is staged, then what the fill ring still holds, a staging
+    // area's worth at a time.
+    loop {
+        g.stage_fills();
+        if g.staged.is_empty() {
+            break;
+        }
+        while let Some(f) = g.staged.pop() {
+            let d = Desc::new(f.offset(), g.rules.rx_headroom, LEN_EMPTY);
+            g.return_rx(d);
+        }
+        if g.broken {
+            break;
+        }
+    }
+    if let Ok(n) = g.tx.available(u32::MAX) {
+        for i in 0..n {
+            let d = g.tx.read(i);
+            let r = if d.data_off & TX_RECYCLE != 0 {
+                Rejected::ToRx(Desc {
+                    data_len: LEN_EMPTY,
+                    data_off: d.data_off & !TX_RECYCLE,
+                    ..d
+                })
+            } else {
+                Rejected::ToTxDone(Desc {
+                    data_len: LEN_NOT_SENT,
+                    ..d
+                })
+            };
+            give_back(&mut g.rx, &mut g.txdone, &g.stats, &mut g.broken, r);
+        }
+        g.tx.release(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shm_abi::layout::Layout;
+    use std::alloc::{alloc_zeroed, dealloc, Layout as AllocLayout};
+    use std::os::fd::OwnedFd;
+
+    /// A guest region on a plain memfd, and the guest's end of its tx ring.
+    fn guest() -> (GuestRegion, Producer) {
+        let layout = Layout::compute(4096, 64, 1 << 20, 1 << 20);
+        let m = memfd::MemfdOptions::default().create("iova-test").unwrap();
+        m.as_file().set_len(layout.region_size).unwrap();
+        let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize).unwrap();
+        let layout = layout.validate(r.len() as u64).unwrap();
+        let guest_tx = r.producer(layout.tx_off, layout.ring_entries).unwrap();
+        let mut g = GuestRegion::new(r, layout, Arc::new(SocketStats::default()), 0).unwrap();
+        g.rules.rx_room = 2048;
+        g.rules.rx_headroom = 128;
+        g.rules.max_frame = 1518;
+        (g, guest_tx)
+    }
+
+    /// Zeroed mbuf headers with their private area, freed on drop.
+    struct Headers(Vec<*mut sys::rte_mbuf>);
+    const HDR: usize = std::mem::size_of::<sys::rte_mbuf>() + HDR_PRIV_SIZE as usize;
+    impl Headers {
+        fn new(n: usize) -> Headers {
+            let l = AllocLayout::from_size_align(HDR, 64).unwrap();
+            // SAFETY: non-zero size; freed with the same layout in drop.
+            Headers(
+                (0..n)
+                    .map(|_| unsafe { alloc_zeroed(l) } as *mut _)
+                    .collect(),
+            )
+        }
+    }
+    impl Drop for Headers {
+        fn drop(&mut self) {
+            let l = AllocLayout::from_size_align(HDR, 64).unwrap();
+            for &m in &self.0 {
+                // SAFETY: allocated in new with this layout.
+                unsafe { dealloc(m as *mut u8, l) };
+            }
+        }
+    }
+
+    /// Sends one buffer for tx and one for tx-then-recycle through
+    /// `take_tx`, and returns the IOVAs their headers carry to the NIC.
+    fn tx_iovas(iova_base: u64) -> ([u64; 2], [u64; 2]) {
+        let (mut g, mut guest_tx) = guest();
+        g.iova_base = iova_base;
+        let (tx_hdrs, rx_hdrs) = (Headers::new(2), Headers::new(1));
+        g.free_tx_hdrs = tx_hdrs.0.clone();
+        g.free_hdrs = rx_hdrs.0.clone();
+        let buf = g.layout.buf_off;
+        let offs = [buf + 4096, buf + 8192];
+        guest_tx.push(Desc::new(offs[0], 128, 60)).unwrap();
+        guest_tx
+            .push(Desc::new(offs[1], 128 | TX_RECYCLE, 60))
+            .unwrap();
+        let mut out = [std::ptr::null_mut(); 4];
+        assert_eq!(g.take_tx(&mut out).0, 2);
+        // SAFETY: take_tx filled the first two with our headers.
+        let iovas = unsafe { [(*out[0]).buf_iova, (*out[1]).buf_iova] };
+        // The recycled buffer took the rx-pool header (retarget_fill).
+        assert_eq!(out[1], rx_hdrs.0[0]);
+        (offs, iovas)
+    }
+
+    #[test]
+    fn headers_carry_the_buffers_iova() {
+        let (offs, iovas) = tx_iovas(0x7000_0000_0000);
+        assert_eq!(
+            iovas,
+            [0x7000_0000_0000 + offs[0], 0x7000_0000_0000 + offs[1]]
+        );
+    }
+
+    #[test]
+    fn headers_carry_no_iova_when_the_buffers_have_none() {
+        let (_, iovas) = tx_iovas(BAD_IOVA);
+        assert_eq!(iovas, [BAD_IOVA, BAD_IOVA]);
+    }
+}

@@ -1,0 +1,433 @@
+//! The proxy's state: NIC ports, the sockets that serve their queues, and
+//! each socket's guest session; guests connect, start, stop and go.
+
+use crate::datapath::{Datapath, DpQueue};
+use crate::dma;
+use crate::error::ProxyError;
+use crate::guest_region;
+use crate::log;
+use crate::nic::{mac_str, NicPort};
+use crate::pool_ops;
+use crate::session::{self, RegionConfig, Session};
+use crate::stats::SocketStats;
+use shm_abi::msg::{self, Msg, Start, Status};
+use shm_abi::socket::{self as wire, RecvError};
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub struct SocketEntry {
+    pub path: String,
+    pub port: u16,
+    pub queue: u16,
+    pub cfg: RegionConfig,
+    pub listener: OwnedFd,
+    pub session: Option<Session>,
+    pub stats: Arc<SocketStats>,
+    pub pools_made: u32,
+}
+
+pub struct Proxy {
+    /// Link (up, speed) last told to the guests, per port.
+    links: BTreeMap<u16, (bool, u32)>,
+    pub ports: BTreeMap<u16, NicPort>,
+    pub sockets: Vec<SocketEntry>,
+    pub dp: Arc<Datapath>,
+}
+
+impl Proxy {
+    pub fn new(dp: Arc<Datapath>) -> Proxy {
+        Proxy {
+            links: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            sockets: Vec::new(),
+            dp,
+        }
+    }
+
+    pub fn add_port(&mut self, id: u16, queues: u16, rxd: u16) -> Result<(), String> {
+        if self.ports.contains_key(&id) {
+            return Err(format!("port {id} already added"));
+        }
+        let p = NicPort::add(id, queues, rxd).map_err(|e| format!("port {id}: {e}"))?;
+        log::info(&format!(
+            "port {id} ({}, {}): {queues} queues of {} rx descriptors holding {} buffers each, {}, MAC {}",
+            p.name,
+            p.driver,
+            p.nb_rxd,
+            p.rx_held,
+            if p.rss {
+                "RSS"
+            } else {
+                "device's own spreading"
+            },
+            mac_str(&p.mac)
+        ));
+        let mut st = self.dp.pause();
+        for q in 0..queues {
+            st.queues.push(DpQueue {
+                port: id,
+                queue: q,
+                guest: None,
+                stats: p.queue_stats[q as usize].clone(),
+            });
+        }
+        drop(st);
+        self.ports.insert(id, p);
+        Ok(())
+    }
+
+    pub fn add_socket(
+        &mut self,
+        path: String,
+        port: u16,
+        queue: u16,
+        cfg: RegionConfig,
+    ) -> Result<(), String> {
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+        };
+        let p = self
+            .ports
+            .get(&port)
+            .ok_or_else(|| format!("port {port} not added (add port {port} first)"))?;
+        if queue >= p.nb_queues {
+            return Err(format!(
+                "port {port} has {} queues, no queue {queue}",
+                p.nb_queues
+            ));
+        }
+        if let Some(s) = self
+            .sockets
+            .iter()
+            .find(|s| s.path == path || (s.port, s.queue) == (port, queue))
+        {
+            return Err(format!(
+                "port {} queue {} is already served at {}",
+                s.port, s.queue, s.path
+            ));
+        }
+        let dir = std::path::Path::new(&path).parent().ok_or("bad path")?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        if std::fs::symlink_metadata(&path).is_ok() {
+            // A stale socket from an earlier run; refuse anything else.
+            use std::os::unix::fs::FileTypeExt;
+            let ft = std::fs::symlink_metadata(&path)
+                .map_err(|e| e.to_string())?
+                .file_type();
+            if !ft.is_socket() {
+                return Err(format!("{path} exists and is not a socket"));
+            }
+            std::fs::remove_file(&path).map_err(|e| format!("remove stale {path}: {e}"))?;
+        }
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(|e| format!("socket: {e}"))?;
+        let addr = UnixAddr::new(path.as_str()).map_err(|e| format!("{path}: {e}"))?;
+        bind(fd.as_raw_fd(), &addr).map_err(|e| format!("bind {path}: {e}"))?;
+        // Guests may run as other users (containers): the directory is the
+        // access control, the socket itself is open to whoever can reach it.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
+        listen(&fd, Backlog::new(4).unwrap()).map_err(|e| format!("listen: {e}"))?;
+        log::info(&format!("serving port {port} queue {queue} on {path}"));
+        self.sockets.push(SocketEntry {
+            path,
+            port,
+            queue,
+            cfg,
+            listener: fd,
+            session: None,
+            stats: p.queue_stats[queue as usize].clone(),
+            pools_made: 0,
+        });
+        Ok(())
+    }
+
+    pub fn remove_socket(&mut self, path: &str) -> Result<(), String> {
+        let i = self
+            .sockets
+            .iter()
+            .position(|s| s.path == path)
+            .ok_or_else(|| format!("no socket {path}"))?;
+        self.disconnect(i, "socket removed");
+        let s = self.sockets.remove(i);
+        let _ = std::fs::remove_file(&s.path);
+        log::info(&format!("stopped serving {}", s.path));
+        Ok(())
+    }
+
+    /// Accepts a guest on socket `i`.
+    pub fn accept(&mut self, i: usize) {
+        use nix::sys::socket::{accept4, SockFlag};
+        let s = &self.sockets[i];
+        let fd = match accept4(s.listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            // SAFETY: accept4 returned a new descriptor that we now own.
+            Ok(fd) => unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) },
+            Err(_) => return,
+        };
+        if s.session.is_some() {
+            let e = ProxyError::Busy(format!("{} already has a guest", s.path));
+            session::send_error(&fd, msg::VERSION_MAX, &e);
+            log::err(&format!("{}: refused a second guest", s.path));
+            return;
+        }
+        let port = &self.ports[&s.port];
+        match session::handshake(fd, &s.cfg, port, s.queue, s.stats.clone()) {
+            Ok(sess) => {
+                log::info(&format!(
+                    "{}: guest {} (pid {}, uid {}) connected, protocol v{}, {} MiB region on {}",
+                    s.path,
+                    sess.name,
+                    sess.pid,
+                    sess.uid,
+                    sess.version,
+                    sess.layout.region_size >> 20,
+                    if sess.hugepages {
+                        "2 MiB hugepages"
+                    } else {
+                        "4 KiB pages"
+                    }
+                ));
+                self.sockets[i].session = Some(sess);
+            }
+            Err(e) => log::err(&format!("{}: {e}", s.path)),
+        }
+    }
+
+    /// Handles what guest `i` sent. Any descriptor it attached is closed
+    /// on receipt (no request carries one).
+    pub fn guest_readable(&mut self, i: usize) {
+        let Some(sess) = &self.sockets[i].session else {
+            return;
+        };
+        let m = match wire::recv(sess.fd.as_raw_fd(), true) {
+            Ok(Some(r)) => r.msg,
+            Ok(None) => return self.disconnect(i, "guest closed the connection"),
+            Err(e) if e.would_block() => return,
+            Err(RecvError::Io(e)) => return self.disconnect(i, &format!("socket error: {e}")),
+            Err(e) => return self.disconnect(i, &e.to_string()),
+        };
+        let version = sess.version;
+        let (reply, result): (fn(Status) -> Msg, _) = match m {
+            Msg::Start(s) => (Msg::StartAck, self.start_guest(i, s)),
+            Msg::Stop => (Msg::StopAck, self.stop_guest(i, true)),
+            other => {
+                return self
+                    .disconnect(i, &format!("unexpected message type {}", other.type_code()))
+            }
+        };
+        let status = match &result {
+            Ok(()) => Status::ok(),
+            Err(e) => {
+                log::err(&format!("{}: {e}", self.sockets[i].path));
+                Status::error(e.errno(), e.to_string())
+            }
+        };
+        if let Some(sess) = &self.sockets[i].session {
+            if wire::send(sess.fd.as_raw_fd(), &reply(status), version, None).is_err() {
+                self.disconnect(i, "cannot reply");
+            }
+        }
+    }
+
+    fn start_guest(&mut self, i: usize, start: Start) -> Result<(), ProxyError> {
+        let s = &mut self.sockets[i];
+        let sess = s
+            .session
+            .as_mut()
+            .ok_or_else(|| ProxyError::NotFound("no session".into()))?;
+        if sess.started {
+            return Ok(());
+        }
+        let port = &self.ports[&s.port];
+        let room = start.rx_buf_len as u32;
+        let head = start.rx_headroom as u32;
+        if head >= room || room - head < port.max_rx_pktlen {
+            return Err(ProxyError::Invalid(format!(
+                "rx buffers of {room} bytes with {head} headroom cannot hold the NIC's {}-byte frames",
+                port.max_rx_pktlen
+            )));
+        }
+        let g = sess.guest.get();
+        let l = sess.layout;
+        // The NIC may reach the guest's buffers only while it is attached.
+        // SAFETY: reading the region's base; the guest is not attached, so
+        // no other party uses g.
+        let base = unsafe { (*g).region().base() };
+        let area = dma::DmaArea::map(
+            port.id,
+            base.wrapping_add(l.buf_off as usize),
+            l.buf_len as usize,
+            l.page_size as usize,
+        )
+        .map_err(ProxyError::Unsupported)?;
+        // SAFETY: not attached (above): control is the only party, and the
+        // scope calls no DPDK function.
+        unsafe {
+            let g = &mut *g;
+            g.rules.rx_room = start.rx_buf_len;
+            g.rules.rx_headroom = start.rx_headroom;
+            // Only if the NIC can tell anything: net_null, say, recognizes
+            // no packet type and has no rx offload, and then the datapath
+            // does not look. (Decided at HELLO_ACK, by the same rule as the
+            // guest.)
+            g.rx_meta = g.rx_meta && sess.version >= 4;
+        }
+        s.pools_made += 1;
+        let name = format!("shm_p{}q{}_{}", s.port, s.queue, s.pools_made % 10000);
+        let n = 4 * s.cfg.ring_entries - 1;
+        // SAFETY: g is live, unattached, and outlives its pools (freed in
+        // stop_guest before the session drops it).
+        unsafe { pool_ops::create_pools(&name, n, g, port.socket)? };
+        // Headers get buffers (and their IOVAs) from the queue setup below
+        // on; creating the pools attaches none.
+        // SAFETY: a short write, no other party.
+        let mp = unsafe {
+            (*g).iova_base = match area.iova() {
+                dma::BAD_IOVA => dma::BAD_IOVA,
+                iova => iova.wrapping_sub(l.buf_off),
+            };
+            (*g).mp
+        };
+        let mut st = self.dp.pause();
+        // The queue setup fills the NIC ring from the pool (ops_dequeue uses
+        // g): no reference to g is alive here.
+        if let Err(e) = port.set_rx_pool(s.queue, mp, true) {
+            drop(st);
+            // SAFETY: the pools were never attached to the NIC.
+            unsafe {
+                pool_ops::free_pools(g);
+                // `area` goes away on return: no IOVA may outlive it.
+                (*g).iova_base = dma::BAD_IOVA;
+            }
+            return Err(ProxyError::Nic(format!("attach queue: {e}")));
+        }
+        if let Some(q) = st
+            .queues
+            .iter_mut()
+            .find(|q| (q.port, q.queue) == (s.port, s.queue))
+        {
+            q.guest = Some(g);
+        }
+        drop(st);
+        sess.started = true;
+        log::info(&format!(
+            "{}: guest started, port {} queue {} attached; buffers DMA: {}",
+            s.path, s.port, s.queue, area.state
+        ));
+        sess.dma = Some(area);
+        Ok(())
+    }
+
+    /// Detaches the guest of socket `i` from its NIC queue. With
+    /// `give_back`, every buffer of the guest goes back to it first.
+    fn stop_guest(&mut self, i: usize, give_back: bool) -> Result<(), ProxyError> {
+        let s = &mut self.sockets[i];
+        let Some(sess) = s.session.as_mut() else {
+            return Ok(());
+        };
+        if !sess.started {
+            return Ok(());
+        }
+        let port = &self.ports[&s.port];
+        let g = sess.guest.get();
+        let mut st = self.dp.pause();
+        if let Some(q) = st
+            .queues
+            .iter_mut()
+            .find(|q| (q.port, q.queue) == (s.port, s.queue))
+        {
+            q.guest = None;
+        }
+        if give_back {
+            // SAFETY: the datapath is paused.
+            unsafe { crate::datapath::flush_tx(s.port, s.queue, g, &s.stats) };
+        }
+        // Always a full stop/start here: it makes the NIC hand back every
+        // header of this guest, rx and tx, before the pool goes away.
+        let r = port.set_rx_pool(s.queue, port.idle_pool, false);
+        drop(st);
+        // SAFETY: detached above: control is the only party left, and the
+        // NIC holds no header of these pools any more (the port was stopped
+        // with another pool behind the queue), nor does the datapath.
+        unsafe {
+            if give_back {
+                guest_region::return_all(g);
+            }
+            pool_ops::free_pools(g);
+            // Nor can a header of the NIC still point into the area.
+            (*g).iova_base = dma::BAD_IOVA;
+        }
+        sess.dma = None;
+        sess.started = false;
+        r.map_err(|e| ProxyError::Nic(format!("detach queue: {e}")))
+    }
+
+    pub fn disconnect(&mut self, i: usize, why: &str) {
+        if self.sockets[i].session.is_none() {
+            return;
+        }
+        if let Err(e) = self.stop_guest(i, false) {
+            log::err(&format!("{}: {e}", self.sockets[i].path));
+        }
+        let s = &mut self.sockets[i];
+        if let Some(sess) = s.session.take() {
+            log::info(&format!("{}: guest pid {} gone ({why})", s.path, sess.pid));
+        }
+        s.stats.guest_broken.store(false, Ordering::Relaxed);
+    }
+
+    /// Tells the guests of a port when its link changed.
+    pub fn watch_links(&mut self) {
+        for (id, p) in &self.ports {
+            let now = p.link();
+            let before = self.links.insert(*id, now);
+            if before.is_none() || before == Some(now) {
+                continue;
+            }
+            log::info(&format!(
+                "port {id}: link {}",
+                if now.0 { "up" } else { "down" }
+            ));
+            for s in self.sockets.iter().filter(|s| s.port == *id) {
+                if let Some(sess) = &s.session {
+                    let m = Msg::Link(msg::Link {
+                        up: now.0,
+                        speed: now.1,
+                    });
+                    let _ = wire::send(sess.fd.as_raw_fd(), &m, sess.version, None);
+                }
+            }
+        }
+    }
+
+    /// Periodic housekeeping: drop guests that broke the protocol, tell
+    /// guests about link changes.
+    pub fn tick(&mut self) {
+        self.watch_links();
+        for i in 0..self.sockets.len() {
+            if self.sockets[i].stats.guest_broken.load(Ordering::Relaxed) {
+                self.disconnect(i, "guest corrupted its rings");
+            }
+        }
+    }
+
+    pub fn shutdown(&mut self) {
+        let paths: Vec<String> = self.sockets.iter().map(|s| s.path.clone()).collect();
+        for p in paths {
+            let _ = self.remove_socket(&p);
+        }
+        let mut st = self.dp.pause();
+        st.queues.clear();
+        drop(st);
+        for p in self.ports.values() {
+            p.stop();
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The text tables of `show ports`, `show sockets` and `show stats`.
+
+use crate::nic::mac_str;
+use crate::proxy::Proxy;
+use crate::session;
+use crate::stats::get;
+
+impl Proxy {
+    pub fn show_ports(&self) -> String {
+        let mut s = format!(
+            "{:>4} {:<20} {:<16} {:>6} {:<5} {:<17} {:>5} {:<4}\n",
+            "port", "name", "driver", "queues", "rss", "mac", "mtu", "link"
+        );
+        for p in self.ports.values() {
+            let (up, speed) = p.link();
+            s += &format!(
+                "{:>4} {:<20} {:<16} {:>6} {:<5} {:<17} {:>5} {}\n",
+                p.id,
+                p.name,
+                p.driver,
+                p.nb_queues,
+                if p.rss { "yes" } else { "no" },
+                mac_str(&p.mac),
+                p.mtu,
+                if up {
+                    format!("up {speed} Mbps")
+                } else {
+                    "down".into()
+                }
+            );
+        }
+        s
+    }
+
+    pub fn show_sockets(&self) -> String {
+        let mut s = format!(
+            "{:<32} {:>4} {:>5} {:<10} {:>7} {:<12}\n",
+            "socket", "port", "queue", "guest", "pid", "state"
+        );
+        for e in &self.sockets {
+            let (guest, pid, state, dma) = match &e.session {
+                Some(ss) => (
+                    ss.name.clone(),
+                    ss.pid.to_string(),
+                    if ss.started { "started" } else { "connected" },
+                    ss.dma
+                        .as_ref()
+                        .map_or(String::new(), |a| format!(" (buffers DMA: {})", a.state)),
+                ),
+                None => ("-".into(), "-".into(), "listening", String::new()),
+            };
+            s += &format!(
+                "{:<32} {:>4} {:>5} {:<10} {:>7} {:<12}{dma}\n",
+                e.path, e.port, e.queue, guest, pid, state
+            );
+        }
+        s
+    }
+
+    pub fn show_stats(&self) -> String {
+        let mut s = String::new();
+        for p in self.ports.values() {
+            let st = p.stats();
+            s += &format!(
+                "port {}: rx {} pkts {} bytes, missed {}, tx {} pkts {} bytes, errors rx {} tx {}\n",
+                p.id, st.ipackets, st.ibytes, st.imissed, st.opackets, st.obytes, st.ierrors, st.oerrors
+            );
+            for (q, qs) in p.queue_stats.iter().enumerate() {
+                let served = self
+                    .sockets
+                    .iter()
+                    .find(|e| (e.port, e.queue) == (p.id, q as u16));
+                s += &format!(
+                    "  queue {q} {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, payload copies {}\n",
+                    served.map_or("(no socket)".to_string(), |e| e.path.clone()),
+                    get(&qs.rx_packets),
+                    get(&qs.rx_bytes),
+                    get(&qs.tx_packets),
+                    get(&qs.tx_bytes),
+                    get(&qs.rx_drops),
+                    get(&qs.tx_drops),
+                    get(&qs.rx_no_buffer),
+                    get(&qs.bad_descriptors),
+                    get(&qs.payload_copies),
+                );
+                if let Some(r) = served.and_then(|e| e.session.as_ref()?.rings.as_ref()) {
+                    let used: Vec<String> = session::RING_NAMES
+                        .iter()
+                        .zip(r.read())
+                        .map(|(name, n)| match n {
+                            Some(n) => format!("{name} {n}"),
+                            None => format!("{name} corrupt"),
+                        })
+                        .collect();
+                    s += &format!(
+                        "    rings in use (of {}): {}\n",
+                        r.ring_entries(),
+                        used.join(", ")
+                    );
+                }
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,350 @@
+//! Descriptors as they cross the boundary, their flags, rx metadata, and
+//! the checks that turn a descriptor read from a ring into a value that
+//! may be used: [`ValidTx`], [`ValidFill`]. Nothing else makes those.
+
+/// One buffer descriptor as it crosses the boundary: a single u64,
+/// `buf_off / 8 (u32) | data_len (u16) | data_off (u16)`.
+///
+/// - `buf_off`: offset of the buffer (the mbuf's `buf_addr`) in the region,
+///   a multiple of 8
+/// - `data_off`, `data_len`: as in `rte_mbuf`
+///
+/// No pointer and no id crosses: the guest maps `buf_off` back to its mbuf
+/// through the geometry of its own pools. Status travels in `data_len` on
+/// the rings that return buffers (see `LEN_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Desc {
+    pub buf_off: u32,
+    pub data_len: u16,
+    pub data_off: u16,
+}
+
+/// Size of one descriptor on a ring: 8 per cache line.
+pub const DESC_SIZE: usize = 8;
+
+/// rx ring: a fill buffer handed back without a packet.
+pub const LEN_EMPTY: u16 = 0;
+/// txdone ring: sent.
+pub const LEN_SENT: u16 = 0;
+/// txdone ring: the proxy rejected the descriptor (bad offset or length).
+pub const LEN_REJECTED: u16 = 0xffff;
+/// txdone ring: not sent (NIC queue full, or the port stopped).
+pub const LEN_NOT_SENT: u16 = 0xfffe;
+
+/// tx ring, in `data_off`: the buffer is from the pool of the port's rx
+/// queue; once sent (or not), the proxy keeps it as a fill buffer instead of
+/// returning it on txdone. It comes back on the rx ring.
+pub const TX_RECYCLE: u16 = 0x8000;
+
+/// rx ring, in `data_off` (protocol v4): the [`RX_META_LEN`] bytes right
+/// before the packet, in the buffer's headroom, hold its rx metadata
+/// ([`RxMeta`]).
+pub const RX_META: u16 = 0x8000;
+pub const RX_META_LEN: u16 = 16;
+
+/// The mbuf `ol_flags` rx metadata may carry: the RSS hash's presence and
+/// the checksum verdicts. Both sides mask with it.
+///
+/// The bits are DPDK's `RTE_MBUF_F_RX_RSS_HASH` (bit 1),
+/// `RTE_MBUF_F_RX_IP_CKSUM_MASK` (bits 4 and 7) and
+/// `RTE_MBUF_F_RX_L4_CKSUM_MASK` (bits 3 and 8), the same in every DPDK
+/// release since 21.11; the drivers check them against the headers they are
+/// built with at compile time.
+pub const RX_META_OL_FLAGS: u64 = RX_RSS_HASH | RX_IP_CKSUM_MASK | RX_L4_CKSUM_MASK;
+pub const RX_RSS_HASH: u64 = 1 << 1;
+pub const RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
+pub const RX_L4_CKSUM_MASK: u64 = (1 << 3) | (1 << 8);
+
+/// What the NIC told about a received packet, as the proxy passes it on:
+/// the RSS hash, the packet type and the checksum flags. In the buffer as
+/// two little-endian u64: `hash | packet_type << 32`, then `ol_flags`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    pub rss: u32,
+    pub packet_type: u32,
+    pub ol_flags: u64,
+}
+
+impl RxMeta {
+    pub fn to_words(self) -> [u64; 2] {
+        [
+            self.rss as u64 | (self.packet_type as u64) << 32,
+            self.ol_flags,
+        ]
+    }
+    pub fn from_words(w: [u64; 2]) -> RxMeta {
+        RxMeta {
+            rss: w[0] as u32,
+            packet_type: (w[0] >> 32) as u32,
+            ol_flags: w[1],
+        }
+    }
+}
+
+impl Desc {
+    /// A descriptor for the buffer at byte offset `off` (a multiple of 8;
+    /// offsets up to 32 GiB).
+    pub fn new(off: u64, data_off: u16, data_len: u16) -> Desc {
+        debug_assert!(off.is_multiple_of(8));
+        Desc {
+            buf_off: (off / 8) as u32,
+            data_len,
+            data_off,
+        }
+    }
+    /// Byte offset of the buffer in the region.
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.buf_off as u64 * 8
+    }
+    #[inline]
+    pub(crate) fn to_word(self) -> u64 {
+        self.buf_off as u64 | (self.data_len as u64) << 32 | (self.data_off as u64) << 48
+    }
+    #[inline]
+    pub(crate) fn from_word(w: u64) -> Desc {
+        Desc {
+            buf_off: w as u32,
+            data_len: (w >> 32) as u16,
+            data_off: (w >> 48) as u16,
+        }
+    }
+}
+
+/// Whether rx descriptors carry rx metadata on a connection: protocol v4,
+/// and a NIC that can tell anything (an rx offload, or a packet type other
+/// than `RTE_PTYPE_UNKNOWN`, 0) as HELLO_ACK says. Both sides decide with
+/// this, from the same HELLO_ACK fields.
+pub fn rx_meta_enabled(version: u16, rx_offloads: u64, ptypes: &[u32]) -> bool {
+    version >= 4 && (rx_offloads != 0 || ptypes.iter().any(|&t| t != 0))
+}
+
+/// What the proxy accepts from one guest's rings: the buffer area, the
+/// data room the guest promised for fill buffers, the largest frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BufferRules {
+    /// Region offsets of the buffer area, `[buf_start, buf_end)`.
+    pub buf_start: u64,
+    pub buf_end: u64,
+    /// Data room of every fill buffer, and the headroom the NIC leaves.
+    pub rx_room: u16,
+    pub rx_headroom: u16,
+    /// Largest frame the NIC sends.
+    pub max_frame: u32,
+}
+
+/// Shortest frame the proxy sends: an Ethernet header.
+pub const MIN_FRAME: u16 = 14;
+
+/// A guest tx descriptor that passed [`BufferRules::check_tx`]: its bytes
+/// `[offset + data_off, + data_len)` lie in the buffer area and its length
+/// is a frame's; if [`recycle`](Self::recycle), the buffer is also a whole
+/// fill buffer (`rx_room` bytes in the area) holding the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidTx {
+    desc: Desc,
+    recycle: bool,
+}
+
+impl ValidTx {
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.desc.offset()
+    }
+    #[inline]
+    pub fn data_off(&self) -> u16 {
+        self.desc.data_off
+    }
+    #[inline]
+    pub fn data_len(&self) -> u16 {
+        self.desc.data_len
+    }
+    /// End of the packet from the buffer's start (fits in u16: checked).
+    #[inline]
+    pub fn end(&self) -> u16 {
+        self.desc.data_off + self.desc.data_len
+    }
+    #[inline]
+    pub fn recycle(&self) -> bool {
+        self.recycle
+    }
+}
+
+/// A fill buffer that passed [`BufferRules::check_fill`]: `rx_room` bytes
+/// in the buffer area, the packet to start at the agreed headroom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidFill {
+    off: u64,
+}
+
+impl ValidFill {
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.off
+    }
+    /// A fill buffer at `off`, which the caller checked before and kept in
+    /// memory the guest cannot write (a buffer a [`ValidTx`] with
+    /// [`recycle`](ValidTx::recycle) named, once the NIC is done with it).
+    #[inline]
+    pub fn from_checked(tx_recycled_off: u64) -> ValidFill {
+        ValidFill {
+            off: tx_recycled_off,
+        }
+    }
+}
+
+/// A descriptor that failed its check, and where its buffer goes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Back on txdone, [`LEN_REJECTED`].
+    ToTxDone(Desc),
+    /// Back on the rx ring, empty (a fill buffer, or one handed over for
+    /// recycling).
+    ToRx(Desc),
+}
+
+impl BufferRules {
+    /// Is `[off, off + len)` wholly inside the buffer area?
+    #[inline]
+    pub fn in_buffers(&self, off: u64, len: u64) -> bool {
+        off >= self.buf_start && off + len <= self.buf_end
+    }
+
+    /// Checks a tx descriptor as read from the guest's tx ring.
+    #[inline]
+    pub fn check_tx(&self, raw: Desc) -> Result<ValidTx, Rejected> {
+        let recycle = raw.data_off & TX_RECYCLE != 0;
+        let d = Desc {
+            data_off: raw.data_off & !TX_RECYCLE,
+            ..raw
+        };
+        let end = d.data_off as u64 + d.data_len as u64;
+        let len_ok = d.data_len >= MIN_FRAME && d.data_len as u32 <= self.max_frame;
+        let ok = if recycle {
+            // It will be a fill buffer next: it must be one, rx_room bytes
+            // in the buffer area, with the packet within them.
+            len_ok && end <= self.rx_room as u64 && self.in_buffers(d.offset(), self.rx_room as u64)
+        } else {
+            len_ok && end <= u16::MAX as u64 && self.in_buffers(d.offset(), end)
+        };
+        if ok {
+            Ok(ValidTx { desc: d, recycle })
+        } else if recycle {
+            Err(Rejected::ToRx(Desc {
+                data_len: LEN_EMPTY,
+                ..d
+            }))
+        } else {
+            Err(Rejected::ToTxDone(Desc {
+                data_len: LEN_REJECTED,
+                ..d
+            }))
+        }
+    }
+
+    /// Checks a descriptor as read from the guest's fill ring.
+    #[inline]
+    pub fn check_fill(&self, raw: Desc) -> Result<ValidFill, Rejected> {
+        let fits = raw.data_off == self.rx_headroom && raw.data_len == 0;
+        if fits && self.in_buffers(raw.offset(), self.rx_room as u64) {
+            Ok(ValidFill { off: raw.offset() })
+        } else {
+            Err(Rejected::ToRx(Desc {
+                data_len: LEN_EMPTY,
+                ..raw
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: BufferRules = BufferRules {
+        buf_start: 1 << 20,
+        buf_end: 2 << 20,
+        rx_room: 2176,
+        rx_headroom: 128,
+        max_frame: 1518,
+    };
+
+    #[test]
+    fn desc_round_trips_through_a_word() {
+        let d = Desc::new(0x7_dead_bee8, 128, 1514);
+        assert_eq!(Desc::from_word(d.to_word()), d);
+        assert_eq!(d.offset(), 0x7_dead_bee8);
+    }
+
+    #[test]
+    fn tx_checks() {
+        let ok = RULES.check_tx(Desc::new(1 << 20, 128, 60)).unwrap();
+        assert_eq!((ok.offset(), ok.end(), ok.recycle()), (1 << 20, 188, false));
+        let r = RULES
+            .check_tx(Desc::new(1 << 20, 128 | TX_RECYCLE, 60))
+            .unwrap();
+        assert!(r.recycle());
+        assert_eq!(r.data_off(), 128);
+        for bad in [
+            Desc::new(0, 0, 60),              // before the area
+            Desc::new((2 << 20) - 32, 0, 60), // runs past it
+            Desc::new(1 << 20, 0, 13),        // shorter than a header
+            Desc::new(1 << 20, 0, 1519),      // longer than a frame
+        ] {
+            assert_eq!(
+                RULES.check_tx(bad),
+                Err(Rejected::ToTxDone(Desc {
+                    data_len: LEN_REJECTED,
+                    ..bad
+                }))
+            );
+        }
+        // Recycled: the packet must lie within a fill buffer's room, which
+        // must lie in the area.
+        for bad in [
+            Desc::new(1 << 20, 2100 | TX_RECYCLE, 200),
+            Desc::new((2 << 20) - 1000, 128 | TX_RECYCLE, 64),
+        ] {
+            assert!(
+                matches!(RULES.check_tx(bad), Err(Rejected::ToRx(d)) if d.data_len == LEN_EMPTY && d.data_off & TX_RECYCLE == 0)
+            );
+        }
+    }
+
+    #[test]
+    fn fill_checks() {
+        assert_eq!(
+            RULES
+                .check_fill(Desc::new(1 << 20, 128, 0))
+                .map(|f| f.offset()),
+            Ok(1 << 20)
+        );
+        for bad in [
+            Desc::new(1 << 20, 64, 0),
+            Desc::new(1 << 20, 128, 1),
+            Desc::new((2 << 20) - 2048, 128, 0),
+            Desc::new(0, 128, 0),
+        ] {
+            assert!(RULES.check_fill(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn rx_meta_rule() {
+        assert!(!rx_meta_enabled(3, 0xff, &[0x11]));
+        assert!(!rx_meta_enabled(4, 0, &[]));
+        assert!(!rx_meta_enabled(4, 0, &[0]), "only RTE_PTYPE_UNKNOWN");
+        assert!(rx_meta_enabled(4, 0, &[0x11, 0]));
+        assert!(rx_meta_enabled(4, 0x2, &[]));
+    }
+
+    #[test]
+    fn rx_meta_round_trips() {
+        let m = RxMeta {
+            rss: 0xdead_beef,
+            packet_type: 0x291,
+            ol_flags: RX_META_OL_FLAGS,
+        };
+        assert_eq!(RxMeta::from_words(m.to_words()), m);
+    }
+}

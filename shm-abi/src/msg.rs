@@ -1,0 +1,538 @@
+//! The control messages between a guest (`sock` bus) and `dpdk-io-proxy`,
+//! over a `SOCK_SEQPACKET` unix socket. One message per packet: an 8-byte
+//! header (magic, version, type), then the type's fields in little endian
+//! at fixed offsets; see docs/protocol.md.
+//!
+//! [`Msg::decode`] is the only way in from the wire: any bytes give a
+//! [`Msg`] or a [`ProtoError`], never a panic. [`Msg::encode`] is the only
+//! way out.
+
+use crate::layout::Layout;
+
+pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
+/// Protocol versions this build speaks.
+/// v2: 8-byte descriptors without ids (v1: 16 bytes with ids);
+/// v3: rx fill minimum in HELLO_ACK; v4: rx metadata.
+pub const VERSION_MIN: u16 = 3;
+pub const VERSION_MAX: u16 = 4;
+/// Largest message on the wire.
+pub const MAX_MSG: usize = 512;
+/// Bytes of the header every message starts with.
+pub const HEADER_LEN: usize = 8;
+
+pub const MSG_HELLO: u16 = 1;
+pub const MSG_HELLO_ACK: u16 = 2;
+pub const MSG_START: u16 = 3;
+pub const MSG_START_ACK: u16 = 4;
+pub const MSG_STOP: u16 = 5;
+pub const MSG_STOP_ACK: u16 = 6;
+pub const MSG_LINK: u16 = 7;
+pub const MSG_ERROR: u16 = 8;
+
+/// Why received bytes are not a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtoError {
+    Short,
+    BadMagic,
+    /// A type this build does not know.
+    UnknownType(u16),
+    /// A known type that was not expected here.
+    Unexpected(u16),
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtoError::Short => write!(f, "message too short"),
+            ProtoError::BadMagic => write!(f, "bad magic"),
+            ProtoError::UnknownType(t) => write!(f, "unknown message type {t}"),
+            ProtoError::Unexpected(t) => write!(f, "unexpected message type {t}"),
+            ProtoError::Invalid(why) => write!(f, "invalid message: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+impl ProtoError {
+    /// The errno a peer is told, or a C caller returns.
+    pub fn errno(&self) -> i32 {
+        libc::EPROTO
+    }
+}
+
+/// Little-endian writer for one message.
+struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn new(msg_type: u16, version: u16) -> Writer {
+        let mut w = Writer {
+            buf: Vec::with_capacity(MAX_MSG),
+        };
+        w.u32(MAGIC).u16(version).u16(msg_type);
+        w
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.buf.push(v);
+        self
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn i32(&mut self, v: i32) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// A fixed-size, NUL-padded string field (cut at N - 1 bytes).
+    fn str<const N: usize>(&mut self, s: &str) -> &mut Self {
+        let mut field = [0u8; N];
+        let b = s.as_bytes();
+        let n = b.len().min(N - 1);
+        field[..n].copy_from_slice(&b[..n]);
+        self.buf.extend_from_slice(&field);
+        self
+    }
+}
+
+/// Bounds-checked little-endian reader over a received message.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ProtoError> {
+        let end = self.pos.checked_add(N).ok_or(ProtoError::Short)?;
+        let s = self.buf.get(self.pos..end).ok_or(ProtoError::Short)?;
+        self.pos = end;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, ProtoError> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ProtoError> {
+        Ok(u16::from_le_bytes(self.take()?))
+    }
+    fn u32(&mut self) -> Result<u32, ProtoError> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn i32(&mut self) -> Result<i32, ProtoError> {
+        Ok(i32::from_le_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Result<u64, ProtoError> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+    fn str<const N: usize>(&mut self) -> Result<String, ProtoError> {
+        let a = self.take::<N>()?;
+        let end = a.iter().position(|&b| b == 0).unwrap_or(N);
+        Ok(String::from_utf8_lossy(&a[..end]).into_owned())
+    }
+}
+
+/// HELLO: guest -> proxy, first message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub version_min: u16,
+    pub version_max: u16,
+    pub pid: u32,
+    pub name: String,
+}
+
+/// HELLO_ACK: proxy -> guest, carries the region's memfd (SCM_RIGHTS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloAck {
+    pub version: u16,
+    /// As sent: the guest checks it against the memfd
+    /// ([`Layout::validate`]) before it uses any part of it.
+    pub layout: Layout,
+    pub mac: [u8; 6],
+    pub mtu: u16,
+    pub max_rx_pktlen: u32,
+    pub link_speed: u32,
+    pub link_up: bool,
+    pub nic_port: u16,
+    pub nic_queue: u16,
+    pub nic_name: String,
+    /// Fill buffers the NIC queue needs posted to receive at full rate
+    /// (its rx descriptors, plus what the proxy keeps ready): the least
+    /// the guest keeps posted.
+    pub rx_fill_min: u32,
+    /// v4: the rx offloads whose results the NIC queue delivers
+    /// (`RTE_ETH_RX_OFFLOAD_CHECKSUM`, `_RSS_HASH`), passed on to the guest
+    /// as rx metadata ([`crate::desc::RxMeta`]); 0 before v4.
+    pub rx_offloads: u64,
+    /// v4: the packet types the NIC recognizes (at most [`MAX_PTYPES`]);
+    /// empty before v4.
+    pub ptypes: Vec<u32>,
+}
+
+/// Most packet types a HELLO_ACK carries.
+pub const MAX_PTYPES: usize = 32;
+
+impl HelloAck {
+    /// Whether rx descriptors of this connection may carry rx metadata
+    /// (see [`crate::desc::rx_meta_enabled`]).
+    pub fn rx_meta(&self) -> bool {
+        crate::desc::rx_meta_enabled(self.version, self.rx_offloads, &self.ptypes)
+    }
+}
+
+/// START: guest -> proxy. The guest has posted fill buffers of at least
+/// `rx_buf_len` bytes of data room; the proxy attaches the NIC queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    pub rx_buf_len: u16,
+    pub rx_headroom: u16,
+}
+
+/// A status reply (START_ACK, STOP_ACK) or an ERROR: a negative errno (0
+/// for success) and a text for the peer's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: i32,
+    pub text: String,
+}
+
+impl Status {
+    pub fn ok() -> Status {
+        Status {
+            code: 0,
+            text: "ok".into(),
+        }
+    }
+    /// A failure: `errno` positive, as in `libc::EINVAL`.
+    pub fn error(errno: i32, text: impl Into<String>) -> Status {
+        Status {
+            code: -errno.abs(),
+            text: text.into(),
+        }
+    }
+}
+
+/// LINK: proxy -> guest, the NIC's link changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    pub speed: u32,
+}
+
+/// One control message, either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    Hello(Hello),
+    HelloAck(HelloAck),
+    Start(Start),
+    StartAck(Status),
+    Stop,
+    StopAck(Status),
+    Link(Link),
+    Error(Status),
+}
+
+impl Msg {
+    /// The wire type code.
+    pub fn type_code(&self) -> u16 {
+        match self {
+            Msg::Hello(_) => MSG_HELLO,
+            Msg::HelloAck(_) => MSG_HELLO_ACK,
+            Msg::Start(_) => MSG_START,
+            Msg::StartAck(_) => MSG_START_ACK,
+            Msg::Stop => MSG_STOP,
+            Msg::StopAck(_) => MSG_STOP_ACK,
+            Msg::Link(_) => MSG_LINK,
+            Msg::Error(_) => MSG_ERROR,
+        }
+    }
+
+    /// File descriptors this message type carries: the region's memfd with
+    /// HELLO_ACK, none with anything else. Whatever else arrives is closed
+    /// ([`crate::socket::recv`]).
+    pub fn fds_expected(type_code: u16) -> usize {
+        usize::from(type_code == MSG_HELLO_ACK)
+    }
+
+    /// The message in `version`'s format (HELLO is always sent as
+    /// [`VERSION_MAX`]: it offers a range; HELLO_ACK in its own version).
+    pub fn encode(&self, version: u16) -> Vec<u8> {
+        let version = match self {
+            Msg::Hello(_) => VERSION_MAX,
+            Msg::HelloAck(a) => a.version,
+            _ => version,
+        };
+        let mut w = Writer::new(self.type_code(), version);
+        match self {
+            Msg::Hello(h) => {
+                w.u16(h.version_min)
+                    .u16(h.version_max)
+                    .u32(h.pid)
+                    .str::<32>(&h.name);
+            }
+            Msg::HelloAck(a) => {
+                w.u16(a.version);
+                encode_layout(&a.layout, &mut w);
+                for b in a.mac {
+                    w.u8(b);
+                }
+                w.u16(a.mtu)
+                    .u32(a.max_rx_pktlen)
+                    .u32(a.link_speed)
+                    .u8(a.link_up as u8)
+                    .u16(a.nic_port)
+                    .u16(a.nic_queue)
+                    .str::<64>(&a.nic_name)
+                    .u32(a.rx_fill_min);
+                if a.version >= 4 {
+                    let n = a.ptypes.len().min(MAX_PTYPES);
+                    w.u64(a.rx_offloads).u8(n as u8);
+                    for &t in &a.ptypes[..n] {
+                        w.u32(t);
+                    }
+                }
+            }
+            Msg::Start(s) => {
+                w.u16(s.rx_buf_len).u16(s.rx_headroom);
+            }
+            Msg::StartAck(s) | Msg::StopAck(s) | Msg::Error(s) => {
+                w.i32(s.code).str::<128>(&s.text);
+            }
+            Msg::Stop => {}
+            Msg::Link(l) => {
+                w.u8(l.up as u8).u32(l.speed);
+            }
+        }
+        w.buf
+    }
+
+    /// Parses one received message: its header's version and the message.
+    /// Trailing bytes are allowed (a newer minor revision may append).
+    pub fn decode(buf: &[u8]) -> Result<(u16, Msg), ProtoError> {
+        let mut r = Reader { buf, pos: 0 };
+        if r.u32()? != MAGIC {
+            return Err(ProtoError::BadMagic);
+        }
+        let version = r.u16()?;
+        let msg = match r.u16()? {
+            MSG_HELLO => Msg::Hello(Hello {
+                version_min: r.u16()?,
+                version_max: r.u16()?,
+                pid: r.u32()?,
+                name: r.str::<32>()?,
+            }),
+            MSG_HELLO_ACK => Msg::HelloAck(decode_hello_ack(&mut r)?),
+            MSG_START => Msg::Start(Start {
+                rx_buf_len: r.u16()?,
+                rx_headroom: r.u16()?,
+            }),
+            MSG_START_ACK => Msg::StartAck(decode_status(&mut r)?),
+            MSG_STOP => Msg::Stop,
+            MSG_STOP_ACK => Msg::StopAck(decode_status(&mut r)?),
+            MSG_LINK => Msg::Link(Link {
+                up: r.u8()? != 0,
+                speed: r.u32()?,
+            }),
+            MSG_ERROR => Msg::Error(decode_status(&mut r)?),
+            t => return Err(ProtoError::UnknownType(t)),
+        };
+        Ok((version, msg))
+    }
+}
+
+fn decode_status(r: &mut Reader) -> Result<Status, ProtoError> {
+    Ok(Status {
+        code: r.i32()?,
+        text: r.str::<128>()?,
+    })
+}
+
+fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
+    let version = r.u16()?;
+    let layout = decode_layout(r)?;
+    let mut mac = [0u8; 6];
+    for b in &mut mac {
+        *b = r.u8()?;
+    }
+    let mut a = HelloAck {
+        version,
+        layout,
+        mac,
+        mtu: r.u16()?,
+        max_rx_pktlen: r.u32()?,
+        link_speed: r.u32()?,
+        link_up: r.u8()? != 0,
+        nic_port: r.u16()?,
+        nic_queue: r.u16()?,
+        nic_name: r.str::<64>()?,
+        rx_fill_min: r.u32()?,
+        rx_offloads: 0,
+        ptypes: Vec::new(),
+    };
+    if version >= 4 {
+        a.rx_offloads = r.u64()?;
+        let n = r.u8()? as usize;
+        if n > MAX_PTYPES {
+            return Err(ProtoError::Invalid("too many packet types"));
+        }
+        for _ in 0..n {
+            a.ptypes.push(r.u32()?);
+        }
+    }
+    Ok(a)
+}
+
+fn encode_layout(l: &Layout, w: &mut Writer) {
+    w.u64(l.region_size)
+        .u64(l.page_size)
+        .u32(l.ring_entries)
+        .u64(l.fill_off)
+        .u64(l.rx_off)
+        .u64(l.tx_off)
+        .u64(l.txdone_off)
+        .u64(l.heap_off)
+        .u64(l.heap_len)
+        .u64(l.buf_off)
+        .u64(l.buf_len);
+}
+
+fn decode_layout(r: &mut Reader) -> Result<Layout, ProtoError> {
+    Ok(Layout {
+        region_size: r.u64()?,
+        page_size: r.u64()?,
+        ring_entries: r.u32()?,
+        fill_off: r.u64()?,
+        rx_off: r.u64()?,
+        tx_off: r.u64()?,
+        txdone_off: r.u64()?,
+        heap_off: r.u64()?,
+        heap_len: r.u64()?,
+        buf_off: r.u64()?,
+        buf_len: r.u64()?,
+    })
+}
+
+/// Picks the version both sides speak, if any.
+pub fn negotiate(peer_min: u16, peer_max: u16) -> Option<u16> {
+    let v = peer_max.min(VERSION_MAX);
+    (v >= peer_min.max(VERSION_MIN)).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack() -> HelloAck {
+        HelloAck {
+            version: VERSION_MAX,
+            layout: Layout::compute(4096, 1024, 32 << 20, 512 << 20),
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            max_rx_pktlen: 1518,
+            link_speed: 10000,
+            link_up: true,
+            nic_port: 0,
+            nic_queue: 1,
+            nic_name: "net_null0".into(),
+            rx_fill_min: 704,
+            rx_offloads: 0x2,
+            ptypes: (0..MAX_PTYPES as u32).collect(),
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let msgs = [
+            Msg::Hello(Hello {
+                version_min: 3,
+                version_max: 4,
+                pid: 42,
+                name: "testpmd".into(),
+            }),
+            Msg::HelloAck(ack()),
+            Msg::Start(Start {
+                rx_buf_len: 2176,
+                rx_headroom: 128,
+            }),
+            Msg::StartAck(Status::ok()),
+            Msg::Stop,
+            Msg::StopAck(Status::error(libc::EBUSY, "busy")),
+            Msg::Link(Link {
+                up: true,
+                speed: 25000,
+            }),
+            Msg::Error(Status::error(libc::EACCES, "no")),
+        ];
+        for m in msgs {
+            let bytes = m.encode(VERSION_MAX);
+            assert!(bytes.len() <= MAX_MSG);
+            assert_eq!(Msg::decode(&bytes), Ok((VERSION_MAX, m)));
+        }
+    }
+
+    #[test]
+    fn v3_hello_ack_has_no_rx_metadata_fields() {
+        let a = ack();
+        a.layout.validate(a.layout.region_size).unwrap();
+        let v3 = HelloAck {
+            version: 3,
+            rx_offloads: 0,
+            ptypes: Vec::new(),
+            ..a
+        };
+        let bytes = Msg::HelloAck(v3.clone()).encode(VERSION_MAX);
+        assert!(bytes.len() <= 256, "a v3 guest reads 256 bytes at most");
+        assert_eq!(Msg::decode(&bytes), Ok((3, Msg::HelloAck(v3))));
+    }
+
+    #[test]
+    fn truncated_and_foreign_messages_are_errors() {
+        let h = Msg::Hello(Hello {
+            version_min: 1,
+            version_max: 1,
+            pid: 42,
+            name: "x".into(),
+        });
+        let bytes = h.encode(VERSION_MAX);
+        for n in 0..bytes.len() {
+            assert!(Msg::decode(&bytes[..n]).is_err(), "cut at {n}");
+        }
+        assert_eq!(Msg::decode(b"GET / HTTP/1.1"), Err(ProtoError::BadMagic));
+        let mut unknown = bytes.clone();
+        unknown[6] = 99;
+        assert_eq!(Msg::decode(&unknown), Err(ProtoError::UnknownType(99)));
+        let mut many = Msg::HelloAck(ack()).encode(VERSION_MAX);
+        let n_at = many.len() - 4 * MAX_PTYPES - 1;
+        many[n_at] = MAX_PTYPES as u8 + 1;
+        assert_eq!(
+            Msg::decode(&many),
+            Err(ProtoError::Invalid("too many packet types"))
+        );
+    }
+
+    #[test]
+    fn only_hello_ack_carries_a_descriptor() {
+        for t in 0..20u16 {
+            let want = usize::from(t == MSG_HELLO_ACK);
+            assert_eq!(Msg::fds_expected(t), want, "type {t}");
+        }
+    }
+
+    #[test]
+    fn version_negotiation() {
+        assert_eq!(negotiate(1, 5), Some(VERSION_MAX));
+        assert_eq!(negotiate(1, VERSION_MIN - 1), None);
+        assert_eq!(negotiate(VERSION_MAX + 1, VERSION_MAX + 3), None);
+    }
+}
