@@ -117,7 +117,12 @@ fn descriptors_sent_to_the_proxy_are_closed() {
         }
         drop(second);
         // Messages that are not requests, then garbage: disconnected.
-        assert!(send_with_fds(&g, &wrong_way[conns % wrong_way.len()], n, cmsgs));
+        assert!(send_with_fds(
+            &g,
+            &wrong_way[conns % wrong_way.len()],
+            n,
+            cmsgs
+        ));
         assert!(
             reply(&g).is_none(),
             "the proxy drops a guest that sends {conns}"

@@ -406,19 +406,17 @@ impl GuestRegion {
         self.tx.release(avail as u32);
         let (mut n, mut bytes) = (0, 0u64);
         for &d in &descs[..avail] {
-            let v = match rules.check_tx(d) {
-                Ok(v) => v,
-                Err(r) => {
-                    SocketStats::add(&self.stats.bad_descriptors, 1);
-                    give_back(
-                        &mut self.rx,
-                        &mut self.txdone,
-                        &self.stats,
-                        &mut self.broken,
-                        r,
-                    );
-                    continue;
-                }
+            let Some(v) = rules.check_tx(d) else {
+                SocketStats::add(&self.stats.bad_descriptors, 1);
+                let r = BufferRules::reject_tx(d);
+                give_back(
+                    &mut self.rx,
+                    &mut self.txdone,
+                    &self.stats,
+                    &mut self.broken,
+                    r,
+                );
+                continue;
             };
             let buf = area.at_checked(v.offset());
             let iova = iova_at(iova_base, v.offset());
@@ -588,10 +586,6 @@ unsafe fn deliver_burst<const META: bool>(
         let area = buffer_area(&g.region, &g.rules);
         let mp = g.mp;
         for (i, &m) in pkts.iter().enumerate() {
-            if room == 0 {
-                // The guest may have made room since the first look.
-                room = g.rx.free((pkts.len() - i) as u32).unwrap_or(0);
-            }
             // SAFETY: m is a received mbuf (contract). Only the header's
             // first line is read: its buffer's offset is where buf_addr
             // points (set by us, from a checked offset).
@@ -603,6 +597,10 @@ unsafe fn deliver_burst<const META: bool>(
                     (*m).data_len,
                 )
             };
+            if ours && room == 0 {
+                // Rare: the guest may have made room since the first look.
+                room = g.rx.free((pkts.len() - i) as u32).unwrap_or(0);
+            }
             if !ours || room == 0 {
                 drops[n_drops] = m;
                 n_drops += 1;

@@ -210,9 +210,11 @@ impl BufferRules {
         off >= self.buf_start && off + len <= self.buf_end
     }
 
-    /// Checks a tx descriptor as read from the guest's tx ring.
-    #[inline]
-    pub fn check_tx(&self, raw: Desc) -> Result<ValidTx, Rejected> {
+    /// Checks a tx descriptor as read from the guest's tx ring: the
+    /// [`ValidTx`] it describes, or None ([`reject_tx`](Self::reject_tx)
+    /// says where its buffer goes back).
+    #[inline(always)]
+    pub fn check_tx(&self, raw: Desc) -> Option<ValidTx> {
         let recycle = raw.data_off & TX_RECYCLE != 0;
         let d = Desc {
             data_off: raw.data_off & !TX_RECYCLE,
@@ -220,25 +222,38 @@ impl BufferRules {
         };
         let end = d.data_off as u64 + d.data_len as u64;
         let len_ok = d.data_len >= MIN_FRAME && d.data_len as u32 <= self.max_frame;
-        let ok = if recycle {
-            // It will be a fill buffer next: it must be one, rx_room bytes
-            // in the buffer area, with the packet within them.
-            len_ok && end <= self.rx_room as u64 && self.in_buffers(d.offset(), self.rx_room as u64)
+        // A recycled buffer will be a fill buffer next: it must be one,
+        // rx_room bytes in the buffer area, with the packet within them.
+        // Any other: the packet in the area, its end (a header's buf_len)
+        // within a u16. One range check either way.
+        let (span, end_max) = if recycle {
+            (self.rx_room as u64, self.rx_room as u64)
         } else {
-            len_ok && end <= u16::MAX as u64 && self.in_buffers(d.offset(), end)
+            (end, u16::MAX as u64)
         };
-        if ok {
-            Ok(ValidTx { desc: d, recycle })
-        } else if recycle {
-            Err(Rejected::ToRx(Desc {
+        let ok = len_ok && end <= end_max && self.in_buffers(d.offset(), span);
+        ok.then_some(ValidTx { desc: d, recycle })
+    }
+
+    /// Where the buffer of a tx descriptor that failed
+    /// [`check_tx`](Self::check_tx) goes back: on the rx ring, empty, if it
+    /// was handed over for recycling, else on txdone as rejected.
+    #[inline]
+    pub fn reject_tx(raw: Desc) -> Rejected {
+        let d = Desc {
+            data_off: raw.data_off & !TX_RECYCLE,
+            ..raw
+        };
+        if raw.data_off & TX_RECYCLE != 0 {
+            Rejected::ToRx(Desc {
                 data_len: LEN_EMPTY,
                 ..d
-            }))
+            })
         } else {
-            Err(Rejected::ToTxDone(Desc {
+            Rejected::ToTxDone(Desc {
                 data_len: LEN_REJECTED,
                 ..d
-            }))
+            })
         }
     }
 
@@ -279,6 +294,12 @@ mod tests {
     #[test]
     fn tx_checks() {
         let ok = RULES.check_tx(Desc::new(1 << 20, 128, 60)).unwrap();
+        assert_eq!(
+            RULES
+                .check_tx(Desc::new(1 << 20, 128, 60))
+                .map(|v| v.data_len()),
+            Some(60)
+        );
         assert_eq!((ok.offset(), ok.end(), ok.recycle()), (1 << 20, 188, false));
         let r = RULES
             .check_tx(Desc::new(1 << 20, 128 | TX_RECYCLE, 60))
@@ -291,12 +312,13 @@ mod tests {
             Desc::new(1 << 20, 0, 13),        // shorter than a header
             Desc::new(1 << 20, 0, 1519),      // longer than a frame
         ] {
+            assert_eq!(RULES.check_tx(bad), None);
             assert_eq!(
-                RULES.check_tx(bad),
-                Err(Rejected::ToTxDone(Desc {
+                BufferRules::reject_tx(bad),
+                Rejected::ToTxDone(Desc {
                     data_len: LEN_REJECTED,
                     ..bad
-                }))
+                })
             );
         }
         // Recycled: the packet must lie within a fill buffer's room, which
@@ -305,8 +327,9 @@ mod tests {
             Desc::new(1 << 20, 2100 | TX_RECYCLE, 200),
             Desc::new((2 << 20) - 1000, 128 | TX_RECYCLE, 64),
         ] {
+            assert_eq!(RULES.check_tx(bad), None);
             assert!(
-                matches!(RULES.check_tx(bad), Err(Rejected::ToRx(d)) if d.data_len == LEN_EMPTY && d.data_off & TX_RECYCLE == 0)
+                matches!(BufferRules::reject_tx(bad), Rejected::ToRx(d) if d.data_len == LEN_EMPTY && d.data_off & TX_RECYCLE == 0)
             );
         }
     }
