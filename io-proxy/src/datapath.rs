@@ -4,7 +4,7 @@
 //! thread asks it to pause (one relaxed atomic load per loop) and then owns
 //! the state until it lets go. No lock, syscall or allocation per packet.
 
-use crate::guest_region::{self, hdr_priv, GuestRegion, BURST};
+use crate::guest_region::{self, hdr_priv, GuestPtr, GuestSlot, BURST};
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::desc::LEN_NOT_SENT;
@@ -17,7 +17,7 @@ pub struct DpQueue {
     pub queue: u16,
     /// The guest attached to this queue, if one has started (reached as
     /// guest_region.rs says: never by a reference across a DPDK call).
-    pub guest: Option<*mut GuestRegion>,
+    pub guest: Option<GuestPtr>,
     pub stats: Arc<SocketStats>,
 }
 
@@ -237,7 +237,7 @@ unsafe fn poll<const TIMED: bool>(
     // staged descriptors' lines.
     // SAFETY: a short scope with no DPDK call; we hold the state lock.
     let broken = unsafe {
-        let g = &mut *g;
+        let mut g = GuestSlot::enter(g);
         g.publish_rx();
         g.broken
     };
@@ -271,13 +271,13 @@ unsafe fn poll<const TIMED: bool>(
 pub unsafe fn tx_from_guest(
     port: u16,
     queue: u16,
-    g: *mut GuestRegion,
+    g: GuestPtr,
     stats: &SocketStats,
     tx: &mut [*mut sys::rte_mbuf; BURST],
     taken_at: Option<&mut u64>,
 ) -> usize {
     // SAFETY: take_tx calls no DPDK function; nothing else uses g.
-    let (k, bytes) = unsafe { (*g).take_tx(tx) };
+    let (k, bytes) = unsafe { GuestSlot::enter(g).take_tx(tx) };
     if let Some(t) = taken_at {
         // SAFETY: reads the TSC, nothing else.
         *t = unsafe { sys::dpdk_sys_tsc_cycles() };
@@ -312,10 +312,10 @@ pub unsafe fn tx_from_guest(
 ///
 /// # Safety
 /// The datapath is paused; `g` is live.
-pub unsafe fn flush_tx(port: u16, queue: u16, g: *mut GuestRegion, stats: &SocketStats) {
+pub unsafe fn flush_tx(port: u16, queue: u16, g: GuestPtr, stats: &SocketStats) {
     let mut tx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     // SAFETY: a short read.
-    let rounds = unsafe { (*g).layout.get().ring_entries } as usize / BURST + 2;
+    let rounds = unsafe { GuestSlot::enter(g).layout.ring_entries } as usize / BURST + 2;
     for _ in 0..rounds {
         // SAFETY: per this function's contract.
         if unsafe { tx_from_guest(port, queue, g, stats, &mut tx, None) } == 0 {

@@ -14,6 +14,7 @@
 //! proxy serves only software ports (vdevs, which never DMA) there, and
 //! refuses a guest on a hardware port with a reason.
 
+use crate::error::ProxyError;
 use crate::nic::cstr_field;
 use dpdk_sys as sys;
 use std::ffi::c_void;
@@ -50,14 +51,17 @@ pub fn iova_mode_name() -> &'static str {
 }
 
 /// Device and bus name of `port`'s device.
-fn port_device(port: u16) -> Result<(*mut sys::rte_device, String, String), String> {
+fn port_device(port: u16) -> Result<(*mut sys::rte_device, String, String), ProxyError> {
     // SAFETY: ethdev/EAL queries on the control thread into a local; the
     // names are NUL-terminated strings owned by EAL.
     unsafe {
         let mut info: sys::rte_eth_dev_info = std::mem::zeroed();
         let r = sys::rte_eth_dev_info_get(port, &mut info);
         if r < 0 || info.device.is_null() {
-            return Err(format!("port {port}: no device ({})", sys::strerror(-r)));
+            return Err(ProxyError::dpdk(
+                format!("port {port}: no device"),
+                r.min(-libc::ENODEV),
+            ));
         }
         let dev = info.device;
         let bus = sys::rte_dev_bus(dev);
@@ -73,7 +77,12 @@ fn port_device(port: u16) -> Result<(*mut sys::rte_device, String, String), Stri
 impl DmaArea {
     /// Registers and maps `[va, va + len)` (page-aligned, `page_size`
     /// pages, all of it mapped in this process) for `port`'s device.
-    pub fn map(port: u16, va: *mut u8, len: usize, page_size: usize) -> Result<DmaArea, String> {
+    pub fn map(
+        port: u16,
+        va: *mut u8,
+        len: usize,
+        page_size: usize,
+    ) -> Result<DmaArea, ProxyError> {
         let (dev, dev_name, bus) = port_device(port)?;
         let software = bus == "vdev";
         let mut area = DmaArea {
@@ -87,11 +96,11 @@ impl DmaArea {
         // SAFETY: a plain query, valid after EAL init.
         if unsafe { sys::rte_eal_iova_mode() } != sys::RTE_IOVA_VA {
             if !software {
-                return Err(format!(
+                return Err(ProxyError::Unsupported(format!(
                     "port {port} ({dev_name}, bus {bus}) would DMA into guest buffers, which needs \
                      IOVA-as-VA: bind the NIC to vfio-pci with an IOMMU, or start the proxy \
                      with --iova-mode=va"
-                ));
+                )));
             }
             area.state = format!(
                 "none (IOVA-as-{}; {dev_name} does no DMA)",
@@ -122,9 +131,9 @@ impl DmaArea {
             )
         };
         if r < 0 {
-            return Err(format!(
-                "register {len} bytes of guest buffers with EAL: {}",
-                sys::strerror(sys::rte_errno())
+            return Err(ProxyError::dpdk(
+                format!("register {len} bytes of guest buffers with EAL"),
+                -1,
             ));
         }
         area.registered = true;
@@ -135,9 +144,9 @@ impl DmaArea {
             area.mapped_dev = dev;
         } else if !software {
             // Drop unregisters.
-            return Err(format!(
-                "DMA-map guest buffers for port {port} ({dev_name}): {}",
-                sys::strerror(sys::rte_errno())
+            return Err(ProxyError::dpdk(
+                format!("DMA-map guest buffers for port {port} ({dev_name})"),
+                -1,
             ));
         }
         // The vdev bus accepts (or refuses) the mapping for a driver that

@@ -31,6 +31,7 @@ use shm_abi::ring::{Consumer, Producer, RingError};
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Packets per NIC burst, and most descriptors moved per ring per round.
@@ -114,11 +115,89 @@ pub struct GuestRegion {
     pub broken: bool,
 }
 
-/// The owner of a [`GuestRegion`], which everyone else reaches by raw
-/// pointer ([`GuestCell::get`]); see the module doc. Freed when dropped:
-/// by then no pool, queue or datapath may refer to it (the session drops
-/// it after `stop_guest` freed the pools).
-pub struct GuestCell(NonNull<UnsafeCell<GuestRegion>>);
+/// A [`GuestRegion`] and the flag that says a scope is using it. Everyone
+/// but its owner ([`GuestCell`]) reaches it by a [`GuestPtr`] and
+/// [`GuestSlot::enter`]; see the module doc.
+pub struct GuestSlot {
+    /// Set while a [`GuestRef`] lives. One thread uses a slot at a time,
+    /// so relaxed accesses suffice: the flag catches re-entry (a DPDK call
+    /// made inside a scope, calling back into the pool ops), not races.
+    busy: AtomicBool,
+    region: UnsafeCell<GuestRegion>,
+}
+
+/// How the datapath, the pool ops and control name a guest's region.
+pub type GuestPtr = *const GuestSlot;
+
+/// The only `&mut GuestRegion` there is: made by [`GuestSlot::enter`],
+/// released when dropped.
+pub struct GuestRef<'a> {
+    slot: &'a GuestSlot,
+    g: &'a mut GuestRegion,
+}
+
+impl std::ops::Deref for GuestRef<'_> {
+    type Target = GuestRegion;
+    #[inline(always)]
+    fn deref(&self) -> &GuestRegion {
+        self.g
+    }
+}
+
+impl std::ops::DerefMut for GuestRef<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut GuestRegion {
+        self.g
+    }
+}
+
+impl Drop for GuestRef<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.slot.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn reentered() -> ! {
+    // Two live `&mut GuestRegion`: a scope called into DPDK, which called
+    // back into the pool ops. Undefined behaviour if let through, so stop.
+    crate::log::err(
+        "internal error: a guest region was entered twice (re-entrant DPDK call); aborting",
+    );
+    eprintln!("dpdk-io-proxy: a guest region was entered twice (re-entrant DPDK call); aborting");
+    std::process::abort();
+}
+
+impl GuestSlot {
+    /// The region, for a scope that calls no DPDK function. Aborts the
+    /// process if another scope holds it: that would be two `&mut` to one
+    /// region, what this type exists to rule out.
+    ///
+    /// # Safety
+    /// `s` points to a live slot (its [`GuestCell`] is not dropped), and
+    /// only one thread uses it at a time (datapath.rs).
+    #[inline(always)]
+    pub unsafe fn enter<'a>(s: GuestPtr) -> GuestRef<'a> {
+        // SAFETY: live (contract); a shared reference to the slot only
+        // touches the atomic and the UnsafeCell's address.
+        let slot = unsafe { &*s };
+        if slot.busy.load(Ordering::Relaxed) {
+            reentered();
+        }
+        slot.busy.store(true, Ordering::Relaxed);
+        // SAFETY: no other GuestRef lives (the flag, one thread at a time),
+        // so this is the only reference to the region.
+        let g = unsafe { &mut *slot.region.get() };
+        GuestRef { slot, g }
+    }
+}
+
+/// The owner of a [`GuestSlot`]. Freed when dropped: by then no pool,
+/// queue or datapath may refer to it (the session drops it after
+/// `stop_guest` freed the pools).
+pub struct GuestCell(NonNull<GuestSlot>);
 
 // SAFETY: the region is used by one thread at a time: control, or the
 // datapath while the queue is attached and control waits (datapath.rs).
@@ -126,14 +205,16 @@ unsafe impl Send for GuestCell {}
 
 impl GuestCell {
     pub fn new(g: GuestRegion) -> GuestCell {
-        let b = Box::new(UnsafeCell::new(g));
+        let b = Box::new(GuestSlot {
+            busy: AtomicBool::new(false),
+            region: UnsafeCell::new(g),
+        });
         GuestCell(NonNull::from(Box::leak(b)))
     }
 
-    /// The region. Make a `&mut` from it only for a scope that calls no
-    /// DPDK function, and only while no other party uses it.
-    pub fn get(&self) -> *mut GuestRegion {
-        UnsafeCell::raw_get(self.0.as_ptr())
+    /// The pointer the other parties use.
+    pub fn get(&self) -> GuestPtr {
+        self.0.as_ptr()
     }
 }
 
@@ -537,11 +618,11 @@ impl GuestRegion {
 /// `g` is a live region that no one else uses during the call (the
 /// datapath holds the state lock); every pointer in `pkts` is a received
 /// mbuf owned by the caller.
-pub unsafe fn deliver_rx(g: *mut GuestRegion, pkts: &[*mut sys::rte_mbuf]) -> usize {
+pub unsafe fn deliver_rx(g: GuestPtr, pkts: &[*mut sys::rte_mbuf]) -> usize {
     // Chosen once per burst: a NIC that tells nothing about its packets
     // (net_null) costs the loop no test per packet.
     // SAFETY: a short read; no other party uses g (contract).
-    let meta = unsafe { (*g).rx_meta };
+    let meta = unsafe { GuestSlot::enter(g).rx_meta };
     let mut delivered = 0;
     for burst in pkts.chunks(BURST) {
         // SAFETY: per this function's contract.
@@ -566,16 +647,14 @@ pub unsafe fn deliver_rx(g: *mut GuestRegion, pkts: &[*mut sys::rte_mbuf]) -> us
 /// # Safety
 /// As [`deliver_rx`].
 #[inline(always)]
-unsafe fn deliver_burst<const META: bool>(
-    g: *mut GuestRegion,
-    pkts: &[*mut sys::rte_mbuf],
-) -> usize {
+unsafe fn deliver_burst<const META: bool>(g: GuestPtr, pkts: &[*mut sys::rte_mbuf]) -> usize {
     let mut drops = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     let mut n_drops = 0;
     let delivered = {
         // SAFETY: no one else uses g (contract), and this scope calls no
         // DPDK function.
-        let g = unsafe { &mut *g };
+        let mut g = unsafe { GuestSlot::enter(g) };
+        let g = &mut *g;
         let mut room = g.rx.free(pkts.len() as u32).unwrap_or_else(|_| {
             g.broken = true;
             0
@@ -651,9 +730,9 @@ unsafe fn deliver_burst<const META: bool>(
 /// # Safety
 /// `g` is live and no other party uses it (the datapath is paused or does
 /// not poll this guest).
-pub unsafe fn return_all(g: *mut GuestRegion) {
+pub unsafe fn return_all(g: GuestPtr) {
     // SAFETY: a short read (contract).
-    let mp = unsafe { (*g).mp };
+    let mp = unsafe { GuestSlot::enter(g).mp };
     if !mp.is_null() {
         // The lcore caches go back through ops_enqueue, which uses g: no
         // reference to it is alive here.
@@ -661,7 +740,8 @@ pub unsafe fn return_all(g: *mut GuestRegion) {
         unsafe { sys::dpdk_sys_mempool_flush_caches(mp) };
     }
     // SAFETY: no other party uses g, and this scope calls no DPDK function.
-    let g = unsafe { &mut *g };
+    let mut g = unsafe { GuestSlot::enter(g) };
+    let g = &mut *g;
     while let Some(m) = g.ready.pop() {
         // SAFETY: a header of the rx pool, attached to a fill buffer.
         let p = unsafe { hdr_priv(m) };
@@ -788,5 +868,60 @@ mod tests {
     fn headers_carry_no_iova_when_the_buffers_have_none() {
         let (_, iovas) = tx_iovas(BAD_IOVA);
         assert_eq!(iovas, [BAD_IOVA, BAD_IOVA]);
+    }
+}
+
+#[cfg(test)]
+mod reentry_tests {
+    use super::*;
+    use shm_abi::layout::Layout;
+    use std::os::fd::OwnedFd;
+
+    fn cell() -> GuestCell {
+        let layout = Layout::compute(4096, 64, 1 << 20, 1 << 20);
+        let m = memfd::MemfdOptions::default()
+            .create("reentry-test")
+            .unwrap();
+        m.as_file().set_len(layout.region_size).unwrap();
+        let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize).unwrap();
+        let layout = layout.validate(r.len() as u64).unwrap();
+        GuestCell::new(GuestRegion::new(r, layout, Arc::new(SocketStats::default()), 0).unwrap())
+    }
+
+    #[test]
+    fn scopes_one_after_another_are_fine() {
+        let c = cell();
+        for _ in 0..3 {
+            // SAFETY: the cell is live; this thread is its only user.
+            let mut g = unsafe { GuestSlot::enter(c.get()) };
+            g.broken = !g.broken;
+        }
+    }
+
+    /// What the pool ops do when DPDK calls them from inside a scope that
+    /// still holds the region (the defect this module is built against):
+    /// the second entry aborts the process instead of making a second
+    /// `&mut`. Run in a child process, as it dies.
+    #[test]
+    fn entering_a_held_region_aborts() {
+        if std::env::var_os("IOP_REENTER_CHILD").is_some() {
+            let c = cell();
+            // SAFETY: live cell, one thread; the second entry is the point.
+            let _held = unsafe { GuestSlot::enter(c.get()) };
+            // SAFETY: as above.
+            let _again = unsafe { GuestSlot::enter(c.get()) };
+            unreachable!("entered twice");
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "guest_region::reentry_tests::entering_a_held_region_aborts",
+            ])
+            .env("IOP_REENTER_CHILD", "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("entered twice"));
     }
 }

@@ -1,6 +1,7 @@
 //! NIC ports owned by the proxy: configuration with RSS, and swapping the
 //! mempool behind one rx queue when a guest attaches or leaves.
 
+use crate::error::ProxyError;
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::msg::MAX_PTYPES;
@@ -42,9 +43,9 @@ pub struct NicPort {
 // SAFETY: the pool pointer is only used by the control thread.
 unsafe impl Send for NicPort {}
 
-fn check(what: &str, r: i32) -> Result<(), String> {
+fn check(what: &str, r: i32) -> Result<(), ProxyError> {
     if r < 0 {
-        Err(format!("{what}: {}", sys::strerror(-r)))
+        Err(ProxyError::dpdk(what, r))
     } else {
         Ok(())
     }
@@ -64,23 +65,23 @@ pub(crate) fn cstr_field(p: *const std::ffi::c_char) -> String {
 impl NicPort {
     /// Configures `id` with `nb_queues` rx/tx queue pairs, RSS over them when
     /// the device supports it, and starts it.
-    pub fn add(id: u16, nb_queues: u16, rxd: u16) -> Result<NicPort, String> {
+    pub fn add(id: u16, nb_queues: u16, rxd: u16) -> Result<NicPort, ProxyError> {
         // SAFETY: ethdev control calls on the control thread; all pointers
         // are to locals that outlive the calls.
         unsafe {
             if sys::rte_eth_dev_is_valid_port(id) == 0 {
-                return Err(format!(
+                return Err(ProxyError::NotFound(format!(
                     "no port {id} (ports: {})",
                     sys::rte_eth_dev_count_avail()
-                ));
+                )));
             }
             let mut info: sys::rte_eth_dev_info = std::mem::zeroed();
             check("dev_info", sys::rte_eth_dev_info_get(id, &mut info))?;
             if nb_queues == 0 || nb_queues > info.max_rx_queues || nb_queues > info.max_tx_queues {
-                return Err(format!(
+                return Err(ProxyError::Unsupported(format!(
                     "port {id} supports at most {} rx / {} tx queues, asked {nb_queues}",
                     info.max_rx_queues, info.max_tx_queues
-                ));
+                )));
             }
             let mut conf: sys::rte_eth_conf = std::mem::zeroed();
             let wanted = sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP;
@@ -130,7 +131,7 @@ impl NicPort {
                 );
             }
             if idle_pool.is_null() {
-                return Err(format!("idle pool: {}", sys::strerror(sys::rte_errno())));
+                return Err(ProxyError::dpdk("idle pool", -1));
             }
             for q in 0..nb_queues {
                 check(
@@ -205,7 +206,7 @@ impl NicPort {
         q: u16,
         mp: *mut sys::rte_mempool,
         allow_runtime: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProxyError> {
         let id = self.id;
         // SAFETY: control-thread ethdev calls with the datapath paused, so
         // nothing polls the port meanwhile.
@@ -249,7 +250,7 @@ impl NicPort {
         }
     }
 
-    pub fn set_link(&self, up: bool) -> Result<(), String> {
+    pub fn set_link(&self, up: bool) -> Result<(), ProxyError> {
         // SAFETY: plain ethdev control call on the control thread.
         let r = unsafe {
             if up {

@@ -19,7 +19,7 @@
 
 use crate::error::ProxyError;
 use crate::guest_region::{
-    buffer_area, hdr_priv, GuestRegion, HDR_PRIV_SIZE, ORIGIN_FILL, ORIGIN_NONE, ORIGIN_TX,
+    buffer_area, hdr_priv, GuestPtr, GuestSlot, HDR_PRIV_SIZE, ORIGIN_FILL, ORIGIN_NONE, ORIGIN_TX,
 };
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
@@ -37,9 +37,9 @@ pub const RX_POOL_CACHE: u32 = 128;
 ///
 /// # Safety
 /// `mp` is a `shm_proxy` pool whose GuestRegion is alive.
-unsafe fn guest(mp: *const sys::rte_mempool) -> *mut GuestRegion {
+unsafe fn guest(mp: *const sys::rte_mempool) -> GuestPtr {
     // SAFETY: mp is a pool (contract); ops_alloc set pool_data.
-    unsafe { (*mp).__bindgen_anon_1.pool_data as *mut GuestRegion }
+    unsafe { (*mp).__bindgen_anon_1.pool_data as GuestPtr }
 }
 
 unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
@@ -52,7 +52,7 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
                 return -libc::EINVAL;
             }
             (*mp).__bindgen_anon_1.pool_data = (*mp).pool_config;
-            let g = &mut *guest(mp);
+            let mut g = GuestSlot::enter(guest(mp));
             let n = (*mp).size as usize;
             // Full capacity now: the datapath never allocates.
             if mp == g.mp {
@@ -113,7 +113,8 @@ unsafe extern "C" fn ops_enqueue(
         // SAFETY: a shm_proxy pool of a live guest; whoever called into
         // DPDK holds no reference to the region, and this body calls no
         // DPDK function.
-        let g = unsafe { &mut *guest(mp) };
+        let mut g = unsafe { GuestSlot::enter(guest(mp)) };
+        let g = &mut *g;
         let rx_pool = mp == g.mp;
         let (mut to_rx, mut to_txdone, mut lost) =
             (ReturnBatch::default(), ReturnBatch::default(), 0u64);
@@ -171,7 +172,8 @@ unsafe extern "C" fn ops_dequeue(
 ) -> c_int {
     sys::ffi_guard("shm_proxy ops_dequeue", -libc::EIO, || {
         // SAFETY: as in ops_enqueue.
-        let g = unsafe { &mut *guest(mp) };
+        let mut g = unsafe { GuestSlot::enter(guest(mp)) };
+        let g = &mut *g;
         if mp != g.mp {
             // Nothing allocates from the tx pool (take_tx uses its free list).
             return -libc::ENOBUFS;
@@ -224,7 +226,7 @@ unsafe extern "C" fn ops_dequeue(
 unsafe extern "C" fn ops_get_count(mp: *const sys::rte_mempool) -> c_uint {
     sys::ffi_guard("shm_proxy ops_get_count", 0, || {
         // SAFETY: as in ops_enqueue; only read.
-        let g = unsafe { &*guest(mp) };
+        let g = unsafe { GuestSlot::enter(guest(mp)) };
         if mp == g.mp {
             (g.ready.len() + g.free_hdrs.len().min(g.staged.len())) as c_uint
         } else {
@@ -305,19 +307,14 @@ unsafe extern "C" fn init_hdr(
 /// # Safety
 /// `g` is live, no other party uses it during the call, and it outlives
 /// the pools ([`free_pools`]).
-pub unsafe fn create_pools(
-    name: &str,
-    n: u32,
-    g: *mut GuestRegion,
-    socket: i32,
-) -> Result<(), ProxyError> {
+pub unsafe fn create_pools(name: &str, n: u32, g: GuestPtr, socket: i32) -> Result<(), ProxyError> {
     // SAFETY: per this function's contract.
     unsafe {
         // The rx pool sets g.mp itself (ops_alloc needs it).
         create_pool(name, n, RX_POOL_CACHE, g, socket, true)?;
         match create_pool(&format!("{name}t"), n, 0, g, socket, false) {
             Ok(tx_mp) => {
-                (*g).tx_mp = tx_mp;
+                GuestSlot::enter(g).tx_mp = tx_mp;
                 Ok(())
             }
             Err(e) => {
@@ -333,17 +330,22 @@ pub unsafe fn create_pools(
 /// # Safety
 /// `g` is live and no other party uses it; neither the NIC nor the
 /// datapath holds one of the pools' headers.
-pub unsafe fn free_pools(g: *mut GuestRegion) {
-    // SAFETY: short reads and writes of g (contract); rte_mempool_free
-    // calls ops_free only, which does not touch g.
+pub unsafe fn free_pools(g: GuestPtr) {
+    // SAFETY: short scopes of g (contract); none is alive across
+    // rte_mempool_free.
     unsafe {
-        for mp in [(*g).mp, (*g).tx_mp] {
+        let pools = {
+            let mut g = GuestSlot::enter(g);
+            let pools = [g.mp, g.tx_mp];
+            g.mp = std::ptr::null_mut();
+            g.tx_mp = std::ptr::null_mut();
+            pools
+        };
+        for mp in pools {
             if !mp.is_null() {
                 sys::rte_mempool_free(mp);
             }
         }
-        (*g).mp = std::ptr::null_mut();
-        (*g).tx_mp = std::ptr::null_mut();
     }
 }
 
@@ -353,7 +355,7 @@ unsafe fn create_pool(
     name: &str,
     n: u32,
     cache: u32,
-    g: *mut GuestRegion,
+    g: GuestPtr,
     socket: i32,
     rx_pool: bool,
 ) -> Result<*mut sys::rte_mempool, ProxyError> {
@@ -377,7 +379,7 @@ unsafe fn create_pool(
             return Err(ProxyError::dpdk(format!("create pool {name}"), -1));
         }
         let mut priv_: sys::rte_pktmbuf_pool_private = std::mem::zeroed();
-        priv_.mbuf_data_room_size = (*g).rules.rx_room;
+        priv_.mbuf_data_room_size = GuestSlot::enter(g).rules.rx_room;
         priv_.mbuf_priv_size = HDR_PRIV_SIZE;
         sys::rte_pktmbuf_pool_init(mp, &mut priv_ as *mut _ as *mut c_void);
         let r = sys::rte_mempool_set_ops_byname(mp, OPS_NAME.as_ptr(), g as *mut c_void);
@@ -387,13 +389,13 @@ unsafe fn create_pool(
         }
         // ops_alloc (called by populate) tells the pools apart by g.mp.
         if rx_pool {
-            (*g).mp = mp;
+            GuestSlot::enter(g).mp = mp;
         }
         if sys::rte_mempool_populate_default(mp) < 0 {
             let e = ProxyError::dpdk(format!("populate pool {name}"), -1);
             sys::rte_mempool_free(mp);
             if rx_pool {
-                (*g).mp = std::ptr::null_mut();
+                GuestSlot::enter(g).mp = std::ptr::null_mut();
             }
             return Err(e);
         }

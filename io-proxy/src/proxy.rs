@@ -4,7 +4,7 @@
 use crate::datapath::{Datapath, DpQueue};
 use crate::dma;
 use crate::error::ProxyError;
-use crate::guest_region;
+use crate::guest_region::{self, GuestSlot};
 use crate::log;
 use crate::nic::{mac_str, NicPort};
 use crate::pool_ops;
@@ -259,18 +259,17 @@ impl Proxy {
         // The NIC may reach the guest's buffers only while it is attached.
         // SAFETY: reading the region's base; the guest is not attached, so
         // no other party uses g.
-        let base = unsafe { (*g).region().base() };
+        let base = unsafe { GuestSlot::enter(g).region().base() };
         let area = dma::DmaArea::map(
             port.id,
             base.wrapping_add(l.buf_off as usize),
             l.buf_len as usize,
             l.page_size as usize,
-        )
-        .map_err(ProxyError::Unsupported)?;
+        )?;
         // SAFETY: not attached (above): control is the only party, and the
         // scope calls no DPDK function.
         unsafe {
-            let g = &mut *g;
+            let mut g = GuestSlot::enter(g);
             g.rules.rx_room = start.rx_buf_len;
             g.rules.rx_headroom = start.rx_headroom;
             // Only if the NIC can tell anything: net_null, say, recognizes
@@ -289,11 +288,12 @@ impl Proxy {
         // on; creating the pools attaches none.
         // SAFETY: a short write, no other party.
         let mp = unsafe {
-            (*g).iova_base = match area.iova() {
+            let mut g = GuestSlot::enter(g);
+            g.iova_base = match area.iova() {
                 dma::BAD_IOVA => dma::BAD_IOVA,
                 iova => iova.wrapping_sub(l.buf_off),
             };
-            (*g).mp
+            g.mp
         };
         let mut st = self.dp.pause();
         // The queue setup fills the NIC ring from the pool (ops_dequeue uses
@@ -304,7 +304,7 @@ impl Proxy {
             unsafe {
                 pool_ops::free_pools(g);
                 // `area` goes away on return: no IOVA may outlive it.
-                (*g).iova_base = dma::BAD_IOVA;
+                GuestSlot::enter(g).iova_base = dma::BAD_IOVA;
             }
             return Err(ProxyError::Nic(format!("attach queue: {e}")));
         }
@@ -362,7 +362,7 @@ impl Proxy {
             }
             pool_ops::free_pools(g);
             // Nor can a header of the NIC still point into the area.
-            (*g).iova_base = dma::BAD_IOVA;
+            GuestSlot::enter(g).iova_base = dma::BAD_IOVA;
         }
         sess.dma = None;
         sess.started = false;

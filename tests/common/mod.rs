@@ -304,6 +304,11 @@ impl Guest {
         Self::spawn(dir, name, Self::command(sock, &[]))
     }
 
+    /// A guest whose device has devargs (`-a sock:PATH,DEVARGS`).
+    pub fn start_devargs(dir: &Scratch, name: &str, sock: &str, devargs: &str) -> Guest {
+        Self::spawn(dir, name, Self::command(&format!("{sock},{devargs}"), &[]))
+    }
+
     /// `testpmd` with the same options, and `-d plugin` if given (without,
     /// it must have the drivers built in).
     pub fn start_other(
