@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 mode="${1:-smoke}"
 runs="${2:-10000000}"
-targets=(msg_decode layout desc_check ring_consumers)
+targets=(msg_decode layout desc_check ring_consumers proxy_guest_region)
 cd fuzz
 if ! cargo +nightly fuzz build -O >/dev/null 2>&1; then
     # One build for all targets; show why it failed.

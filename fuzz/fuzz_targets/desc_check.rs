@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
             data_len: (w >> 32) as u16,
             data_off: (w >> 48) as u16,
         };
-        match rules.check_tx(d) {
+        match rules.check_tx(d).ok_or(BufferRules::reject_tx(d)) {
             Ok(v) => {
                 let end = v.offset() + v.end() as u64;
                 assert!(v.offset() >= rules.buf_start && end <= rules.buf_end);

@@ -74,7 +74,10 @@ fuzz_target!(|data: &[u8]| {
                 for j in 0..k {
                     let d = ring.read(j);
                     let r = if op % 4 == 1 {
-                        rules.check_tx(d).map(|v| (v.offset(), v.end() as u64))
+                        rules
+                            .check_tx(d)
+                            .map(|v| (v.offset(), v.end() as u64))
+                            .ok_or(BufferRules::reject_tx(d))
                     } else {
                         rules.check_fill(d).map(|f| (f.offset(), rules.rx_room as u64))
                     };

@@ -326,6 +326,39 @@ unsafe fn retarget_fill(m: *mut sys::rte_mbuf, buf: *mut u8, iova: u64, rx_room:
     }
 }
 
+/// Buffers going back to the guest on one ring in one call: the ring's room
+/// is looked up at the first one, and one publish covers them all.
+#[derive(Default)]
+struct ReturnBatch {
+    room: Option<u32>,
+    n: u32,
+}
+
+impl ReturnBatch {
+    /// Writes `d` (at most `most` in this batch); false when the ring has no
+    /// room (a broken guest: the buffer is lost) or is corrupt.
+    fn push(&mut self, ring: &mut Producer, most: u32, d: Desc, broken: &mut bool) -> bool {
+        let room = *self.room.get_or_insert_with(|| {
+            ring.free(most).unwrap_or_else(|_| {
+                *broken = true;
+                0
+            })
+        });
+        if self.n >= room {
+            return false;
+        }
+        ring.write(self.n, d);
+        self.n += 1;
+        true
+    }
+
+    fn publish(&self, ring: &mut Producer) {
+        if self.n > 0 {
+            ring.publish(self.n);
+        }
+    }
+}
+
 impl GuestRegion {
     pub fn new(
         region: Region,
@@ -373,7 +406,7 @@ impl GuestRegion {
 
     /// Moves fill descriptors into `staged`, checking each; rejected ones
     /// go straight back to the guest.
-    pub(crate) fn stage_fills(&mut self) {
+    pub fn stage_fills(&mut self) {
         let room = (self.staged_cap - self.staged.len()) as u32;
         if room == 0 {
             return;
@@ -543,6 +576,123 @@ impl GuestRegion {
             bytes += v.data_len() as u64;
         }
         (n, bytes)
+    }
+
+    /// Headers given back to a pool (`ops_enqueue`: the NIC freed them
+    /// after sending or did not use them, or the datapath freed them).
+    /// Rx-pool headers of fill buffers stay attached (the next receive
+    /// buffers); tx buffers go back to the guest on txdone, or become fill
+    /// buffers when flagged for recycling. Calls no DPDK function.
+    ///
+    /// # Safety
+    /// Each pointer in `hdrs` is a header of this guest's rx pool (if
+    /// `rx_pool`) or tx pool, given back: no one else uses it.
+    pub unsafe fn headers_back(&mut self, rx_pool: bool, hdrs: &[*mut sys::rte_mbuf]) {
+        let n = hdrs.len() as u32;
+        let (mut to_rx, mut to_txdone, mut lost) =
+            (ReturnBatch::default(), ReturnBatch::default(), 0u64);
+        for &m in hdrs {
+            // SAFETY: a header of ours, given back (contract).
+            let p = unsafe { hdr_priv(m) };
+            let empty = Desc::new(p.buf_off, 0, LEN_EMPTY);
+            let returned = match p.origin {
+                ORIGIN_FILL if rx_pool => {
+                    self.ready.push(m);
+                    continue;
+                }
+                ORIGIN_TX if p.recycle && self.staged.len() < self.staged_cap => {
+                    // Checked when the guest sent it (a recycled ValidTx is
+                    // a whole fill buffer), kept in our header since.
+                    self.staged.push(ValidFill::from_checked(p.buf_off));
+                    true
+                }
+                // A fill buffer the NIC did not use, or a recycled one that
+                // finds the staging area full: back to the guest, empty.
+                ORIGIN_FILL => to_rx.push(&mut self.rx, n, empty, &mut self.broken),
+                ORIGIN_TX if p.recycle => to_rx.push(&mut self.rx, n, empty, &mut self.broken),
+                ORIGIN_TX => {
+                    let d = Desc::new(p.buf_off, 0, p.status);
+                    to_txdone.push(&mut self.txdone, n, d, &mut self.broken)
+                }
+                _ => true,
+            };
+            if !returned {
+                lost += 1;
+            }
+            p.origin = ORIGIN_NONE;
+            p.recycle = false;
+            if rx_pool {
+                self.free_hdrs.push(m);
+            } else {
+                self.free_tx_hdrs.push(m);
+            }
+        }
+        to_rx.publish(&mut self.rx);
+        to_txdone.publish(&mut self.txdone);
+        if lost > 0 {
+            SocketStats::add(&self.stats.lost_returns, lost);
+        }
+    }
+
+    /// Fills `out` with rx-pool headers attached to fill buffers, all of
+    /// them or none (`ops_dequeue`: the NIC's receive buffers). False when
+    /// there are too few; `count_miss` counts that as `rx_no_buffer`.
+    /// Calls no DPDK function.
+    pub fn headers_out(&mut self, out: &mut [*mut sys::rte_mbuf], count_miss: bool) -> bool {
+        let n = out.len();
+        let from_ready = n.min(self.ready.len());
+        let rest = n - from_ready;
+        if self.staged.len() < rest {
+            self.stage_fills();
+        }
+        if self.staged.len() < rest || self.free_hdrs.len() < rest {
+            if count_miss {
+                SocketStats::add(&self.stats.rx_no_buffer, n as u64);
+            }
+            return false;
+        }
+        for slot in &mut out[..from_ready] {
+            *slot = self.ready.pop().expect("counted above");
+        }
+        // From the end: cheapest, and any order is fine for the guest.
+        let start = self.staged.len() - rest;
+        let area = buffer_area(&self.region, &self.rules);
+        // The NIC writes each buffer's first data line next (at the
+        // guest's headroom); own them all now rather than one at a time
+        // as its stores drain.
+        for f in &self.staged[start..] {
+            let p = area.addr(f.offset() + self.rules.rx_headroom as u64);
+            hint::prefetch_write(p as *const u8);
+        }
+        for (slot, k) in out[from_ready..].iter_mut().zip(start..) {
+            let f = self.staged[k];
+            let m = self.free_hdrs.pop().expect("checked above");
+            // SAFETY: m is a free rx-pool header, f a checked fill buffer.
+            unsafe { self.attach_fill(&area, m, f) };
+            *slot = m;
+        }
+        self.staged.truncate(start);
+        true
+    }
+
+    /// Hands the region free headers, as populating its pools does (for
+    /// tests and fuzzing, which have no pool).
+    #[doc(hidden)]
+    pub fn add_free_headers(&mut self, rx: &[*mut sys::rte_mbuf], tx: &[*mut sys::rte_mbuf]) {
+        self.free_hdrs.extend_from_slice(rx);
+        self.free_tx_hdrs.extend_from_slice(tx);
+    }
+
+    /// Free rx-pool headers, free tx-pool headers, and rx-pool headers
+    /// attached to fill buffers (for tests and fuzzing: with the ones
+    /// lent out, they add up to the pools' sizes).
+    #[doc(hidden)]
+    pub fn header_counts(&self) -> (usize, usize, usize) {
+        (
+            self.free_hdrs.len(),
+            self.free_tx_hdrs.len(),
+            self.ready.len(),
+        )
     }
 
     /// Stages the rx descriptors of delivered packets. Their buffers now

@@ -3,24 +3,11 @@
 //!
 //! Usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE
 
-mod command;
-mod datapath;
-mod dma;
-mod error;
-mod guest_region;
-mod log;
-mod nic;
-mod pool_ops;
-mod proxy;
-mod session;
-mod show;
-mod stats;
-mod telemetry;
-
-use command::{execute, parse, Command, USAGE};
-use datapath::Datapath;
 use dpdk_sys as sys;
-use proxy::Proxy;
+use io_proxy::command::{execute, parse, Command, USAGE};
+use io_proxy::datapath::Datapath;
+use io_proxy::proxy::Proxy;
+use io_proxy::{log, pool_ops, telemetry};
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};

@@ -200,8 +200,12 @@ impl NicPort {
 
     /// Puts `mp` behind rx queue `q`: with runtime queue setup if the PMD has
     /// it, else by a short stop/start of the port (other queues keep their
-    /// pools and resume at once). The datapath must be paused.
-    pub fn set_rx_pool(
+    /// pools and resume at once).
+    ///
+    /// # Safety
+    /// The datapath is paused; `mp` is a live mbuf pool that stays alive
+    /// while the queue uses it (until the next `set_rx_pool` of `q`).
+    pub unsafe fn set_rx_pool(
         &self,
         q: u16,
         mp: *mut sys::rte_mempool,
@@ -209,7 +213,7 @@ impl NicPort {
     ) -> Result<(), ProxyError> {
         let id = self.id;
         // SAFETY: control-thread ethdev calls with the datapath paused, so
-        // nothing polls the port meanwhile.
+        // nothing polls the port meanwhile; mp per the contract.
         unsafe {
             if self.runtime_rx_setup && allow_runtime {
                 check("rx queue stop", sys::rte_eth_dev_rx_queue_stop(id, q))?;

@@ -18,14 +18,8 @@
 //! makes its own `&mut` for its body, which calls no DPDK function.
 
 use crate::error::ProxyError;
-use crate::guest_region::{
-    buffer_area, hdr_priv, GuestPtr, GuestSlot, HDR_PRIV_SIZE, ORIGIN_FILL, ORIGIN_NONE, ORIGIN_TX,
-};
-use crate::stats::SocketStats;
+use crate::guest_region::{GuestPtr, GuestSlot, HDR_PRIV_SIZE};
 use dpdk_sys as sys;
-use shm_abi::desc::{Desc, ValidFill, LEN_EMPTY};
-use shm_abi::hint;
-use shm_abi::ring::Producer;
 use std::ffi::{c_int, c_uint, c_void, CStr};
 
 pub const OPS_NAME: &CStr = c"shm_proxy";
@@ -68,39 +62,6 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
 
 unsafe extern "C" fn ops_free(_mp: *mut sys::rte_mempool) {}
 
-/// Buffers going back to the guest on one ring in one call: the ring's room
-/// is looked up at the first one, and one publish covers them all.
-#[derive(Default)]
-struct ReturnBatch {
-    room: Option<u32>,
-    n: u32,
-}
-
-impl ReturnBatch {
-    /// Writes `d` (at most `most` in this batch); false when the ring has no
-    /// room (a broken guest: the buffer is lost) or is corrupt.
-    fn push(&mut self, ring: &mut Producer, most: u32, d: Desc, broken: &mut bool) -> bool {
-        let room = *self.room.get_or_insert_with(|| {
-            ring.free(most).unwrap_or_else(|_| {
-                *broken = true;
-                0
-            })
-        });
-        if self.n >= room {
-            return false;
-        }
-        ring.write(self.n, d);
-        self.n += 1;
-        true
-    }
-
-    fn publish(&self, ring: &mut Producer) {
-        if self.n > 0 {
-            ring.publish(self.n);
-        }
-    }
-}
-
 /// A NIC (or the datapath) gives headers back. Rx-pool headers of fill
 /// buffers stay attached (the next receive buffers); tx buffers go back to
 /// the guest on txdone, or become fill buffers when flagged for recycling.
@@ -111,55 +72,13 @@ unsafe extern "C" fn ops_enqueue(
 ) -> c_int {
     sys::ffi_guard("shm_proxy ops_enqueue", -libc::EIO, || {
         // SAFETY: a shm_proxy pool of a live guest; whoever called into
-        // DPDK holds no reference to the region, and this body calls no
-        // DPDK function.
-        let mut g = unsafe { GuestSlot::enter(guest(mp)) };
-        let g = &mut *g;
-        let rx_pool = mp == g.mp;
-        let (mut to_rx, mut to_txdone, mut lost) =
-            (ReturnBatch::default(), ReturnBatch::default(), 0u64);
-        for i in 0..n as usize {
-            // SAFETY: DPDK passes n headers of this pool.
-            let m = unsafe { *objs.add(i) } as *mut sys::rte_mbuf;
-            // SAFETY: a header of this pool, given back: ours alone.
-            let p = unsafe { hdr_priv(m) };
-            let empty = Desc::new(p.buf_off, 0, LEN_EMPTY);
-            let returned = match p.origin {
-                ORIGIN_FILL if rx_pool => {
-                    g.ready.push(m);
-                    continue;
-                }
-                ORIGIN_TX if p.recycle && g.staged.len() < g.staged_cap => {
-                    // Checked when the guest sent it (a recycled ValidTx is
-                    // a whole fill buffer), kept in our header since.
-                    g.staged.push(ValidFill::from_checked(p.buf_off));
-                    true
-                }
-                // A fill buffer the NIC did not use, or a recycled one that
-                // finds the staging area full: back to the guest, empty.
-                ORIGIN_FILL => to_rx.push(&mut g.rx, n, empty, &mut g.broken),
-                ORIGIN_TX if p.recycle => to_rx.push(&mut g.rx, n, empty, &mut g.broken),
-                ORIGIN_TX => {
-                    let d = Desc::new(p.buf_off, 0, p.status);
-                    to_txdone.push(&mut g.txdone, n, d, &mut g.broken)
-                }
-                _ => true,
-            };
-            if !returned {
-                lost += 1;
-            }
-            p.origin = ORIGIN_NONE;
-            p.recycle = false;
-            if rx_pool {
-                g.free_hdrs.push(m);
-            } else {
-                g.free_tx_hdrs.push(m);
-            }
-        }
-        to_rx.publish(&mut g.rx);
-        to_txdone.publish(&mut g.txdone);
-        if lost > 0 {
-            SocketStats::add(&g.stats.lost_returns, lost);
+        // DPDK holds no reference to the region, and headers_back calls no
+        // DPDK function. DPDK passes n headers of this pool, given back.
+        unsafe {
+            let mut g = GuestSlot::enter(guest(mp));
+            let rx_pool = mp == g.mp;
+            let hdrs = std::slice::from_raw_parts(objs as *const *mut sys::rte_mbuf, n as usize);
+            g.headers_back(rx_pool, hdrs);
         }
         0
     })
@@ -171,55 +90,26 @@ unsafe extern "C" fn ops_dequeue(
     n: c_uint,
 ) -> c_int {
     sys::ffi_guard("shm_proxy ops_dequeue", -libc::EIO, || {
-        // SAFETY: as in ops_enqueue.
-        let mut g = unsafe { GuestSlot::enter(guest(mp)) };
-        let g = &mut *g;
-        if mp != g.mp {
-            // Nothing allocates from the tx pool (take_tx uses its free list).
-            return -libc::ENOBUFS;
-        }
-        let n = n as usize;
-        let from_ready = n.min(g.ready.len());
-        let rest = n - from_ready;
-        if g.staged.len() < rest {
-            g.stage_fills();
-        }
-        if g.staged.len() < rest || g.free_hdrs.len() < rest {
-            // The mempool library first asks for a burst plus a cache refill
-            // and then, if that fails, for the burst alone: count the latter.
-            // SAFETY: reading the pool's own field.
-            let cache = unsafe { (*mp).cache_size } as usize;
-            if n <= cache || cache == 0 {
-                SocketStats::add(&g.stats.rx_no_buffer, n as u64);
+        // SAFETY: as in ops_enqueue; DPDK's array has room for n objects.
+        unsafe {
+            let mut g = GuestSlot::enter(guest(mp));
+            if mp != g.mp {
+                // Nothing allocates from the tx pool (take_tx uses its free
+                // list).
+                return -libc::ENOBUFS;
             }
-            return -libc::ENOBUFS;
-        }
-        for i in 0..from_ready {
-            // SAFETY: DPDK's array has room for n objects.
-            unsafe { *objs.add(i) = g.ready.pop().expect("counted above") as *mut c_void };
-        }
-        // From the end: cheapest, and any order is fine for the guest.
-        let start = g.staged.len() - rest;
-        let area = buffer_area(&g.region, &g.rules);
-        // The NIC writes each buffer's first data line next (at the
-        // guest's headroom); own them all now rather than one at a time
-        // as its stores drain.
-        for f in &g.staged[start..] {
-            let p = area.addr(f.offset() + g.rules.rx_headroom as u64);
-            hint::prefetch_write(p as *const u8);
-        }
-        for (i, k) in (start..g.staged.len()).enumerate() {
-            let f = g.staged[k];
-            let m = g.free_hdrs.pop().expect("checked above");
-            // SAFETY: m is a free rx-pool header, f a checked fill buffer;
-            // DPDK's array has room for n objects.
-            unsafe {
-                g.attach_fill(&area, m, f);
-                *objs.add(from_ready + i) = m as *mut c_void;
+            // The mempool library first asks for a burst plus a cache
+            // refill and then, if that fails, for the burst alone: count
+            // the latter as a miss.
+            let cache = (*mp).cache_size;
+            let count_miss = n <= cache || cache == 0;
+            let out = std::slice::from_raw_parts_mut(objs as *mut *mut sys::rte_mbuf, n as usize);
+            if g.headers_out(out, count_miss) {
+                0
+            } else {
+                -libc::ENOBUFS
             }
         }
-        g.staged.truncate(start);
-        0
     })
 }
 

@@ -298,7 +298,9 @@ impl Proxy {
         let mut st = self.dp.pause();
         // The queue setup fills the NIC ring from the pool (ops_dequeue uses
         // g): no reference to g is alive here.
-        if let Err(e) = port.set_rx_pool(s.queue, mp, true) {
+        // SAFETY: paused (st); mp lives until stop_guest puts the idle
+        // pool back before freeing it.
+        if let Err(e) = unsafe { port.set_rx_pool(s.queue, mp, true) } {
             drop(st);
             // SAFETY: the pools were never attached to the NIC.
             unsafe {
@@ -351,7 +353,8 @@ impl Proxy {
         }
         // Always a full stop/start here: it makes the NIC hand back every
         // header of this guest, rx and tx, before the pool goes away.
-        let r = port.set_rx_pool(s.queue, port.idle_pool, false);
+        // SAFETY: paused (st); the idle pool lives as long as the port.
+        let r = unsafe { port.set_rx_pool(s.queue, port.idle_pool, false) };
         drop(st);
         // SAFETY: detached above: control is the only party left, and the
         // NIC holds no header of these pools any more (the port was stopped
