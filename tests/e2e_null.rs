@@ -299,3 +299,29 @@ fn guest_buffers_are_dma_mapped_only_while_attached() {
     assert_eq!(areas(), 0, "a killed guest's buffers stay registered");
     proxy.stop(&[sock]);
 }
+
+/// A pool larger than the socket's buffer area fails with ENOMEM, which
+/// DPDK apps take as "retry with fewer mbufs" (OVS does), not ENOBUFS;
+/// the guest's log says how much the pool needs and which limit to raise.
+#[test]
+fn oversized_pool_fails_with_enomem_and_names_the_limit() {
+    let (dir, sock, proxy) = Proxy::one_queue("poolnomem", "net_null0", "");
+    // About 900 MiB of mbufs against the default 512 MiB of buffers.
+    let mut cmd = Guest::command(&sock, &["--total-num-mbufs=400000"]);
+    let mut guest = Proc::spawn(&mut cmd, dir.path("guest.log"), false);
+    let st = guest.wait_exit(Duration::from_secs(60));
+    let text = guest.text();
+    assert!(
+        !st.success(),
+        "testpmd started with a pool that cannot fit:\n{text}"
+    );
+    assert!(
+        text.contains("Cannot allocate memory"),
+        "the pool's creation did not fail with ENOMEM:\n{text}"
+    );
+    assert!(
+        text.contains("MiB of shared buffers") && text.contains("buffers <MiB>"),
+        "the guest's log does not name the limit:\n{text}"
+    );
+    proxy.stop(&[&sock]);
+}

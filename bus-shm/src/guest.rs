@@ -242,6 +242,17 @@ pub fn buffer_alloc(len: usize, align: usize) -> Option<*mut u8> {
     None
 }
 
+/// Whether [`buffer_alloc`] of `len` bytes aligned to `align` would
+/// succeed now (one free extent holds it).
+pub fn buffer_fits(len: usize, align: usize) -> bool {
+    let g = ARENA.lock().unwrap();
+    let Some(a) = g.as_ref() else { return false };
+    a.free.iter().any(|&(off, flen)| {
+        let pad = (a.base + off).next_multiple_of(align) - (a.base + off);
+        flen >= pad + len
+    })
+}
+
 /// Gives back what buffer_alloc returned.
 pub fn buffer_free(p: *mut u8, len: usize) {
     let mut g = ARENA.lock().unwrap();

@@ -60,10 +60,51 @@ unsafe fn ring(mp: *const sys::rte_mempool) -> *mut sys::rte_ring {
     unsafe { (*mp).__bindgen_anon_1.pool_data as *mut sys::rte_ring }
 }
 
+/// Bytes the objects of `mp` take in the buffer area (populate() lays
+/// them out back to back), and the pool's name.
+///
+/// # Safety
+/// `mp` is a pool being created (its sizes are set).
+unsafe fn pool_bytes(mp: *const sys::rte_mempool) -> (usize, String) {
+    // SAFETY: per the contract.
+    unsafe {
+        let total = ((*mp).header_size + (*mp).elt_size + (*mp).trailer_size) as usize;
+        let name = std::ffi::CStr::from_ptr((*mp).name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        (total * (*mp).size as usize + 64, name)
+    }
+}
+
+/// Says why a pool of `bytes` does not fit the buffer area, naming the
+/// limit the operator sets.
+fn log_no_room(name: &str, objs: u32, bytes: usize) {
+    let (free, size) = bus_shm::guest::buffer_space().unwrap_or((0, 0));
+    log(
+        sys::RTE_LOG_ERR,
+        &format!(
+            "pool {name}: {objs} objects need {} MiB of shared buffers, {} of {} MiB free; \
+             give the socket more on the proxy (add socket ... buffers <MiB>) or create a smaller pool{}",
+            bytes.div_ceil(1 << 20),
+            free >> 20,
+            size >> 20,
+            if size == 0 { " (no sock device connected)" } else { "" }
+        ),
+    );
+}
+
 unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
     sys::ffi_guard("shared_mem ops_alloc", -libc::EIO, || {
         // SAFETY: EAL passes a valid pool being created.
         unsafe {
+            // A pool that cannot fit fails here, with ENOMEM: what DPDK apps
+            // (OVS among them) take as "retry with fewer mbufs". (A failure
+            // in populate() would reach the app as ENOBUFS.)
+            let (bytes, pool_name) = pool_bytes(mp);
+            if !bus_shm::guest::buffer_fits(bytes, 64) {
+                log_no_room(&pool_name, (*mp).size, bytes);
+                return -libc::ENOMEM;
+            }
             let mut name = [0u8; sys::RTE_RING_NAMESIZE as usize];
             let pool = std::ffi::CStr::from_ptr((*mp).name.as_ptr()).to_string_lossy();
             let s = format!("SHM_{pool}");
@@ -176,25 +217,12 @@ unsafe extern "C" fn ops_populate(
         let (total, name) = unsafe {
             (
                 ((*mp).header_size + (*mp).elt_size + (*mp).trailer_size) as usize,
-                std::ffi::CStr::from_ptr((*mp).name.as_ptr())
-                    .to_string_lossy()
-                    .into_owned(),
+                pool_bytes(mp).1,
             )
         };
         let bytes = total * max_objs as usize + 64;
         let Some(p) = bus_shm::guest::buffer_alloc(bytes, 64) else {
-            let (free, size) = bus_shm::guest::buffer_space().unwrap_or((0, 0));
-            log(
-            sys::RTE_LOG_ERR,
-            &format!(
-                "pool {name}: {max_objs} objects need {} MiB of shared buffers, {} of {} MiB free; \
-                 give the socket more on the proxy (add socket ... buffers <MiB>) or create a smaller pool{}",
-                bytes.div_ceil(1 << 20),
-                free >> 20,
-                size >> 20,
-                if size == 0 { " (no sock device connected)" } else { "" }
-            ),
-        );
+            log_no_room(&name, max_objs, bytes);
             return 0;
         };
         // SAFETY: plain query.

@@ -347,7 +347,7 @@ impl Guest {
         Guest { proc }
     }
 
-    fn command(sock: &str, app_args: &[&str]) -> Command {
+    pub fn command(sock: &str, app_args: &[&str]) -> Command {
         // stdbuf: testpmd's stdout is a file here; line-buffer it so its
         // progress can be read while it runs.
         let mut cmd = Command::new("stdbuf");
