@@ -54,7 +54,7 @@ fn null_nic_one_guest_counters_agree() {
         "timed rx {timed_rx} < {rx} + {discarded}"
     );
     assert!(
-        timed_tx <= tx && timed_tx + 2048 >= tx,
+        timed_tx <= tx && timed_tx + 4096 >= tx,
         "timed tx {timed_tx}, guest sent {tx}"
     );
     for stage in ["nic_rx", "to_guest", "from_guest", "nic_tx"] {
@@ -166,7 +166,8 @@ fn guest_rx_ring_size_is_checked_against_the_nic_queue() {
     // None held + the proxy's rx-pool cache (128) + two bursts (64).
     let (_dir, sock, proxy, mut guest) = rxd_refused("rxd", "net_null0", 0, 100, 192);
     let sock = sock.as_str();
-    guest.cmd("port config all rxd 1024");
+    // 2048: what apps commonly ask for (testpmd --rxd=2048, OVS).
+    guest.cmd("port config all rxd 2048");
     guest.cmd("port start 0");
     guest.cmd("start");
     std::thread::sleep(Duration::from_secs(1));
@@ -174,19 +175,19 @@ fn guest_rx_ring_size_is_checked_against_the_nic_queue() {
     guest.cmd("show port xstats 0");
     assert!(
         guest.xstat("rx_good_packets") > 10_000,
-        "no traffic with --rxd 1024"
+        "no traffic with --rxd 2048"
     );
     // Forwarding stopped, port started: the NIC keeps receiving until the
-    // 1024 posted buffers (plus at most a burst recycled on top) all wait in
+    // 2048 posted buffers (plus at most a burst recycled on top) all wait in
     // the rx ring, bar less than one burst left in the proxy. Telemetry
     // shows where they are.
     std::thread::sleep(Duration::from_millis(300));
     let used = |ring: &str| proxy.socket_field(sock, &format!("{ring}_ring_used"));
-    assert_eq!(proxy.socket_field(sock, "ring_entries"), 2048);
+    assert_eq!(proxy.socket_field(sock, "ring_entries"), 4096);
     let rx = used("rx");
     assert!(
-        (1024 - 31..=1024 + 32).contains(&rx),
-        "rx_ring_used {rx}, posted 1024"
+        (2048 - 31..=2048 + 32).contains(&rx),
+        "rx_ring_used {rx}, posted 2048"
     );
     assert_eq!((used("fill"), used("tx"), used("txdone")), (0, 0, 0));
     guest.cmd("quit");

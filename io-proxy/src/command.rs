@@ -8,8 +8,9 @@ pub const USAGE: &str = "\
 commands:
   add port <port_id> [queues <n>] [rxd <n>]           configure n rx/tx queue pairs (default 2), RSS over them, start;
                                                       rxd: NIC rx descriptors per queue (default: the PMD's)
-  add socket <path> <port_id> <queue> [heap <MiB>] [buffers <MiB>]
-                                                      serve that queue on a unix socket at <path>
+  add socket <path> <port_id> <queue> [heap <MiB>] [buffers <MiB>] [ring <n>]
+                                                      serve that queue on a unix socket at <path>;
+                                                      ring: descriptors per ring (default 4096: guests post up to 3840 rx buffers)
   remove socket <path>
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
   set timing on|off                                   count the datapath's TSC cycles per stage (costs a little)
@@ -50,6 +51,11 @@ impl PartialEq for RegionConfig {
             == (o.heap_mb, o.buffers_mb, o.ring_entries)
     }
 }
+
+/// Ring sizes `add socket ... ring <n>` takes. A guest posts at most
+/// 256 fewer rx buffers than this (its rx queue's `nb_rx_desc` limit).
+const RING_MIN: u32 = 512;
+const RING_MAX: u32 = 16384;
 
 fn num<T: std::str::FromStr>(what: &str, s: Option<&str>) -> Result<T, String> {
     let s = s.ok_or_else(|| format!("missing {what}"))?;
@@ -100,6 +106,16 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 match k {
                     "heap" => cfg.heap_mb = num("heap MiB", it.next())?,
                     "buffers" => cfg.buffers_mb = num("buffers MiB", it.next())?,
+                    "ring" => {
+                        cfg.ring_entries = num("ring entries", it.next())?;
+                        if !cfg.ring_entries.is_power_of_two()
+                            || !(RING_MIN..=RING_MAX).contains(&cfg.ring_entries)
+                        {
+                            return Err(format!(
+                                "ring entries must be a power of two from {RING_MIN} to {RING_MAX}"
+                            ));
+                        }
+                    }
                     x => return Err(format!("unexpected '{x}'")),
                 }
             }
@@ -225,6 +241,14 @@ mod tests {
                 rxd: 256
             }
         );
+        match parse("add socket /tmp/s 0 0 ring 8192").unwrap() {
+            Command::AddSocket { cfg, .. } => assert_eq!(cfg.ring_entries, 8192),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("add socket /tmp/s 0 0 ring 3000")
+            .unwrap_err()
+            .contains("power of two"));
+        assert!(parse("add socket /tmp/s 0 0 ring 65536").is_err());
         match parse("add socket /tmp/s_0_0/sock 0 1 heap 32 buffers 256").unwrap() {
             Command::AddSocket {
                 path,

@@ -29,7 +29,9 @@ impl Default for RegionConfig {
         RegionConfig {
             heap_mb: 64,
             buffers_mb: 512,
-            ring_entries: 2048,
+            // Apps commonly ask for 2048 rx descriptors (OVS, testpmd
+            // --rxd=2048); a guest posts up to ring_entries - 256.
+            ring_entries: 4096,
         }
     }
 }
