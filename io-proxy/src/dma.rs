@@ -197,9 +197,8 @@ impl Drop for DmaArea {
 /// the guest that had it).
 pub fn external_areas() -> u32 {
     unsafe extern "C" fn count(msl: *const sys::rte_memseg_list, arg: *mut c_void) -> i32 {
-        // SAFETY: the caller upholds this function's `# Safety` contract.
+        // SAFETY: EAL passes a live list; `arg` is the counter below.
         unsafe {
-            // SAFETY: EAL passes a live list; `arg` is the counter below.
             if (*msl).external != 0 {
                 // Wrapping: nothing here may panic across this C callback.
                 *(arg as *mut u32) = (*(arg as *mut u32)).wrapping_add(1);

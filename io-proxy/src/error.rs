@@ -12,16 +12,12 @@ pub enum ProxyError {
     Busy(String),
     /// A command's or request's arguments cannot be honoured.
     Invalid(String),
-    /// Out of memory or of a resource the proxy sized (pools, areas).
-    NoMemory(String),
     /// The guest's request does not fit what the NIC does.
     Unsupported(String),
     /// The guest broke the protocol.
     Protocol(ProtoError),
     /// A DPDK call failed: what was done, and its negative errno.
     Dpdk { what: String, errno: i32 },
-    /// The NIC refused (a port or queue operation failed).
-    Nic(String),
     /// A system call failed.
     Io { what: String, err: std::io::Error },
 }
@@ -33,12 +29,30 @@ impl ProxyError {
             ProxyError::NotFound(_) => libc::ENOENT,
             ProxyError::Busy(_) => libc::EBUSY,
             ProxyError::Invalid(_) => libc::EINVAL,
-            ProxyError::NoMemory(_) => libc::ENOMEM,
             ProxyError::Unsupported(_) => libc::ENOTSUP,
             ProxyError::Protocol(e) => e.errno(),
             ProxyError::Dpdk { errno, .. } => errno.abs(),
-            ProxyError::Nic(_) => libc::EIO,
             ProxyError::Io { err, .. } => err.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// The same error, its text prefixed with what was being done; the
+    /// errno stays the cause's.
+    pub fn context(self, ctx: &str) -> ProxyError {
+        match self {
+            ProxyError::NotFound(s) => ProxyError::NotFound(format!("{ctx}: {s}")),
+            ProxyError::Busy(s) => ProxyError::Busy(format!("{ctx}: {s}")),
+            ProxyError::Invalid(s) => ProxyError::Invalid(format!("{ctx}: {s}")),
+            ProxyError::Unsupported(s) => ProxyError::Unsupported(format!("{ctx}: {s}")),
+            ProxyError::Dpdk { what, errno } => ProxyError::Dpdk {
+                what: format!("{ctx}: {what}"),
+                errno,
+            },
+            ProxyError::Io { what, err } => ProxyError::Io {
+                what: format!("{ctx}: {what}"),
+                err,
+            },
+            e @ ProxyError::Protocol(_) => e,
         }
     }
 
@@ -69,9 +83,7 @@ impl fmt::Display for ProxyError {
             ProxyError::NotFound(s)
             | ProxyError::Busy(s)
             | ProxyError::Invalid(s)
-            | ProxyError::NoMemory(s)
-            | ProxyError::Unsupported(s)
-            | ProxyError::Nic(s) => write!(f, "{s}"),
+            | ProxyError::Unsupported(s) => write!(f, "{s}"),
             ProxyError::Protocol(e) => write!(f, "protocol: {e}"),
             ProxyError::Dpdk { what, errno } => {
                 write!(f, "{what}: {}", dpdk_sys::strerror(*errno))

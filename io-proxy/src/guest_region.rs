@@ -398,12 +398,6 @@ impl GuestRegion {
         &self.region
     }
 
-    /// The buffer area: every pointer to a guest buffer comes from it.
-    #[inline]
-    pub(crate) fn buffers(&self) -> AreaView<'_> {
-        buffer_area(&self.region, &self.rules)
-    }
-
     /// Moves fill descriptors into `staged`, checking each; rejected ones
     /// go straight back to the guest.
     pub fn stage_fills(&mut self) {
@@ -743,7 +737,7 @@ impl GuestRegion {
             ol_flags: flags,
         };
         let at = off + (data_off - RX_META_LEN) as u64;
-        let Some(p) = self.buffers().ptr(at, RX_META_LEN as u64) else {
+        let Some(p) = buffer_area(&self.region, &self.rules).ptr(at, RX_META_LEN as u64) else {
             return data_off;
         };
         // SAFETY: in the buffer area (checked), in the buffer's headroom,

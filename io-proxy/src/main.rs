@@ -201,7 +201,8 @@ fn set_control_affinity(dp_cpu: u32) {
 }
 
 unsafe extern "C" fn dp_entry(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: `arg` is the Datapath that main() launched this lcore with;
+    // main keeps it alive until rte_eal_wait_lcore returns.
     unsafe {
         sys::ffi_guard("io_proxy dp_entry", -libc::EIO, || {
             let dp = &*(arg as *const Datapath);

@@ -272,11 +272,6 @@ impl Proxy {
             let mut g = GuestSlot::enter(g);
             g.rules.rx_room = start.rx_buf_len;
             g.rules.rx_headroom = start.rx_headroom;
-            // Only if the NIC can tell anything: net_null, say, recognizes
-            // no packet type and has no rx offload, and then the datapath
-            // does not look. (Decided at HELLO_ACK, by the same rule as the
-            // guest.)
-            g.rx_meta = g.rx_meta && sess.version >= 4;
         }
         s.pools_made += 1;
         let name = format!("shm_p{}q{}_{}", s.port, s.queue, s.pools_made % 10000);
@@ -308,7 +303,7 @@ impl Proxy {
                 // `area` goes away on return: no IOVA may outlive it.
                 GuestSlot::enter(g).iova_base = dma::BAD_IOVA;
             }
-            return Err(ProxyError::Nic(format!("attach queue: {e}")));
+            return Err(e.context("attach queue"));
         }
         if let Some(q) = st
             .queues
@@ -369,7 +364,7 @@ impl Proxy {
         }
         sess.dma = None;
         sess.started = false;
-        r.map_err(|e| ProxyError::Nic(format!("detach queue: {e}")))
+        r.map_err(|e| e.context("detach queue"))
     }
 
     pub fn disconnect(&mut self, i: usize, why: &str) {

@@ -179,7 +179,10 @@ pub fn handshake(
     let received = socket::recv(fd.as_raw_fd(), true)
         .map_err(|e| match e {
             socket::RecvError::Malformed(p) => ProxyError::Protocol(p),
-            e => ProxyError::io("receive hello", std::io::Error::other(e.to_string())),
+            socket::RecvError::Io(e) => ProxyError::io("receive hello", e),
+            socket::RecvError::TooLong => {
+                ProxyError::Protocol(msg::ProtoError::Invalid("hello too long"))
+            }
         })?
         .ok_or_else(|| ProxyError::Invalid("guest closed before hello".into()))?;
     let hello = match received.msg {

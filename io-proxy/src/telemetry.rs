@@ -83,12 +83,16 @@ fn cs(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap()
 }
 
+/// # Safety
+/// `d` is a dict container being filled (`rte_tel_data_start_dict`).
 unsafe fn add_u64(d: *mut sys::rte_tel_data, k: &str, v: u64) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         sys::rte_tel_data_add_dict_u64(d, cs(k).as_ptr(), v);
     }
 }
+/// # Safety
+/// As [`add_u64`].
 unsafe fn add_str(d: *mut sys::rte_tel_data, k: &str, v: &str) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
@@ -97,6 +101,9 @@ unsafe fn add_str(d: *mut sys::rte_tel_data, k: &str, v: &str) {
 }
 
 /// A new, empty dict container (None when out of memory).
+///
+/// # Safety
+/// EAL is initialised (telemetry commands run after it).
 unsafe fn new_dict() -> Option<*mut sys::rte_tel_data> {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
@@ -110,6 +117,9 @@ unsafe fn new_dict() -> Option<*mut sys::rte_tel_data> {
 }
 
 /// Adds container `c` to dict `d` under `k`; `d` takes ownership.
+///
+/// # Safety
+/// As [`add_u64`]; `c` is a container from [`new_dict`], not added elsewhere.
 unsafe fn add_dict(d: *mut sys::rte_tel_data, k: &str, c: *mut sys::rte_tel_data) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
@@ -122,7 +132,8 @@ unsafe extern "C" fn tel_ports(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: the telemetry library calls its commands with a fresh
+    // output container `d`, valid for the call.
     unsafe {
         sys::ffi_guard("io_proxy telemetry tel_ports", -libc::EIO, || {
             let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
@@ -155,7 +166,8 @@ unsafe extern "C" fn tel_sockets(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: the telemetry library calls its commands with a fresh
+    // output container `d`, valid for the call.
     unsafe {
         sys::ffi_guard("io_proxy telemetry tel_sockets", -libc::EIO, || {
             let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,7 +223,8 @@ unsafe extern "C" fn tel_datapath(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: the telemetry library calls its commands with a fresh
+    // output container `d`, valid for the call.
     unsafe {
         sys::ffi_guard("io_proxy telemetry tel_datapath", -libc::EIO, || {
             let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,7 +255,8 @@ unsafe extern "C" fn tel_dma(
     _params: *const c_char,
     d: *mut sys::rte_tel_data,
 ) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: the telemetry library calls its commands with a fresh
+    // output container `d`, valid for the call.
     unsafe {
         sys::ffi_guard("io_proxy telemetry tel_dma", -libc::EIO, || {
             sys::rte_tel_data_start_dict(d);

@@ -243,7 +243,9 @@ unsafe extern "C" fn noop(_dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn dev_configure(dev: *mut sys::rte_eth_dev) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm dev_configure", -libc::EIO, || {
             let data = (*dev).data;
@@ -265,7 +267,9 @@ unsafe extern "C" fn dev_infos_get(
     dev: *mut sys::rte_eth_dev,
     info: *mut sys::rte_eth_dev_info,
 ) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm dev_infos_get", -libc::EIO, || {
             let p = port(dev);
@@ -300,7 +304,9 @@ unsafe extern "C" fn dev_infos_get(
 
 /// The packet types the proxy's NIC recognizes (none before protocol v4).
 unsafe extern "C" fn supported_ptypes(dev: *mut sys::rte_eth_dev) -> *const u32 {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm supported_ptypes", std::ptr::null(), || {
             let p = port(dev);
@@ -409,7 +415,9 @@ unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
 }
 
 unsafe extern "C" fn link_update(dev: *mut sys::rte_eth_dev, _wait: c_int) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm link_update", -libc::EIO, || {
             let p = port(dev);
@@ -423,7 +431,9 @@ unsafe extern "C" fn link_update(dev: *mut sys::rte_eth_dev, _wait: c_int) -> c_
 }
 
 unsafe extern "C" fn mtu_set(dev: *mut sys::rte_eth_dev, mtu: u16) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm mtu_set", -libc::EIO, || {
             let p = port(dev);
@@ -440,6 +450,11 @@ unsafe extern "C" fn mtu_set(dev: *mut sys::rte_eth_dev, mtu: u16) -> c_int {
     }
 }
 
+/// The port's rx and tx queue 0, where set up.
+///
+/// # Safety
+/// `dev` must be a net_shm port; its queue slots are null or hold queues
+/// made by this driver's queue setup.
 unsafe fn queues(
     dev: *mut sys::rte_eth_dev,
 ) -> (Option<&'static RxQueue>, Option<&'static TxQueue>) {
@@ -461,7 +476,9 @@ unsafe fn queues(
 }
 
 unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_stats) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm stats_get", -libc::EIO, || {
             let (rx, tx) = queues(dev);
@@ -487,7 +504,9 @@ unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_
 }
 
 unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm stats_reset", -libc::EIO, || {
             let (rx, tx) = queues(dev);
@@ -536,7 +555,9 @@ unsafe extern "C" fn xstats_get_names(
     names: *mut sys::rte_eth_xstat_name,
     size: u32,
 ) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm xstats_get_names", -libc::EIO, || {
             if !names.is_null() {
@@ -558,7 +579,9 @@ unsafe extern "C" fn xstats_get(
     xs: *mut sys::rte_eth_xstat,
     n: u32,
 ) -> c_int {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm xstats_get", -libc::EIO, || {
             if (n as usize) < XSTATS.len() || xs.is_null() {
@@ -745,7 +768,9 @@ unsafe extern "C" fn tx_queue_setup(
 }
 
 unsafe extern "C" fn rx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm rx_queue_release", (), || {
             release_queue((*(*dev).data).rx_queues, qid, RxQueue::drain);
@@ -754,7 +779,9 @@ unsafe extern "C" fn rx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
 }
 
 unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
-    // SAFETY: the caller upholds this function's `# Safety` contract.
+    // SAFETY: ethdev calls its ops only with a port this driver made
+    // (dev_private holds our Port), from the thread controlling the port;
+    // the pointers it passes are valid for the call.
     unsafe {
         sys::ffi_guard("net_shm tx_queue_release", (), || {
             release_queue((*(*dev).data).tx_queues, qid, TxQueue::drain);
