@@ -32,14 +32,19 @@ fuzz_target!(|data: &[u8]| {
                 heap_len: w(8),
                 buf_off: w(9),
                 buf_len: w(10),
+                queue_count: w(11) as u16,
+                queue_stride: w(12),
             }
         }
     };
     let Ok(v) = l.validate(mapped) else { return };
     let ring = ring_bytes(v.ring_entries) as u64;
     let inside = |off: u64, len: u64| off.checked_add(len).is_some_and(|e| e <= mapped);
-    let mut rings = v.ring_offsets();
-    for off in rings {
+    let mut rings: Vec<u64> = (0..v.queue_count)
+        .flat_map(|q| v.queue(q).unwrap().offsets())
+        .collect();
+    assert!(v.queue(v.queue_count).is_none());
+    for &off in &rings {
         assert!(inside(off, ring) && off % 64 == 0);
     }
     rings.sort_unstable();

@@ -60,7 +60,7 @@ fn state() -> State {
     let region = Region::map(fd.try_clone().unwrap(), l.region_size as usize).unwrap();
     let layout = l.validate(region.len() as u64).unwrap();
     let proxy_view = Region::map(fd, l.region_size as usize).unwrap();
-    let mut g = GuestRegion::new(proxy_view, layout, Arc::new(SocketStats::default()), 0).unwrap();
+    let mut g = GuestRegion::new(proxy_view, layout, 0, Arc::new(SocketStats::default()), 0).unwrap();
     g.rules.rx_room = RX_ROOM;
     g.rules.rx_headroom = HEADROOM;
     g.rules.max_frame = 1518;

@@ -8,8 +8,9 @@ pub const USAGE: &str = "\
 commands:
   add port <port_id> [queues <n>] [rxd <n>]           configure n rx/tx queue pairs (default 2), RSS over them, start;
                                                       rxd: NIC rx descriptors per queue (default: the PMD's)
-  add socket <path> <port_id> <queue> [heap <MiB>] [buffers <MiB>] [ring <n>]
-                                                      serve that queue on a unix socket at <path>;
+  add socket <path> <port_id> <queues> [heap <MiB>] [buffers <MiB>] [ring <n>]
+                                                      serve those queues (2, 0-3, 0,2) on a unix socket at <path>:
+                                                      the guest port gets one rx/tx queue pair per NIC queue;
                                                       ring: descriptors per ring (default 4096: guests post up to 3840 rx buffers)
   remove socket <path>
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
@@ -28,7 +29,8 @@ pub enum Command {
     AddSocket {
         path: String,
         port: u16,
-        queue: u16,
+        /// NIC queues, in the guest's queue order.
+        queues: Vec<u16>,
         cfg: RegionConfig,
     },
     RemoveSocket {
@@ -60,6 +62,38 @@ const RING_MAX: u32 = 16384;
 fn num<T: std::str::FromStr>(what: &str, s: Option<&str>) -> Result<T, String> {
     let s = s.ok_or_else(|| format!("missing {what}"))?;
     s.parse().map_err(|_| format!("bad {what} '{s}'"))
+}
+
+/// A queue list: `2`, `0-3`, `0,2,5` or a mix (`0-1,4`); no queue twice,
+/// at most [`QUEUES_MAX`](shm_abi::layout::QUEUES_MAX).
+fn queue_list(s: Option<&str>) -> Result<Vec<u16>, String> {
+    let s = s.ok_or("missing queue")?;
+    let mut qs: Vec<u16> = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (num("queue", Some(a))?, num("queue", Some(b))?),
+            None => {
+                let q = num("queue", Some(part))?;
+                (q, q)
+            }
+        };
+        if a > b {
+            return Err(format!("bad queue range '{part}'"));
+        }
+        for q in a..=b {
+            if qs.contains(&q) {
+                return Err(format!("queue {q} listed twice"));
+            }
+            qs.push(q);
+            if qs.len() > shm_abi::layout::QUEUES_MAX as usize {
+                return Err(format!(
+                    "at most {} queues per socket",
+                    shm_abi::layout::QUEUES_MAX
+                ));
+            }
+        }
+    }
+    Ok(qs)
 }
 
 /// Parses one command line.
@@ -100,7 +134,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 );
             }
             let port = num("port_id", it.next())?;
-            let queue = num("queue", it.next())?;
+            let queues = queue_list(it.next())?;
             let mut cfg = RegionConfig::default();
             while let Some(k) = it.next() {
                 match k {
@@ -125,7 +159,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
             Command::AddSocket {
                 path,
                 port,
-                queue,
+                queues,
                 cfg,
             }
         }
@@ -175,9 +209,9 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
         Command::AddSocket {
             path,
             port,
-            queue,
+            queues,
             cfg,
-        } => p.add_socket(path, port, queue, cfg)?,
+        } => p.add_socket(path, port, queues, cfg)?,
         Command::RemoveSocket { path } => p.remove_socket(&path)?,
         Command::SetTiming(on) => {
             // Paused, so that no round adds to a counter being zeroed.
@@ -253,15 +287,31 @@ mod tests {
             Command::AddSocket {
                 path,
                 port,
-                queue,
+                queues,
                 cfg,
             } => {
                 assert_eq!(
-                    (path.as_str(), port, queue, cfg.heap_mb, cfg.buffers_mb),
-                    ("/tmp/s_0_0/sock", 0, 1, 32, 256)
+                    (path.as_str(), port, queues, cfg.heap_mb, cfg.buffers_mb),
+                    ("/tmp/s_0_0/sock", 0, vec![1], 32, 256)
                 );
             }
             other => panic!("{other:?}"),
+        }
+        for (list, want) in [
+            ("0-3", vec![0, 1, 2, 3]),
+            ("0,2", vec![0, 2]),
+            ("0-1,4", vec![0, 1, 4]),
+        ] {
+            match parse(&format!("add socket /tmp/s 0 {list}")).unwrap() {
+                Command::AddSocket { queues, .. } => assert_eq!(queues, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        for bad in ["3-1", "0,0", "0-64", "a-b", ""] {
+            assert!(
+                parse(&format!("add socket /tmp/s 0 {bad} heap 8")).is_err(),
+                "{bad}"
+            );
         }
         assert_eq!(parse("show stats").unwrap(), Command::Show("stats".into()));
         assert_eq!(parse("  # comment").unwrap(), Command::Nothing);

@@ -80,8 +80,9 @@ fn iova_at(iova_base: u64, off: u64) -> u64 {
     }
 }
 
-/// One connected guest's shared state, as the proxy sees it. See the
-/// module doc for who reaches it, and how.
+/// One queue pair of a connected guest's region, as the proxy sees it: its
+/// four rings, the buffer area, and the buffers the proxy holds for the
+/// queue. See the module doc for who reaches it, and how.
 pub struct GuestRegion {
     pub(crate) region: Region,
     pub layout: ValidLayout,
@@ -360,18 +361,23 @@ impl ReturnBatch {
 }
 
 impl GuestRegion {
+    /// The proxy's side of queue pair `queue` of a guest's region.
     pub fn new(
         region: Region,
         layout: ValidLayout,
+        queue: u16,
         stats: Arc<SocketStats>,
         port_id: u16,
     ) -> Result<GuestRegion, shm_abi::msg::ProtoError> {
         let n = layout.ring_entries;
+        let rings = layout
+            .queue(queue)
+            .ok_or(shm_abi::msg::ProtoError::Invalid("no such queue"))?;
         Ok(GuestRegion {
-            fill: region.consumer(layout.fill_off, n)?,
-            rx: region.producer(layout.rx_off, n)?,
-            tx: region.consumer(layout.tx_off, n)?,
-            txdone: region.producer(layout.txdone_off, n)?,
+            fill: region.consumer(rings.fill, n)?,
+            rx: region.producer(rings.rx, n)?,
+            tx: region.consumer(rings.tx, n)?,
+            txdone: region.producer(rings.txdone, n)?,
             region,
             rules: BufferRules {
                 buf_start: layout.buf_off,
@@ -945,7 +951,7 @@ mod tests {
         let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize).unwrap();
         let layout = layout.validate(r.len() as u64).unwrap();
         let guest_tx = r.producer(layout.tx_off, layout.ring_entries).unwrap();
-        let mut g = GuestRegion::new(r, layout, Arc::new(SocketStats::default()), 0).unwrap();
+        let mut g = GuestRegion::new(r, layout, 0, Arc::new(SocketStats::default()), 0).unwrap();
         g.rules.rx_room = 2048;
         g.rules.rx_headroom = 128;
         g.rules.max_frame = 1518;
@@ -1029,7 +1035,7 @@ mod reentry_tests {
         m.as_file().set_len(layout.region_size).unwrap();
         let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize).unwrap();
         let layout = layout.validate(r.len() as u64).unwrap();
-        GuestCell::new(GuestRegion::new(r, layout, Arc::new(SocketStats::default()), 0).unwrap())
+        GuestCell::new(GuestRegion::new(r, layout, 0, Arc::new(SocketStats::default()), 0).unwrap())
     }
 
     #[test]

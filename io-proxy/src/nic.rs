@@ -27,6 +27,10 @@ pub struct NicPort {
     pub mtu: u16,
     pub max_rx_pktlen: u32,
     pub rss: bool,
+    /// The RSS hash functions in use and the key (empty if the PMD does
+    /// not tell), for guests that spread over several queues.
+    pub rss_hf: u64,
+    pub rss_key: Vec<u8>,
     /// The PMD can set up an rx queue while the port runs.
     pub runtime_rx_setup: bool,
     /// Rx offloads turned on whose results go to the guests as rx
@@ -156,6 +160,25 @@ impl NicPort {
             let rx_held = (sys::rte_mempool_in_use_count(idle_pool) as u32)
                 .div_ceil(nb_queues as u32)
                 .min(nb_rxd as u32);
+            let (mut rss_hf, mut rss_key) = (0, Vec::new());
+            if rss {
+                let mut key = [0u8; shm_abi::msg::MAX_RSS_KEY];
+                let mut rc: sys::rte_eth_rss_conf = std::mem::zeroed();
+                rc.rss_key = key.as_mut_ptr();
+                rc.rss_key_len = key.len() as u8;
+                // A PMD whose key is longer than ours fails: hf alone then.
+                if sys::rte_eth_dev_rss_hash_conf_get(id, &mut rc) == 0 {
+                    rss_key = key[..(rc.rss_key_len as usize).min(key.len())].to_vec();
+                } else {
+                    rc = std::mem::zeroed();
+                    sys::rte_eth_dev_rss_hash_conf_get(id, &mut rc);
+                }
+                rss_hf = if rc.rss_hf != 0 {
+                    rc.rss_hf
+                } else {
+                    conf.rx_adv_conf.rss_conf.rss_hf
+                };
+            }
             let _ = sys::rte_eth_promiscuous_enable(id);
             let mut mac: sys::rte_ether_addr = std::mem::zeroed();
             sys::rte_eth_macaddr_get(id, &mut mac);
@@ -185,6 +208,8 @@ impl NicPort {
                 mtu,
                 max_rx_pktlen: (mtu as u32 + 18).min(info.max_rx_pktlen.max(1518)),
                 rss,
+                rss_hf,
+                rss_key,
                 runtime_rx_setup: info.dev_capa
                     & sys::RTE_ETH_DEV_CAPA_RUNTIME_RX_QUEUE_SETUP as u64
                     != 0,
@@ -198,24 +223,51 @@ impl NicPort {
         }
     }
 
+    /// Puts the idle pool back behind rx queues `qs` with one stop and
+    /// start of the port: the NIC hands back every buffer those queues
+    /// held (of a guest's pools) before it starts again.
+    ///
+    /// # Safety
+    /// The datapath is paused.
+    pub unsafe fn set_idle(&self, qs: &[u16]) -> Result<(), ProxyError> {
+        let id = self.id;
+        // SAFETY: control-thread ethdev calls with the datapath paused; the
+        // idle pool lives as long as the port.
+        unsafe {
+            check("port stop", sys::rte_eth_dev_stop(id))?;
+            let mut r = 0;
+            for &q in qs {
+                let e = sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    self.nb_rxd,
+                    self.socket as u32,
+                    std::ptr::null(),
+                    self.idle_pool,
+                );
+                if r == 0 {
+                    r = e;
+                }
+            }
+            let started = sys::rte_eth_dev_start(id);
+            check("rx queue setup", r)?;
+            check("port start", started)
+        }
+    }
+
     /// Puts `mp` behind rx queue `q`: with runtime queue setup if the PMD has
     /// it, else by a short stop/start of the port (other queues keep their
     /// pools and resume at once).
     ///
     /// # Safety
     /// The datapath is paused; `mp` is a live mbuf pool that stays alive
-    /// while the queue uses it (until the next `set_rx_pool` of `q`).
-    pub unsafe fn set_rx_pool(
-        &self,
-        q: u16,
-        mp: *mut sys::rte_mempool,
-        allow_runtime: bool,
-    ) -> Result<(), ProxyError> {
+    /// while the queue uses it (until [`NicPort::set_idle`] of `q`).
+    pub unsafe fn set_rx_pool(&self, q: u16, mp: *mut sys::rte_mempool) -> Result<(), ProxyError> {
         let id = self.id;
         // SAFETY: control-thread ethdev calls with the datapath paused, so
         // nothing polls the port meanwhile; mp per the contract.
         unsafe {
-            if self.runtime_rx_setup && allow_runtime {
+            if self.runtime_rx_setup {
                 check("rx queue stop", sys::rte_eth_dev_rx_queue_stop(id, q))?;
                 check(
                     "rx queue setup",

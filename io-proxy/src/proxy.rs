@@ -4,7 +4,7 @@
 use crate::datapath::{Datapath, DpQueue};
 use crate::dma;
 use crate::error::ProxyError;
-use crate::guest_region::{self, GuestSlot};
+use crate::guest_region::{self, GuestPtr, GuestSlot};
 use crate::log;
 use crate::nic::{mac_str, NicPort};
 use crate::pool_ops;
@@ -20,12 +20,37 @@ use std::sync::Arc;
 pub struct SocketEntry {
     pub path: String,
     pub port: u16,
-    pub queue: u16,
+    /// The NIC queues served, in the guest's queue order: guest queue k is
+    /// NIC queue `queues[k]`.
+    pub queues: Vec<u16>,
     pub cfg: RegionConfig,
     pub listener: OwnedFd,
     pub session: Option<Session>,
-    pub stats: Arc<SocketStats>,
+    /// The counters of each NIC queue in `queues`.
+    pub stats: Vec<Arc<SocketStats>>,
     pub pools_made: u32,
+}
+
+impl SocketEntry {
+    /// The served queues as `add socket` takes them: `2`, `0-3`, `0,2`.
+    pub fn queue_list(&self) -> String {
+        queue_list(&self.queues)
+    }
+}
+
+/// `[0, 1, 2, 3]` as `0-3`, `[0, 2]` as `0,2`.
+pub fn queue_list(qs: &[u16]) -> String {
+    let contiguous = qs.windows(2).all(|w| w[1] == w[0] + 1);
+    match qs {
+        [] => String::new(),
+        [q] => q.to_string(),
+        [first, .., last] if contiguous => format!("{first}-{last}"),
+        _ => qs
+            .iter()
+            .map(|q| q.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 pub struct Proxy {
@@ -82,7 +107,7 @@ impl Proxy {
         &mut self,
         path: String,
         port: u16,
-        queue: u16,
+        queues: Vec<u16>,
         cfg: RegionConfig,
     ) -> Result<(), String> {
         use nix::sys::socket::{
@@ -92,21 +117,27 @@ impl Proxy {
             .ports
             .get(&port)
             .ok_or_else(|| format!("port {port} not added (add port {port} first)"))?;
-        if queue >= p.nb_queues {
+        if let Some(q) = queues.iter().find(|&&q| q >= p.nb_queues) {
             return Err(format!(
-                "port {port} has {} queues, no queue {queue}",
+                "port {port} has {} queues, no queue {q}",
                 p.nb_queues
             ));
         }
-        if let Some(s) = self
-            .sockets
-            .iter()
-            .find(|s| s.path == path || (s.port, s.queue) == (port, queue))
-        {
+        if let Some(s) = self.sockets.iter().find(|s| s.path == path) {
             return Err(format!(
-                "port {} queue {} is already served at {}",
-                s.port, s.queue, s.path
+                "{} already serves port {} queue {}",
+                s.path,
+                s.port,
+                s.queue_list()
             ));
+        }
+        for s in self.sockets.iter().filter(|s| s.port == port) {
+            if let Some(q) = queues.iter().find(|q| s.queues.contains(q)) {
+                return Err(format!(
+                    "port {port} queue {q} is already served at {}",
+                    s.path
+                ));
+            }
         }
         let dir = std::path::Path::new(&path).parent().ok_or("bad path")?;
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -135,15 +166,22 @@ impl Proxy {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
         listen(&fd, Backlog::new(4).unwrap()).map_err(|e| format!("listen: {e}"))?;
-        log::info(&format!("serving port {port} queue {queue} on {path}"));
+        log::info(&format!(
+            "serving port {port} queue{} {} on {path}",
+            if queues.len() > 1 { "s" } else { "" },
+            queue_list(&queues)
+        ));
         self.sockets.push(SocketEntry {
             path,
             port,
-            queue,
+            stats: queues
+                .iter()
+                .map(|&q| p.queue_stats[q as usize].clone())
+                .collect(),
+            queues,
             cfg,
             listener: fd,
             session: None,
-            stats: p.queue_stats[queue as usize].clone(),
             pools_made: 0,
         });
         Ok(())
@@ -178,15 +216,17 @@ impl Proxy {
             return;
         }
         let port = &self.ports[&s.port];
-        match session::handshake(fd, &s.cfg, port, s.queue, s.stats.clone()) {
+        match session::handshake(fd, &s.cfg, port, &s.queues, &s.stats) {
             Ok(sess) => {
                 log::info(&format!(
-                    "{}: guest {} (pid {}, uid {}) connected, protocol v{}, {} MiB region on {}",
+                    "{}: guest {} (pid {}, uid {}) connected, protocol v{}, {} queue pair{}, {} MiB region on {}",
                     s.path,
                     sess.name,
                     sess.pid,
                     sess.uid,
                     sess.version,
+                    sess.guest.len(),
+                    if sess.guest.len() > 1 { "s" } else { "" },
                     sess.layout.region_size >> 20,
                     if sess.hugepages {
                         "2 MiB hugepages"
@@ -242,9 +282,18 @@ impl Proxy {
             .session
             .as_mut()
             .ok_or_else(|| ProxyError::NotFound("no session".into()))?;
-        if sess.started {
+        let q = start.queue as usize;
+        if q >= sess.guest.len() {
+            return Err(ProxyError::Invalid(format!(
+                "no queue {q}: the socket serves {} queue pair{} to this guest",
+                sess.guest.len(),
+                if sess.guest.len() > 1 { "s" } else { "" }
+            )));
+        }
+        if sess.started[q] {
             return Ok(());
         }
+        let nic_queue = s.queues[q];
         let port = &self.ports[&s.port];
         let room = start.rx_buf_len as u32;
         let head = start.rx_headroom as u32;
@@ -254,18 +303,22 @@ impl Proxy {
                 port.max_rx_pktlen
             )));
         }
-        let g = sess.guest.get();
+        let g = sess.guest[q].get();
         let l = sess.layout;
-        // The NIC may reach the guest's buffers only while it is attached.
-        // SAFETY: reading the region's base; the guest is not attached, so
-        // no other party uses g.
-        let base = unsafe { GuestSlot::enter(g).region().base() };
-        let area = dma::DmaArea::map(
-            port.id,
-            base.wrapping_add(l.buf_off as usize),
-            l.buf_len as usize,
-            l.page_size as usize,
-        )?;
+        // The NIC may reach the guest's buffers only while a queue is
+        // attached.
+        if sess.dma.is_none() {
+            // SAFETY: reading the region's base; this queue is not
+            // attached, so no other party uses g.
+            let base = unsafe { GuestSlot::enter(g).region().base() };
+            sess.dma = Some(dma::DmaArea::map(
+                port.id,
+                base.wrapping_add(l.buf_off as usize),
+                l.buf_len as usize,
+                l.page_size as usize,
+            )?);
+        }
+        let area = sess.dma.as_ref().expect("mapped above");
         // SAFETY: not attached (above): control is the only party, and the
         // scope calls no DPDK function.
         unsafe {
@@ -274,7 +327,7 @@ impl Proxy {
             g.rules.rx_headroom = start.rx_headroom;
         }
         s.pools_made += 1;
-        let name = format!("shm_p{}q{}_{}", s.port, s.queue, s.pools_made % 10000);
+        let name = format!("shm_p{}q{}_{}", s.port, nic_queue, s.pools_made % 10000);
         let n = 4 * s.cfg.ring_entries - 1;
         // SAFETY: g is live, unattached, and outlives its pools (freed in
         // stop_guest before the session drops it).
@@ -295,75 +348,87 @@ impl Proxy {
         // g): no reference to g is alive here.
         // SAFETY: paused (st); mp lives until stop_guest puts the idle
         // pool back before freeing it.
-        if let Err(e) = unsafe { port.set_rx_pool(s.queue, mp, true) } {
+        if let Err(e) = unsafe { port.set_rx_pool(nic_queue, mp) } {
             drop(st);
             // SAFETY: the pools were never attached to the NIC.
             unsafe {
                 pool_ops::free_pools(g);
-                // `area` goes away on return: no IOVA may outlive it.
                 GuestSlot::enter(g).iova_base = dma::BAD_IOVA;
+            }
+            if !sess.started.iter().any(|&x| x) {
+                // No IOVA may outlive the mapping.
+                sess.dma = None;
             }
             return Err(e.context("attach queue"));
         }
-        if let Some(q) = st
+        if let Some(dq) = st
             .queues
             .iter_mut()
-            .find(|q| (q.port, q.queue) == (s.port, s.queue))
+            .find(|dq| (dq.port, dq.queue) == (s.port, nic_queue))
         {
-            q.guest = Some(g);
+            dq.guest = Some(g);
         }
         drop(st);
-        sess.started = true;
+        sess.started[q] = true;
         log::info(&format!(
-            "{}: guest started, port {} queue {} attached; buffers DMA: {}",
-            s.path, s.port, s.queue, area.state
+            "{}: guest started queue {q}: port {} queue {nic_queue} attached; buffers DMA: {}",
+            s.path, s.port, area.state
         ));
-        sess.dma = Some(area);
         Ok(())
     }
 
-    /// Detaches the guest of socket `i` from its NIC queue. With
+    /// Detaches the guest of socket `i` from its NIC queues. With
     /// `give_back`, every buffer of the guest goes back to it first.
     fn stop_guest(&mut self, i: usize, give_back: bool) -> Result<(), ProxyError> {
         let s = &mut self.sockets[i];
         let Some(sess) = s.session.as_mut() else {
             return Ok(());
         };
-        if !sess.started {
+        // (guest queue, NIC queue, region) of every attached queue pair.
+        let attached: Vec<(usize, u16, GuestPtr)> = (0..sess.guest.len())
+            .filter(|&q| sess.started[q])
+            .map(|q| (q, s.queues[q], sess.guest[q].get()))
+            .collect();
+        if attached.is_empty() {
             return Ok(());
         }
         let port = &self.ports[&s.port];
-        let g = sess.guest.get();
         let mut st = self.dp.pause();
-        if let Some(q) = st
-            .queues
-            .iter_mut()
-            .find(|q| (q.port, q.queue) == (s.port, s.queue))
-        {
-            q.guest = None;
-        }
-        if give_back {
-            // SAFETY: the datapath is paused.
-            unsafe { crate::datapath::flush_tx(s.port, s.queue, g, &s.stats) };
+        for &(q, nic_queue, g) in &attached {
+            if let Some(dq) = st
+                .queues
+                .iter_mut()
+                .find(|dq| (dq.port, dq.queue) == (s.port, nic_queue))
+            {
+                dq.guest = None;
+            }
+            if give_back {
+                // SAFETY: the datapath is paused.
+                unsafe { crate::datapath::flush_tx(s.port, nic_queue, g, &s.stats[q]) };
+            }
         }
         // Always a full stop/start here: it makes the NIC hand back every
-        // header of this guest, rx and tx, before the pool goes away.
-        // SAFETY: paused (st); the idle pool lives as long as the port.
-        let r = unsafe { port.set_rx_pool(s.queue, port.idle_pool, false) };
+        // header of this guest, rx and tx, before the pools go away.
+        let nic_queues: Vec<u16> = attached.iter().map(|a| a.1).collect();
+        // SAFETY: paused (st).
+        let r = unsafe { port.set_idle(&nic_queues) };
         drop(st);
-        // SAFETY: detached above: control is the only party left, and the
-        // NIC holds no header of these pools any more (the port was stopped
-        // with another pool behind the queue), nor does the datapath.
-        unsafe {
-            if give_back {
-                guest_region::return_all(g);
+        for &(q, _, g) in &attached {
+            // SAFETY: detached above: control is the only party left, and
+            // the NIC holds no header of these pools any more (the port was
+            // stopped with another pool behind the queue), nor does the
+            // datapath.
+            unsafe {
+                if give_back {
+                    guest_region::return_all(g);
+                }
+                pool_ops::free_pools(g);
+                // Nor can a header of the NIC still point into the area.
+                GuestSlot::enter(g).iova_base = dma::BAD_IOVA;
             }
-            pool_ops::free_pools(g);
-            // Nor can a header of the NIC still point into the area.
-            GuestSlot::enter(g).iova_base = dma::BAD_IOVA;
+            sess.started[q] = false;
         }
         sess.dma = None;
-        sess.started = false;
         r.map_err(|e| e.context("detach queue"))
     }
 
@@ -378,7 +443,9 @@ impl Proxy {
         if let Some(sess) = s.session.take() {
             log::info(&format!("{}: guest pid {} gone ({why})", s.path, sess.pid));
         }
-        s.stats.guest_broken.store(false, Ordering::Relaxed);
+        for st in &s.stats {
+            st.guest_broken.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Tells the guests of a port when its link changed.
@@ -410,7 +477,11 @@ impl Proxy {
     pub fn tick(&mut self) {
         self.watch_links();
         for i in 0..self.sockets.len() {
-            if self.sockets[i].stats.guest_broken.load(Ordering::Relaxed) {
+            if self.sockets[i]
+                .stats
+                .iter()
+                .any(|st| st.guest_broken.load(Ordering::Relaxed))
+            {
                 self.disconnect(i, "guest corrupted its rings");
             }
         }

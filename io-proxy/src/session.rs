@@ -1,4 +1,5 @@
-//! One guest connection: handshake, its memfd region, and its header pool.
+//! One guest connection: handshake, its memfd region, and the proxy's side
+//! of each queue pair in it.
 
 use crate::dma::DmaArea;
 use crate::error::ProxyError;
@@ -45,28 +46,30 @@ pub struct Session {
     pub hugepages: bool,
     /// The buffer area registered and mapped for the NIC, while started.
     pub dma: Option<DmaArea>,
-    /// The region's layout (also in the GuestRegion, which the datapath
+    /// The region's layout (also in the GuestRegions, which the datapath
     /// may be using: control reads this copy).
     pub layout: ValidLayout,
-    pub guest: GuestCell,
-    pub started: bool,
+    /// Queue pair k of the region, served by the socket's k-th NIC queue.
+    pub guest: Vec<GuestCell>,
+    /// Which queue pairs are attached to their NIC queue.
+    pub started: Vec<bool>,
     /// Ring depths for telemetry; None if the extra mapping failed.
     pub rings: Option<Arc<RingDepths>>,
 }
 
-/// How full a guest's four rings are, read through a read-only mapping of
+/// How full a guest's rings are, read through a read-only mapping of
 /// their indexes: where buffers wait tells which side is behind.
 pub struct RingDepths {
     watch: RingWatch,
-    layout: Layout,
+    layout: ValidLayout,
 }
 
 /// Ring names, in the order of [`RingDepths::read`].
 pub const RING_NAMES: [&str; 4] = ["fill", "rx", "tx", "txdone"];
 
 impl RingDepths {
-    fn new(region: &Region, layout: &Layout) -> std::io::Result<RingDepths> {
-        let end = layout.txdone_off + shm_abi::ring::RING_HDR_SIZE as u64;
+    fn new(region: &Region, layout: &ValidLayout) -> std::io::Result<RingDepths> {
+        let end = layout.rings_end();
         let len = end.div_ceil(layout.page_size) * layout.page_size;
         Ok(RingDepths {
             watch: RingWatch::map(region.fd(), len as usize)?,
@@ -74,11 +77,16 @@ impl RingDepths {
         })
     }
 
-    /// Descriptors published and not yet consumed in the fill, rx, tx and
-    /// txdone rings (None for a ring whose indexes are impossible).
-    pub fn read(&self) -> [Option<u32>; 4] {
+    /// Descriptors published and not yet consumed in queue pair `q`'s
+    /// fill, rx, tx and txdone rings (None for a ring whose indexes are
+    /// impossible).
+    pub fn read(&self, q: u16) -> [Option<u32>; 4] {
         let l = &self.layout;
-        [l.fill_off, l.rx_off, l.tx_off, l.txdone_off]
+        let Some(rings) = l.queue(q) else {
+            return [None; 4];
+        };
+        rings
+            .offsets()
             .map(|off| self.watch.in_flight(off, l.ring_entries))
     }
 
@@ -98,11 +106,16 @@ fn free_hugepages_2m() -> u64 {
 
 /// A sealed memfd of `layout.region_size`, mapped. Hugetlb when there are
 /// enough free 2 MiB pages, else plain pages.
-fn create_region(cfg: &RegionConfig, name: &str) -> Result<(Region, Layout, bool), ProxyError> {
+fn create_region(
+    cfg: &RegionConfig,
+    queues: u16,
+    name: &str,
+) -> Result<(Region, Layout, bool), ProxyError> {
     use memfd::{FileSeal, HugetlbSize, MemfdOptions};
-    let huge_layout = Layout::compute(
+    let huge_layout = Layout::compute_queues(
         HUGE_2M,
         cfg.ring_entries,
+        queues,
         cfg.heap_mb << 20,
         cfg.buffers_mb << 20,
     );
@@ -124,9 +137,10 @@ fn create_region(cfg: &RegionConfig, name: &str) -> Result<(Region, Layout, bool
             }
         }
     }
-    let layout = Layout::compute(
+    let layout = Layout::compute_queues(
         4096,
         cfg.ring_entries,
+        queues,
         cfg.heap_mb << 20,
         cfg.buffers_mb << 20,
     );
@@ -158,13 +172,15 @@ pub fn send_error(fd: &OwnedFd, version: u16, e: &ProxyError) {
     let _ = socket::send(fd.as_raw_fd(), &m, version, None);
 }
 
-/// Runs the handshake on a freshly accepted connection.
+/// Runs the handshake on a freshly accepted connection for a socket that
+/// serves NIC queues `queues` of `port` (their counters in `stats`). A
+/// guest older than v5 gets the first queue only.
 pub fn handshake(
     fd: OwnedFd,
     cfg: &RegionConfig,
     port: &NicPort,
-    queue: u16,
-    stats: Arc<SocketStats>,
+    queues: &[u16],
+    stats: &[Arc<SocketStats>],
 ) -> Result<Session, ProxyError> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     let cred =
@@ -204,8 +220,12 @@ pub fn handshake(
         send_error(&fd, msg::VERSION_MAX, &e);
         return Err(e);
     };
-    let (region, layout, hugepages) =
-        create_region(cfg, &format!("io-proxy-p{}q{}", port.id, queue))?;
+    let offered = if version >= 5 { queues.len() } else { 1 };
+    let (region, layout, hugepages) = create_region(
+        cfg,
+        offered as u16,
+        &format!("io-proxy-p{}q{}", port.id, queues[0]),
+    )?;
     let layout = layout.validate(region.len() as u64)?;
     let (link_up, link_speed) = port.link();
     let ack = HelloAck {
@@ -217,11 +237,13 @@ pub fn handshake(
         link_speed,
         link_up,
         nic_port: port.id,
-        nic_queue: queue,
+        nic_queue: queues[0],
         nic_name: port.name.clone(),
         rx_fill_min: port.rx_held + pool_ops::RX_POOL_CACHE + 2 * BURST as u32,
         rx_offloads: port.rx_offloads,
         ptypes: port.ptypes.clone(),
+        rss_hf: port.rss_hf,
+        rss_key: port.rss_key.clone(),
     };
     let rx_meta = ack.rx_meta();
     socket::send(
@@ -241,9 +263,13 @@ pub fn handshake(
             None
         }
     };
-    let mut guest = GuestRegion::new(region, layout, stats, port.id)?;
-    guest.rules.max_frame = port.max_rx_pktlen.max(1518);
-    guest.rx_meta = rx_meta;
+    let mut guest = Vec::with_capacity(offered);
+    for (q, stats) in stats.iter().take(offered).enumerate() {
+        let mut g = GuestRegion::new(region.clone(), layout, q as u16, stats.clone(), port.id)?;
+        g.rules.max_frame = port.max_rx_pktlen.max(1518);
+        g.rx_meta = rx_meta;
+        guest.push(GuestCell::new(g));
+    }
     Ok(Session {
         fd,
         pid: cred.pid(),
@@ -253,8 +279,8 @@ pub fn handshake(
         hugepages,
         dma: None,
         layout,
-        guest: GuestCell::new(guest),
-        started: false,
+        guest,
+        started: vec![false; offered],
         rings,
     })
 }

@@ -34,24 +34,36 @@ impl Proxy {
 
     pub fn show_sockets(&self) -> String {
         let mut s = format!(
-            "{:<32} {:>4} {:>5} {:<10} {:>7} {:<12}\n",
-            "socket", "port", "queue", "guest", "pid", "state"
+            "{:<32} {:>4} {:>6} {:<10} {:>7} {:<12}\n",
+            "socket", "port", "queues", "guest", "pid", "state"
         );
         for e in &self.sockets {
             let (guest, pid, state, dma) = match &e.session {
                 Some(ss) => (
                     ss.name.clone(),
                     ss.pid.to_string(),
-                    if ss.started { "started" } else { "connected" },
+                    match ss.started.iter().filter(|&&x| x).count() {
+                        0 => "connected".to_string(),
+                        n if ss.started.len() == 1 => {
+                            debug_assert_eq!(n, 1);
+                            "started".to_string()
+                        }
+                        n => format!("started {n}/{}", ss.started.len()),
+                    },
                     ss.dma
                         .as_ref()
                         .map_or(String::new(), |a| format!(" (buffers DMA: {})", a.state)),
                 ),
-                None => ("-".into(), "-".into(), "listening", String::new()),
+                None => ("-".into(), "-".into(), "listening".into(), String::new()),
             };
             s += &format!(
-                "{:<32} {:>4} {:>5} {:<10} {:>7} {:<12}{dma}\n",
-                e.path, e.port, e.queue, guest, pid, state
+                "{:<32} {:>4} {:>6} {:<10} {:>7} {:<12}{dma}\n",
+                e.path,
+                e.port,
+                e.queue_list(),
+                guest,
+                pid,
+                state
             );
         }
         s
@@ -66,13 +78,18 @@ impl Proxy {
                 p.id, st.ipackets, st.ibytes, st.imissed, st.opackets, st.obytes, st.ierrors, st.oerrors
             );
             for (q, qs) in p.queue_stats.iter().enumerate() {
-                let served = self
-                    .sockets
-                    .iter()
-                    .find(|e| (e.port, e.queue) == (p.id, q as u16));
+                // The socket serving this queue, and the guest's queue index.
+                let served = self.sockets.iter().find_map(|e| {
+                    let k = e.queues.iter().position(|&x| x == q as u16)?;
+                    (e.port == p.id).then_some((e, k as u16))
+                });
                 s += &format!(
                     "  queue {q} {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, payload copies {}\n",
-                    served.map_or("(no socket)".to_string(), |e| e.path.clone()),
+                    served.map_or("(no socket)".to_string(), |(e, k)| if e.queues.len() > 1 {
+                        format!("{} queue {k}", e.path)
+                    } else {
+                        e.path.clone()
+                    }),
                     get(&qs.rx_packets),
                     get(&qs.rx_bytes),
                     get(&qs.tx_packets),
@@ -83,10 +100,12 @@ impl Proxy {
                     get(&qs.bad_descriptors),
                     get(&qs.payload_copies),
                 );
-                if let Some(r) = served.and_then(|e| e.session.as_ref()?.rings.as_ref()) {
+                if let Some((r, k)) =
+                    served.and_then(|(e, k)| Some((e.session.as_ref()?.rings.as_ref()?, k)))
+                {
                     let used: Vec<String> = session::RING_NAMES
                         .iter()
-                        .zip(r.read())
+                        .zip(r.read(k))
                         .map(|(name, n)| match n {
                             Some(n) => format!("{name} {n}"),
                             None => format!("{name} corrupt"),

@@ -8,7 +8,7 @@ use crate::session::{RingDepths, RING_NAMES};
 use crate::stats::{get, SocketStats};
 use dpdk_sys as sys;
 use std::ffi::{c_char, c_int, CString};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 struct PortRow {
@@ -22,12 +22,14 @@ struct PortRow {
 struct SocketRow {
     path: String,
     port: u16,
-    queue: u16,
+    queues: Vec<u16>,
     connected: bool,
-    started: bool,
+    /// Queue pairs attached to their NIC queue.
+    started: usize,
     pid: i64,
     guest: String,
-    stats: Arc<SocketStats>,
+    /// Per NIC queue served.
+    stats: Vec<Arc<SocketStats>>,
     rings: Option<Arc<RingDepths>>,
     /// DMA state of the guest's buffers and their first IOVA, while started.
     dma: Option<(String, u64)>,
@@ -61,9 +63,12 @@ pub fn publish(p: &Proxy) {
             .map(|s| SocketRow {
                 path: s.path.clone(),
                 port: s.port,
-                queue: s.queue,
+                queues: s.queues.clone(),
                 connected: s.session.is_some(),
-                started: s.session.as_ref().is_some_and(|x| x.started),
+                started: s
+                    .session
+                    .as_ref()
+                    .map_or(0, |x| x.started.iter().filter(|&&b| b).count()),
                 pid: s.session.as_ref().map_or(-1, |x| x.pid as i64),
                 guest: s.session.as_ref().map_or(String::new(), |x| x.name.clone()),
                 stats: s.stats.clone(),
@@ -179,29 +184,47 @@ unsafe extern "C" fn tel_sockets(
                 };
                 add_str(c, "path", &s.path);
                 add_u64(c, "port", s.port as u64);
-                add_u64(c, "queue", s.queue as u64);
+                add_u64(c, "queue", s.queues[0] as u64);
+                add_str(c, "queues", &crate::proxy::queue_list(&s.queues));
                 add_u64(c, "connected", s.connected as u64);
-                add_u64(c, "started", s.started as u64);
+                add_u64(c, "started", (s.started > 0) as u64);
+                add_u64(c, "queues_started", s.started as u64);
                 sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as i32);
                 add_str(c, "guest", &s.guest);
-                let st = &s.stats;
-                add_u64(c, "rx_packets", get(&st.rx_packets));
-                add_u64(c, "rx_bytes", get(&st.rx_bytes));
-                add_u64(c, "tx_packets", get(&st.tx_packets));
-                add_u64(c, "tx_bytes", get(&st.tx_bytes));
-                add_u64(c, "rx_drops", get(&st.rx_drops));
-                add_u64(c, "tx_drops", get(&st.tx_drops));
-                add_u64(c, "rx_no_buffer", get(&st.rx_no_buffer));
-                add_u64(c, "bad_descriptors", get(&st.bad_descriptors));
-                add_u64(c, "lost_returns", get(&st.lost_returns));
-                add_u64(c, "payload_copies", get(&st.payload_copies));
+                // The socket's totals, then each queue's where it has several.
+                let sum = |f: fn(&SocketStats) -> &AtomicU64| -> u64 {
+                    s.stats.iter().map(|st| get(f(st))).sum()
+                };
+                add_u64(c, "rx_packets", sum(|st| &st.rx_packets));
+                add_u64(c, "rx_bytes", sum(|st| &st.rx_bytes));
+                add_u64(c, "tx_packets", sum(|st| &st.tx_packets));
+                add_u64(c, "tx_bytes", sum(|st| &st.tx_bytes));
+                add_u64(c, "rx_drops", sum(|st| &st.rx_drops));
+                add_u64(c, "tx_drops", sum(|st| &st.tx_drops));
+                add_u64(c, "rx_no_buffer", sum(|st| &st.rx_no_buffer));
+                add_u64(c, "bad_descriptors", sum(|st| &st.bad_descriptors));
+                add_u64(c, "lost_returns", sum(|st| &st.lost_returns));
+                add_u64(c, "payload_copies", sum(|st| &st.payload_copies));
+                if s.stats.len() > 1 {
+                    for (k, st) in s.stats.iter().enumerate() {
+                        add_u64(c, &format!("q{k}_rx_packets"), get(&st.rx_packets));
+                        add_u64(c, &format!("q{k}_tx_packets"), get(&st.tx_packets));
+                    }
+                }
                 // Where the guest's buffers wait right now (a sample): in the rx
                 // ring the guest is behind, in the tx ring the proxy is.
                 if let Some(r) = &s.rings {
                     add_u64(c, "ring_entries", r.ring_entries() as u64);
-                    for (name, n) in RING_NAMES.iter().zip(r.read()) {
-                        if let Some(n) = n {
-                            add_u64(c, &format!("{name}_ring_used"), n as u64);
+                    for k in 0..s.started.max(1) as u16 {
+                        let prefix = if s.stats.len() > 1 {
+                            format!("q{k}_")
+                        } else {
+                            String::new()
+                        };
+                        for (name, n) in RING_NAMES.iter().zip(r.read(k)) {
+                            if let Some(n) = n {
+                                add_u64(c, &format!("{prefix}{name}_ring_used"), n as u64);
+                            }
                         }
                     }
                 }

@@ -1,7 +1,8 @@
 //! `net_shm`: the ethdev PMD of a `sock` device (guest side).
 //!
-//! One port per socket, one rx and one tx queue, rings in the region shared
-//! with the proxy. Link is up while the proxy is connected and the NIC's
+//! One port per socket, as many rx/tx queue pairs as the socket serves NIC
+//! queues (each pair with its four rings in the region shared with the
+//! proxy). Link is up while the proxy is connected and the NIC's
 //! link is up; losing the proxy takes the link down with an LSC event.
 
 pub mod queue;
@@ -57,8 +58,14 @@ struct Port {
     max_rx_pktlen: u32,
     started: bool,
     recycle: bool,
-    /// Shared by the rx and tx queue (buffers the rx ring may take back).
-    budget: Box<RxBudget>,
+    /// Queue pairs the socket serves (protocol v5; 1 before).
+    queue_count: u16,
+    /// One per queue pair, shared by its rx and tx queue (buffers the rx
+    /// ring may take back). Never resized: queues point into it.
+    budgets: Box<[RxBudget]>,
+    /// The NIC's RSS over the queues: hash functions and key.
+    rss_hf: u64,
+    rss_key: Vec<u8>,
     /// What the proxy's NIC queue tells about received packets (protocol
     /// v4): the rx offloads behind it, and its packet types, ended by
     /// RTE_PTYPE_UNKNOWN as ethdev wants them.
@@ -93,6 +100,8 @@ static OPS: sys::eth_dev_ops = sys::eth_dev_ops {
     allmulticast_enable: Some(noop),
     allmulticast_disable: Some(noop),
     mtu_set: Some(mtu_set),
+    rss_hash_conf_get: Some(rss_hash_conf_get),
+    rss_hash_update: Some(rss_hash_update),
     rx_queue_setup: Some(rx_queue_setup),
     tx_queue_setup: Some(tx_queue_setup),
     rx_queue_release: Some(rx_queue_release),
@@ -177,7 +186,10 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             max_rx_pktlen: conn.info.max_rx_pktlen,
             started: false,
             recycle: args.recycle,
-            budget: Box::default(),
+            queue_count: l.queue_count,
+            budgets: (0..l.queue_count).map(|_| RxBudget::default()).collect(),
+            rss_hf: conn.info.rss_hf,
+            rss_key: conn.info.rss_key.clone(),
             rx_offloads: conn.info.rx_offloads,
             ptypes: conn
                 .info
@@ -202,11 +214,16 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
         sock.set_link_notify(link_changed, dev as *mut c_void);
         sys::rte_eth_dev_probing_finish(dev);
         info!(
-            "port {} on {} (NIC {} queue {})",
+            "port {} on {} (NIC {} queue {}{})",
             (*data).port_id,
             sock.path,
             conn.info.nic_name,
-            conn.info.nic_queue
+            conn.info.nic_queue,
+            if l.queue_count > 1 {
+                format!(", {} queue pairs", l.queue_count)
+            } else {
+                String::new()
+            }
         );
     }
     Ok(())
@@ -249,14 +266,100 @@ unsafe extern "C" fn dev_configure(dev: *mut sys::rte_eth_dev) -> c_int {
     unsafe {
         sys::ffi_guard("net_shm dev_configure", -libc::EIO, || {
             let data = (*dev).data;
-            if (*data).nb_rx_queues > 1 || (*data).nb_tx_queues > 1 {
+            let p = port(dev);
+            let (nrx, ntx) = ((*data).nb_rx_queues, (*data).nb_tx_queues);
+            // Queue pair k has one set of rings: rx k and tx k go together.
+            if nrx != ntx {
                 err!(
-            "port {}: one rx and one tx queue per socket (asked {} rx, {} tx); serve more NIC queues on more sockets",
-            (*data).port_id,
-            (*data).nb_rx_queues,
-            (*data).nb_tx_queues
-        );
+                    "port {}: rx and tx queues come in pairs here (asked {nrx} rx, {ntx} tx)",
+                    p.port_id
+                );
                 return -libc::EINVAL;
+            }
+            let conf = &(*data).dev_conf;
+            if nrx > 1 && conf.rxmode.mq_mode & sys::RTE_ETH_MQ_RX_RSS_FLAG == 0 {
+                info!(
+                    "port {}: {nrx} rx queues without RSS asked: the proxy's NIC spreads packets over them anyway",
+                    p.port_id
+                );
+            }
+            if let Err(e) = rss_conf_check(p, &conf.rx_adv_conf.rss_conf) {
+                return e;
+            }
+            0
+        })
+    }
+}
+
+/// Whether `rc` asks for RSS the proxy's NIC already does: hash functions
+/// it uses (asking for fewer is accepted, with a note: the NIC hashes on
+/// what it hashes), and its key or none.
+///
+/// # Safety
+/// `rc.rss_key` is null or points to `rc.rss_key_len` bytes.
+unsafe fn rss_conf_check(p: &Port, rc: &sys::rte_eth_rss_conf) -> Result<(), c_int> {
+    if rc.rss_hf & !p.rss_hf != 0 {
+        err!(
+            "port {}: RSS hash functions 0x{:x} asked, the proxy's NIC hashes on 0x{:x} (set at the proxy's add port)",
+            p.port_id,
+            rc.rss_hf,
+            p.rss_hf
+        );
+        return Err(-libc::ENOTSUP);
+    }
+    if !rc.rss_key.is_null() && rc.rss_key_len > 0 {
+        // SAFETY: the caller's contract.
+        let key = unsafe { std::slice::from_raw_parts(rc.rss_key, rc.rss_key_len as usize) };
+        if key != p.rss_key.as_slice() {
+            err!(
+                "port {}: an RSS key of its own cannot be set: the proxy's NIC keeps its key for all its sockets",
+                p.port_id
+            );
+            return Err(-libc::ENOTSUP);
+        }
+    }
+    if rc.rss_hf != 0 && rc.rss_hf != p.rss_hf {
+        info!(
+            "port {}: RSS on 0x{:x} asked, the proxy's NIC hashes on 0x{:x}",
+            p.port_id, rc.rss_hf, p.rss_hf
+        );
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn rss_hash_update(
+    dev: *mut sys::rte_eth_dev,
+    rc: *mut sys::rte_eth_rss_conf,
+) -> c_int {
+    // SAFETY: ethdev calls its ops only with a port this driver made, and
+    // a valid rss_conf for the call.
+    unsafe {
+        sys::ffi_guard(
+            "net_shm rss_hash_update",
+            -libc::EIO,
+            || match rss_conf_check(port(dev), &*rc) {
+                Ok(()) => 0,
+                Err(e) => e,
+            },
+        )
+    }
+}
+
+unsafe extern "C" fn rss_hash_conf_get(
+    dev: *mut sys::rte_eth_dev,
+    rc: *mut sys::rte_eth_rss_conf,
+) -> c_int {
+    // SAFETY: ethdev calls its ops only with a port this driver made, and
+    // a valid rss_conf whose key, if not null, has room for hash_key_size
+    // bytes (the size dev_infos_get reports, ethdev checks it).
+    unsafe {
+        sys::ffi_guard("net_shm rss_hash_conf_get", -libc::EIO, || {
+            let p = port(dev);
+            let rc = &mut *rc;
+            rc.rss_hf = p.rss_hf;
+            if !rc.rss_key.is_null() && !p.rss_key.is_empty() {
+                std::ptr::copy_nonoverlapping(p.rss_key.as_ptr(), rc.rss_key, p.rss_key.len());
+                rc.rss_key_len = p.rss_key.len() as u8;
             }
             0
         })
@@ -274,8 +377,10 @@ unsafe extern "C" fn dev_infos_get(
         sys::ffi_guard("net_shm dev_infos_get", -libc::EIO, || {
             let p = port(dev);
             let info = &mut *info;
-            info.max_rx_queues = 1;
-            info.max_tx_queues = 1;
+            info.max_rx_queues = p.queue_count;
+            info.max_tx_queues = p.queue_count;
+            info.flow_type_rss_offloads = p.rss_hf;
+            info.hash_key_size = p.rss_key.len() as u8;
             info.max_mac_addrs = 1;
             info.min_mtu = 68;
             info.max_mtu = p.max_mtu;
@@ -325,36 +430,51 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
         unsafe {
             let p = port(dev);
             let data = (*dev).data;
-            let rxq = *(*data).rx_queues as *mut RxQueue;
-            let txq = *(*data).tx_queues as *mut TxQueue;
-            if rxq.is_null() || txq.is_null() {
-                err!(
-                    "port {}: set up the rx and tx queue before start",
-                    p.port_id
-                );
-                return -libc::EINVAL;
-            }
+            let n = (*data).nb_rx_queues;
             let Some(conn) = p.sock.conn() else {
                 return -libc::ENOTCONN;
             };
-            (*rxq).refill(1);
-            let room = sys::dpdk_sys_pktmbuf_data_room_size((*rxq).mp);
-            let start = Start {
-                rx_buf_len: room,
-                rx_headroom: sys::RTE_PKTMBUF_HEADROOM as u16,
-            };
-            if let Err(e) = conn.start(start) {
-                err!("port {}: start: {e}", p.port_id);
-                (*rxq).drain();
-                return -libc::EIO;
+            for k in 0..n as usize {
+                let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
+                let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
+                if rxq.is_null() || txq.is_null() {
+                    err!(
+                        "port {}: set up rx and tx queue {k} before start",
+                        p.port_id
+                    );
+                    return -libc::EINVAL;
+                }
             }
-            // Tx buffers of the rx pool may now go back as fill buffers.
-            if p.recycle {
-                (*txq).recycle_pool = (*rxq).mp;
+            // Each queue pair attaches to its NIC queue in turn; if one
+            // fails, those before it are stopped again.
+            for k in 0..n {
+                let rxq = *(*data).rx_queues.add(k as usize) as *mut RxQueue;
+                (*rxq).refill(1);
+                let start = Start {
+                    rx_buf_len: sys::dpdk_sys_pktmbuf_data_room_size((*rxq).mp),
+                    rx_headroom: sys::RTE_PKTMBUF_HEADROOM as u16,
+                    queue: k,
+                };
+                if let Err(e) = conn.start(start) {
+                    err!("port {}: start queue {k}: {e}", p.port_id);
+                    p.started = k > 0;
+                    dev_stop(dev);
+                    return -libc::EIO;
+                }
+            }
+            for k in 0..n as usize {
+                // Tx buffers of the rx pool may now go back as fill buffers.
+                if p.recycle {
+                    let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
+                    let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
+                    (*txq).recycle_pool = (*rxq).mp;
+                }
+                *(*data).rx_queue_state.as_mut_ptr().add(k) =
+                    sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
+                *(*data).tx_queue_state.as_mut_ptr().add(k) =
+                    sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
             }
             p.started = true;
-            *(*data).rx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
-            *(*data).tx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
             link_update(dev, 0);
             0
         }
@@ -378,17 +498,23 @@ unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
                 }
             }
             p.started = false;
-            let rxq = *(*data).rx_queues as *mut RxQueue;
-            let txq = *(*data).tx_queues as *mut TxQueue;
-            if !rxq.is_null() {
-                (*rxq).drain();
+            for k in 0..(*data).nb_rx_queues as usize {
+                let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
+                if !rxq.is_null() {
+                    (*rxq).drain();
+                }
+                *(*data).rx_queue_state.as_mut_ptr().add(k) =
+                    sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
             }
-            if !txq.is_null() {
-                (*txq).recycle_pool = std::ptr::null_mut();
-                (*txq).drain();
+            for k in 0..(*data).nb_tx_queues as usize {
+                let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
+                if !txq.is_null() {
+                    (*txq).recycle_pool = std::ptr::null_mut();
+                    (*txq).drain();
+                }
+                *(*data).tx_queue_state.as_mut_ptr().add(k) =
+                    sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
             }
-            *(*data).rx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
-            *(*data).tx_queue_state.as_mut_ptr() = sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
             sys::dpdk_sys_eth_linkstatus_set(dev, 0, 0);
             0
         }
@@ -403,8 +529,12 @@ unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
             if port(dev).started {
                 dev_stop(dev);
             }
-            rx_queue_release(dev, 0);
-            tx_queue_release(dev, 0);
+            for k in 0..(*data).nb_rx_queues {
+                rx_queue_release(dev, k);
+            }
+            for k in 0..(*data).nb_tx_queues {
+                tx_queue_release(dev, k);
+            }
             let holder = (*data).dev_private as *mut *mut Port;
             let p = Box::from_raw(*holder);
             *p.sock.driver_data.lock().unwrap() = 0;
@@ -450,28 +580,33 @@ unsafe extern "C" fn mtu_set(dev: *mut sys::rte_eth_dev, mtu: u16) -> c_int {
     }
 }
 
-/// The port's rx and tx queue 0, where set up.
+/// The port's rx and tx queues that are set up.
 ///
 /// # Safety
 /// `dev` must be a net_shm port; its queue slots are null or hold queues
 /// made by this driver's queue setup.
-unsafe fn queues(
-    dev: *mut sys::rte_eth_dev,
-) -> (Option<&'static RxQueue>, Option<&'static TxQueue>) {
+unsafe fn queues(dev: *mut sys::rte_eth_dev) -> (Vec<&'static RxQueue>, Vec<&'static TxQueue>) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
         let data = (*dev).data;
-        let rx = if (*data).rx_queues.is_null() {
-            std::ptr::null()
-        } else {
-            *(*data).rx_queues as *const RxQueue
+        let set_up = |slots: *mut *mut c_void, n: u16| -> Vec<*const c_void> {
+            if slots.is_null() {
+                return Vec::new();
+            }
+            (0..n as usize)
+                .map(|k| *slots.add(k) as *const c_void)
+                .filter(|q| !q.is_null())
+                .collect()
         };
-        let tx = if (*data).tx_queues.is_null() {
-            std::ptr::null()
-        } else {
-            *(*data).tx_queues as *const TxQueue
-        };
-        (rx.as_ref(), tx.as_ref())
+        let rx = set_up((*data).rx_queues, (*data).nb_rx_queues)
+            .into_iter()
+            .map(|q| &*(q as *const RxQueue))
+            .collect();
+        let tx = set_up((*data).tx_queues, (*data).nb_tx_queues)
+            .into_iter()
+            .map(|q| &*(q as *const TxQueue))
+            .collect();
+        (rx, tx)
     }
 }
 
@@ -483,20 +618,26 @@ unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_
         sys::ffi_guard("net_shm stats_get", -libc::EIO, || {
             let (rx, tx) = queues(dev);
             let s = &mut *s;
-            if let Some(q) = rx {
-                s.ipackets = q.packets.get();
-                s.ibytes = q.bytes.get();
-                s.q_ipackets[0] = s.ipackets;
-                s.q_ibytes[0] = s.ibytes;
-                s.rx_nombuf = q.nombuf.get();
-                s.ierrors = q.bad_desc.get();
+            let per_queue = s.q_ipackets.len();
+            s.rx_nombuf = 0;
+            for (k, q) in rx.iter().enumerate() {
+                s.ipackets += q.packets.get();
+                s.ibytes += q.bytes.get();
+                s.rx_nombuf += q.nombuf.get();
+                s.ierrors += q.bad_desc.get();
+                if k < per_queue {
+                    s.q_ipackets[k] = q.packets.get();
+                    s.q_ibytes[k] = q.bytes.get();
+                }
             }
-            if let Some(q) = tx {
-                s.opackets = q.packets.get();
-                s.obytes = q.bytes.get();
-                s.q_opackets[0] = s.opackets;
-                s.q_obytes[0] = s.obytes;
-                s.oerrors = q.not_sent.get() + q.rejected.get();
+            for (k, q) in tx.iter().enumerate() {
+                s.opackets += q.packets.get();
+                s.obytes += q.bytes.get();
+                s.oerrors += q.not_sent.get() + q.rejected.get();
+                if k < per_queue {
+                    s.q_opackets[k] = q.packets.get();
+                    s.q_obytes[k] = q.bytes.get();
+                }
             }
             0
         })
@@ -510,7 +651,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
     unsafe {
         sys::ffi_guard("net_shm stats_reset", -libc::EIO, || {
             let (rx, tx) = queues(dev);
-            if let Some(q) = rx {
+            for q in rx {
                 for c in [
                     &q.packets,
                     &q.bytes,
@@ -522,7 +663,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
                     c.reset();
                 }
             }
-            if let Some(q) = tx {
+            for q in tx {
                 for c in [
                     &q.packets,
                     &q.bytes,
@@ -588,14 +729,16 @@ unsafe extern "C" fn xstats_get(
                 return XSTATS.len() as c_int;
             }
             let (rx, tx) = queues(dev);
+            let rx_sum = |f: fn(&RxQueue) -> u64| rx.iter().map(|q| f(q)).sum::<u64>();
+            let tx_sum = |f: fn(&TxQueue) -> u64| tx.iter().map(|q| f(q)).sum::<u64>();
             let values = [
-                rx.map_or(0, |q| q.stop_discards.get()),
-                tx.map_or(0, |q| q.recycled.get()),
-                rx.map_or(0, |q| q.empty_returns.get()),
-                rx.map_or(0, |q| q.bad_desc.get()) + tx.map_or(0, |q| q.bad_desc.get()),
-                tx.map_or(0, |q| q.copies.get()),
-                tx.map_or(0, |q| q.not_sent.get()),
-                tx.map_or(0, |q| q.rejected.get()),
+                rx_sum(|q| q.stop_discards.get()),
+                tx_sum(|q| q.recycled.get()),
+                rx_sum(|q| q.empty_returns.get()),
+                rx_sum(|q| q.bad_desc.get()) + tx_sum(|q| q.bad_desc.get()),
+                tx_sum(|q| q.copies.get()),
+                tx_sum(|q| q.not_sent.get()),
+                tx_sum(|q| q.rejected.get()),
             ];
             for (i, v) in values.iter().enumerate() {
                 (*xs.add(i)).id = i as u64;
@@ -606,7 +749,7 @@ unsafe extern "C" fn xstats_get(
     }
 }
 
-/// The port and connection a queue setup applies to; only queue 0 exists.
+/// The port and connection a queue setup applies to.
 ///
 /// # Safety
 /// `dev` must be a net_shm port.
@@ -618,7 +761,7 @@ unsafe fn queue_target<'a>(
     unsafe {
         let p = port(dev);
         let conn = p.sock.conn().ok_or(-libc::ENOTCONN)?;
-        if qid != 0 {
+        if qid >= p.queue_count {
             return Err(-libc::EINVAL);
         }
         Ok((p, conn))
@@ -663,11 +806,14 @@ unsafe extern "C" fn rx_queue_setup(
                 );
                 return -libc::EINVAL;
             };
-            rx_queue_release(dev, 0);
+            rx_queue_release(dev, qid);
             let l = conn.layout;
+            let Some(rings) = l.queue(qid) else {
+                return -libc::EINVAL;
+            };
             let (Ok(fill), Ok(rx)) = (
-                conn.region.producer(l.fill_off, l.ring_entries),
-                conn.region.consumer(l.rx_off, l.ring_entries),
+                conn.region.producer(rings.fill, l.ring_entries),
+                conn.region.consumer(rings.rx, l.ring_entries),
             ) else {
                 return -libc::EINVAL;
             };
@@ -681,7 +827,7 @@ unsafe extern "C" fn rx_queue_setup(
                 headroom,
                 // As the proxy decides it, from the same HELLO_ACK.
                 rx_meta: conn.info.rx_meta(),
-                budget: &*p.budget,
+                budget: &p.budgets[qid as usize],
                 // ethdev checked nb_desc against the limits in dev_info.
                 fill_target: nb_desc.clamp(p.rx_desc_min, p.rx_desc_max) as u32,
                 broken: false,
@@ -692,7 +838,7 @@ unsafe extern "C" fn rx_queue_setup(
                 empty_returns: Default::default(),
                 bad_desc: Default::default(),
             });
-            *(*(*dev).data).rx_queues = Box::into_raw(q) as *mut c_void;
+            *(*(*dev).data).rx_queues.add(qid as usize) = Box::into_raw(q) as *mut c_void;
             0
         }
     })
@@ -712,11 +858,14 @@ unsafe extern "C" fn tx_queue_setup(
                 Ok(t) => t,
                 Err(e) => return e,
             };
-            tx_queue_release(dev, 0);
+            tx_queue_release(dev, qid);
             let l = conn.layout;
+            let Some(rings) = l.queue(qid) else {
+                return -libc::EINVAL;
+            };
             let (Ok(tx), Ok(done)) = (
-                conn.region.producer(l.tx_off, l.ring_entries),
-                conn.region.consumer(l.txdone_off, l.ring_entries),
+                conn.region.producer(rings.tx, l.ring_entries),
+                conn.region.consumer(rings.txdone, l.ring_entries),
             ) else {
                 return -libc::EINVAL;
             };
@@ -751,7 +900,7 @@ unsafe extern "C" fn tx_queue_setup(
                 outstanding: 0,
                 limit: l.ring_entries,
                 recycle_pool: std::ptr::null_mut(),
-                budget: &*p.budget,
+                budget: &p.budgets[qid as usize],
                 broken: false,
                 packets: Default::default(),
                 bytes: Default::default(),
@@ -761,7 +910,7 @@ unsafe extern "C" fn tx_queue_setup(
                 rejected: Default::default(),
                 bad_desc: Default::default(),
             });
-            *(*(*dev).data).tx_queues = Box::into_raw(q) as *mut c_void;
+            *(*(*dev).data).tx_queues.add(qid as usize) = Box::into_raw(q) as *mut c_void;
             0
         }
     })
@@ -789,23 +938,25 @@ unsafe extern "C" fn tx_queue_release(dev: *mut sys::rte_eth_dev, qid: u16) {
     }
 }
 
-/// Drains and frees queue `qid` (the only one, 0) of the ethdev queue array
-/// `queues`, if it is set up, and clears its slot.
+/// Drains and frees queue `qid` of the ethdev queue array `queues`, if it
+/// is set up, and clears its slot.
 ///
 /// # Safety
-/// `queues` is the device's rx or tx queue array; its slot 0 is null or
-/// holds a `Q` made by `Box::into_raw` at queue setup.
+/// `queues` is null or the device's rx or tx queue array, with more than
+/// `qid` slots; each slot is null or holds a `Q` made by `Box::into_raw`
+/// at queue setup.
 unsafe fn release_queue<Q>(queues: *mut *mut c_void, qid: u16, drain: fn(&mut Q)) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        if qid != 0 || queues.is_null() {
+        if queues.is_null() {
             return;
         }
-        let q = *queues as *mut Q;
+        let slot = queues.add(qid as usize);
+        let q = *slot as *mut Q;
         if !q.is_null() {
             let mut q = Box::from_raw(q);
             drain(&mut q);
-            *queues = std::ptr::null_mut();
+            *slot = std::ptr::null_mut();
         }
     }
 }

@@ -12,9 +12,10 @@ use crate::layout::Layout;
 pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// Protocol versions this build speaks.
 /// v2: 8-byte descriptors without ids (v1: 16 bytes with ids);
-/// v3: rx fill minimum in HELLO_ACK; v4: rx metadata.
+/// v3: rx fill minimum in HELLO_ACK; v4: rx metadata; v5: several queue
+/// pairs per socket (layout and RSS in HELLO_ACK, the queue in START).
 pub const VERSION_MIN: u16 = 3;
-pub const VERSION_MAX: u16 = 4;
+pub const VERSION_MAX: u16 = 5;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 512;
 /// Bytes of the header every message starts with.
@@ -178,10 +179,18 @@ pub struct HelloAck {
     /// v4: the packet types the NIC recognizes (at most [`MAX_PTYPES`]);
     /// empty before v4.
     pub ptypes: Vec<u32>,
+    /// v5: the hash functions of the NIC's RSS over the queues (0: the
+    /// NIC spreads packets its own way, or serves one queue), and its key
+    /// (at most [`MAX_RSS_KEY`] bytes; empty if unknown). The layout's
+    /// `queue_count` says how many queue pairs the socket serves.
+    pub rss_hf: u64,
+    pub rss_key: Vec<u8>,
 }
 
 /// Most packet types a HELLO_ACK carries.
 pub const MAX_PTYPES: usize = 32;
+/// Longest RSS key a HELLO_ACK carries.
+pub const MAX_RSS_KEY: usize = 64;
 
 impl HelloAck {
     /// Whether rx descriptors of this connection may carry rx metadata
@@ -197,6 +206,8 @@ impl HelloAck {
 pub struct Start {
     pub rx_buf_len: u16,
     pub rx_headroom: u16,
+    /// v5: the queue pair to attach (always 0 before v5).
+    pub queue: u16,
 }
 
 /// A status reply (START_ACK, STOP_ACK) or an ERROR: a negative errno (0
@@ -302,9 +313,22 @@ impl Msg {
                         w.u32(t);
                     }
                 }
+                if a.version >= 5 {
+                    let n = a.rss_key.len().min(MAX_RSS_KEY);
+                    w.u16(a.layout.queue_count)
+                        .u64(a.layout.queue_stride)
+                        .u64(a.rss_hf)
+                        .u8(n as u8);
+                    for &b in &a.rss_key[..n] {
+                        w.u8(b);
+                    }
+                }
             }
             Msg::Start(s) => {
                 w.u16(s.rx_buf_len).u16(s.rx_headroom);
+                if version >= 5 {
+                    w.u16(s.queue);
+                }
             }
             Msg::StartAck(s) | Msg::StopAck(s) | Msg::Error(s) => {
                 w.i32(s.code).str::<128>(&s.text);
@@ -336,6 +360,7 @@ impl Msg {
             MSG_START => Msg::Start(Start {
                 rx_buf_len: r.u16()?,
                 rx_headroom: r.u16()?,
+                queue: if version >= 5 { r.u16()? } else { 0 },
             }),
             MSG_START_ACK => Msg::StartAck(decode_status(&mut r)?),
             MSG_STOP => Msg::Stop,
@@ -379,6 +404,8 @@ fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
         rx_fill_min: r.u32()?,
         rx_offloads: 0,
         ptypes: Vec::new(),
+        rss_hf: 0,
+        rss_key: Vec::new(),
     };
     if version >= 4 {
         a.rx_offloads = r.u64()?;
@@ -388,6 +415,18 @@ fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
         }
         for _ in 0..n {
             a.ptypes.push(r.u32()?);
+        }
+    }
+    if version >= 5 {
+        a.layout.queue_count = r.u16()?;
+        a.layout.queue_stride = r.u64()?;
+        a.rss_hf = r.u64()?;
+        let n = r.u8()? as usize;
+        if n > MAX_RSS_KEY {
+            return Err(ProtoError::Invalid("RSS key too long"));
+        }
+        for _ in 0..n {
+            a.rss_key.push(r.u8()?);
         }
     }
     Ok(a)
@@ -416,6 +455,9 @@ fn decode_layout(r: &mut Reader) -> Result<Layout, ProtoError> {
         rx_off: r.u64()?,
         tx_off: r.u64()?,
         txdone_off: r.u64()?,
+        // One queue pair unless a v5 HELLO_ACK says more.
+        queue_count: 1,
+        queue_stride: 0,
         heap_off: r.u64()?,
         heap_len: r.u64()?,
         buf_off: r.u64()?,
@@ -436,7 +478,7 @@ mod tests {
     fn ack() -> HelloAck {
         HelloAck {
             version: VERSION_MAX,
-            layout: Layout::compute(4096, 1024, 32 << 20, 512 << 20),
+            layout: Layout::compute_queues(4096, 1024, 4, 32 << 20, 512 << 20),
             mac: [2, 0, 0, 0, 0, 1],
             mtu: 1500,
             max_rx_pktlen: 1518,
@@ -448,6 +490,8 @@ mod tests {
             rx_fill_min: 704,
             rx_offloads: 0x2,
             ptypes: (0..MAX_PTYPES as u32).collect(),
+            rss_hf: 0x38d34,
+            rss_key: (0..40).collect(),
         }
     }
 
@@ -464,6 +508,7 @@ mod tests {
             Msg::Start(Start {
                 rx_buf_len: 2176,
                 rx_headroom: 128,
+                queue: 3,
             }),
             Msg::StartAck(Status::ok()),
             Msg::Stop,
@@ -489,11 +534,41 @@ mod tests {
             version: 3,
             rx_offloads: 0,
             ptypes: Vec::new(),
+            rss_hf: 0,
+            rss_key: Vec::new(),
+            layout: Layout::compute(4096, 1024, 32 << 20, 512 << 20),
             ..a
         };
         let bytes = Msg::HelloAck(v3.clone()).encode(VERSION_MAX);
         assert!(bytes.len() <= 256, "a v3 guest reads 256 bytes at most");
         assert_eq!(Msg::decode(&bytes), Ok((3, Msg::HelloAck(v3))));
+    }
+
+    #[test]
+    fn v4_peers_see_one_queue_and_start_queue_0() {
+        // The v5 layout's queue 0 is where a v4 guest looks for its rings.
+        let a = HelloAck {
+            version: 4,
+            rss_hf: 0,
+            rss_key: Vec::new(),
+            ..ack()
+        };
+        let Ok((4, Msg::HelloAck(got))) = Msg::decode(&Msg::HelloAck(a.clone()).encode(4)) else {
+            panic!("v4 hello ack does not decode");
+        };
+        assert_eq!(got.layout.queue_count, 1);
+        assert_eq!(got.layout.fill_off, a.layout.fill_off);
+        let s = Msg::Start(Start {
+            rx_buf_len: 2176,
+            rx_headroom: 128,
+            queue: 2,
+        });
+        let bytes = s.encode(4);
+        assert_eq!(bytes.len(), HEADER_LEN + 4);
+        let Ok((4, Msg::Start(got))) = Msg::decode(&bytes) else {
+            panic!("v4 start does not decode");
+        };
+        assert_eq!(got.queue, 0);
     }
 
     #[test]
@@ -512,7 +587,11 @@ mod tests {
         let mut unknown = bytes.clone();
         unknown[6] = 99;
         assert_eq!(Msg::decode(&unknown), Err(ProtoError::UnknownType(99)));
-        let mut many = Msg::HelloAck(ack()).encode(VERSION_MAX);
+        let mut many = Msg::HelloAck(HelloAck {
+            version: 4,
+            ..ack()
+        })
+        .encode(VERSION_MAX);
         let n_at = many.len() - 4 * MAX_PTYPES - 1;
         many[n_at] = MAX_PTYPES as u8 + 1;
         assert_eq!(

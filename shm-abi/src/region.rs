@@ -39,7 +39,9 @@ impl Drop for Mapping {
     }
 }
 
-/// A read-write mapping of a guest's region.
+/// A read-write mapping of a guest's region. Clones share the mapping
+/// (each queue pair's owner holds one).
+#[derive(Clone)]
 pub struct Region {
     map: Arc<Mapping>,
 }

@@ -242,6 +242,8 @@ mod tests {
             rx_fill_min: 0,
             rx_offloads: 0,
             ptypes: vec![],
+            rss_hf: 0,
+            rss_key: vec![],
         })
         .encode(VERSION_MAX);
         let name = "fd-probe-ack";
