@@ -43,6 +43,7 @@ fn hello() -> Vec<u8> {
         version_max: msg::VERSION_MAX,
         pid: std::process::id(),
         name: "fdleak".into(),
+        flags: 0,
     })
     .encode(msg::VERSION_MAX)
 }

@@ -40,6 +40,7 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
             version_max: 1,
             pid: std::process::id(),
             name: "old".into(),
+            flags: 0,
         }),
     );
     match recv(&old).msg {
@@ -59,6 +60,7 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
             version_max: msg::VERSION_MAX,
             pid: std::process::id(),
             name: "hostile".into(),
+            flags: 0,
         }),
     );
     let reply = recv(&fd);

@@ -56,6 +56,11 @@ pub struct Conn {
     /// `info.layout`, checked against the region.
     pub layout: ValidLayout,
     pub region: Region,
+    /// The region whose buffer area this connection's descriptors point
+    /// into, and its layout: `region` itself, or (protocol v5) that of the
+    /// process's first `sock` device, which every device shares.
+    pub buffers: Region,
+    pub buf_layout: ValidLayout,
     state: Mutex<ConnState>,
     cond: Condvar,
     link_up: AtomicBool,
@@ -78,6 +83,9 @@ unsafe impl Send for SockDevice {}
 unsafe impl Sync for SockDevice {}
 
 static DEVICES: Mutex<Vec<&'static SockDevice>> = Mutex::new(Vec::new());
+/// The connection whose buffer area holds this process's pools (the
+/// first one made); later devices ask the proxy to share it.
+static POOL_CONN: Mutex<Option<(&'static Conn, &'static str)>> = Mutex::new(None);
 static DRIVER: Mutex<Option<SockDriver>> = Mutex::new(None);
 /// A C struct that EAL links into its lists (it writes the struct's list
 /// entry): a static, but not a Rust-immutable one.
@@ -160,6 +168,11 @@ impl SockDevice {
 }
 
 impl Conn {
+    /// The buffer area descriptors of this connection point into.
+    pub fn buffer_area(&self) -> Option<shm_abi::region::AreaView<'_>> {
+        self.buffers.buffers(&self.buf_layout)
+    }
+
     pub fn link_up(&self) -> bool {
         self.link_up.load(Ordering::Acquire)
     }
@@ -453,14 +466,27 @@ fn accept_hello_ack(reply: Received) -> Result<(HelloAck, OwnedFd), String> {
 
 fn probe_one(d: &'static SockDevice) -> Result<(), String> {
     let fd = connect(&d.path)?;
+    // The pools live in the first device's buffer area: a later device
+    // names that region, so that its packets need no copy between ports.
+    let pool_conn = *POOL_CONN.lock().unwrap();
     let hello = Msg::Hello(Hello {
         version_min: msg::VERSION_MIN,
         version_max: msg::VERSION_MAX,
         pid: std::process::id(),
         name: program_name(),
+        flags: if pool_conn.is_some() {
+            msg::HELLO_SHARE_BUFFERS
+        } else {
+            0
+        },
     });
-    socket::send(fd.as_raw_fd(), &hello, msg::VERSION_MAX, None)
-        .map_err(|e| format!("send hello: {e}"))?;
+    socket::send(
+        fd.as_raw_fd(),
+        &hello,
+        msg::VERSION_MAX,
+        pool_conn.map(|(c, _)| c.region.fd().as_raw_fd()),
+    )
+    .map_err(|e| format!("send hello: {e}"))?;
     let reply = recv_blocking(&fd)?;
     let (ack, memfd) = accept_hello_ack(reply)?;
     let region = Region::map(memfd, ack.layout.region_size as usize)
@@ -470,30 +496,56 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         .validate(region.len() as u64)
         .map_err(|e| format!("region layout: {e}"))?;
     bus_info!(
-        "{}: connected to {} port {} queue {}; region {} MiB ({} KiB pages), heap {} MiB, buffers {} MiB",
+        "{}: connected to {} port {} queue {}{}; region {} KiB ({} KiB pages), heap {} MiB, buffers {} MiB",
         d.path,
         ack.nic_name,
         ack.nic_port,
         ack.nic_queue,
-        l.region_size >> 20,
+        if l.queue_count > 1 {
+            format!(" (+{} more)", l.queue_count - 1)
+        } else {
+            String::new()
+        },
+        l.region_size >> 10,
         l.page_size >> 10,
         l.heap_len >> 20,
         l.buf_len >> 20
     );
 
-    grow_heap(&region, &l)?;
-    {
-        let mut arena = ARENA.lock().unwrap();
-        if arena.is_none() {
-            *arena = Some(Arena {
-                base: region.base() as usize,
-                free: vec![(l.buf_off as usize, l.buf_len as usize)],
-                start: l.buf_off as usize,
-                end: (l.buf_off + l.buf_len) as usize,
-            });
-        } else {
-            bus_info!("{}: buffers of this device are not used for pools (one sock device per process gets them)", d.path);
+    let (buffers, buf_layout, owns_pools) = match pool_conn {
+        Some((first, first_path)) if ack.shared_buffers => {
+            bus_info!(
+                "{}: shares the buffers of {} ({} MiB): one pool serves both ports",
+                d.path,
+                first_path,
+                first.buf_layout.buf_len >> 20
+            );
+            (first.buffers.clone(), first.buf_layout, false)
         }
+        Some(_) => {
+            bus_info!(
+                "{}: the proxy does not share buffers between sockets (protocol v{}):                  this port takes only mbufs of its own area, which no pool uses",
+                d.path,
+                ack.version
+            );
+            (region.clone(), l, false)
+        }
+        None => (region.clone(), l, true),
+    };
+    if ack.shared_buffers && pool_conn.is_none() {
+        return Err("proxy shares buffers that were not asked for".into());
+    }
+    if !ack.shared_buffers {
+        grow_heap(&region, &l)?;
+    }
+    if owns_pools {
+        let mut arena = ARENA.lock().unwrap();
+        *arena = Some(Arena {
+            base: region.base() as usize,
+            free: vec![(l.buf_off as usize, l.buf_len as usize)],
+            start: l.buf_off as usize,
+            end: (l.buf_off + l.buf_len) as usize,
+        });
     }
     // SAFETY: NUL-terminated name; EAL keeps it in a memzone.
     let r = unsafe { sys::rte_mbuf_set_platform_mempool_ops(c"shared_mem".as_ptr()) };
@@ -512,6 +564,8 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         link_speed: AtomicU32::new(ack.link_speed),
         info: ack,
         region,
+        buffers,
+        buf_layout,
         state: Mutex::new(ConnState {
             reply: None,
             gone: false,
@@ -519,6 +573,9 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         cond: Condvar::new(),
     }));
     *d.conn.lock().unwrap() = Some(conn);
+    if owns_pools {
+        *POOL_CONN.lock().unwrap() = Some((conn, d.path.as_str()));
+    }
     register_events(d, conn)?;
 
     let drv = DRIVER

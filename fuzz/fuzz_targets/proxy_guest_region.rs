@@ -106,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
         let g = s.cell.get();
         // SAFETY: the cell lives in the thread-local; this thread is its
         // only user, and each scope below calls no DPDK function.
-        let proxy_base = unsafe { GuestSlot::enter(g).region().base() } as usize;
+        let proxy_base = unsafe { GuestSlot::enter(g).buffers().base() } as usize;
         let l = s.layout;
         let mut i = 0;
         while i + 9 <= data.len() {

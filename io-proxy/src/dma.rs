@@ -22,6 +22,59 @@ use std::ffi::c_void;
 /// What the mbuf headers carry when the buffers have no IOVA.
 pub const BAD_IOVA: u64 = u64::MAX;
 
+/// Areas registered with EAL, and how many [`DmaArea`]s use each: a guest
+/// whose sockets share one buffer area maps it once per port, and EAL
+/// takes a range once.
+static REGISTERED: std::sync::Mutex<Vec<(usize, usize, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `[va, va + len)` with EAL, or counts one more user of it.
+///
+/// # Safety
+/// As `rte_extmem_register`: the area is mapped and page-aligned, and
+/// `iovas` has one IOVA per `page_size` page.
+unsafe fn register(va: usize, len: usize, iovas: &mut [u64], page_size: usize) -> bool {
+    let mut reg = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = reg.iter_mut().find(|e| (e.0, e.1) == (va, len)) {
+        e.2 += 1;
+        return true;
+    }
+    // SAFETY: the caller's contract; EAL copies the table.
+    let r = unsafe {
+        sys::rte_extmem_register(
+            va as *mut c_void,
+            len,
+            iovas.as_mut_ptr(),
+            iovas.len() as u32,
+            page_size,
+        )
+    };
+    if r == 0 {
+        reg.push((va, len, 1));
+    }
+    r == 0
+}
+
+/// Undoes one [`register`]; the last user unregisters the area.
+fn unregister(va: *mut u8, len: usize) {
+    let mut reg = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(i) = reg.iter().position(|e| (e.0, e.1) == (va as usize, len)) else {
+        return;
+    };
+    reg[i].2 -= 1;
+    if reg[i].2 > 0 {
+        return;
+    }
+    reg.remove(i);
+    // SAFETY: undoes the registration made in `register`; no user is left.
+    let r = unsafe { sys::rte_extmem_unregister(va as *mut c_void, len) };
+    if r != 0 {
+        crate::log::warn(&format!(
+            "unregister guest buffers from EAL: {}",
+            sys::strerror(sys::rte_errno())
+        ));
+    }
+}
+
 /// The buffer area of one guest, registered and mapped for one device;
 /// undone on drop. The NIC must hold no buffer of the area by then.
 pub struct DmaArea {
@@ -120,17 +173,8 @@ impl DmaArea {
             .map(|i| va as u64 + (i * page_size) as u64)
             .collect();
         // SAFETY: the area is mapped and page-aligned (caller), the table
-        // has one IOVA per page and outlives the call (EAL copies it).
-        let r = unsafe {
-            sys::rte_extmem_register(
-                va as *mut c_void,
-                len,
-                iovas.as_mut_ptr(),
-                pages as u32,
-                page_size,
-            )
-        };
-        if r < 0 {
+        // has one IOVA per page.
+        if !unsafe { register(va as usize, len, &mut iovas, page_size) } {
             return Err(ProxyError::dpdk(
                 format!("register {len} bytes of guest buffers with EAL"),
                 -1,
@@ -181,14 +225,7 @@ impl Drop for DmaArea {
             }
         }
         if self.registered {
-            // SAFETY: undoes the registration made in `map`.
-            let r = unsafe { sys::rte_extmem_unregister(self.va as *mut c_void, self.len) };
-            if r != 0 {
-                crate::log::warn(&format!(
-                    "unregister guest buffers from EAL: {}",
-                    sys::strerror(sys::rte_errno())
-                ));
-            }
+            unregister(self.va, self.len);
         }
     }
 }

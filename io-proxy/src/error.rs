@@ -10,6 +10,8 @@ pub enum ProxyError {
     NotFound(String),
     /// It exists already, or is taken.
     Busy(String),
+    /// The peer may not use what it named (another process's region).
+    Denied(String),
     /// A command's or request's arguments cannot be honoured.
     Invalid(String),
     /// The guest's request does not fit what the NIC does.
@@ -28,6 +30,7 @@ impl ProxyError {
         match self {
             ProxyError::NotFound(_) => libc::ENOENT,
             ProxyError::Busy(_) => libc::EBUSY,
+            ProxyError::Denied(_) => libc::EACCES,
             ProxyError::Invalid(_) => libc::EINVAL,
             ProxyError::Unsupported(_) => libc::ENOTSUP,
             ProxyError::Protocol(e) => e.errno(),
@@ -42,6 +45,7 @@ impl ProxyError {
         match self {
             ProxyError::NotFound(s) => ProxyError::NotFound(format!("{ctx}: {s}")),
             ProxyError::Busy(s) => ProxyError::Busy(format!("{ctx}: {s}")),
+            ProxyError::Denied(s) => ProxyError::Denied(format!("{ctx}: {s}")),
             ProxyError::Invalid(s) => ProxyError::Invalid(format!("{ctx}: {s}")),
             ProxyError::Unsupported(s) => ProxyError::Unsupported(format!("{ctx}: {s}")),
             ProxyError::Dpdk { what, errno } => ProxyError::Dpdk {
@@ -82,6 +86,7 @@ impl fmt::Display for ProxyError {
         match self {
             ProxyError::NotFound(s)
             | ProxyError::Busy(s)
+            | ProxyError::Denied(s)
             | ProxyError::Invalid(s)
             | ProxyError::Unsupported(s) => write!(f, "{s}"),
             ProxyError::Protocol(e) => write!(f, "protocol: {e}"),

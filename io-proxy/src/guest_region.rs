@@ -84,7 +84,9 @@ fn iova_at(iova_base: u64, off: u64) -> u64 {
 /// four rings, the buffer area, and the buffers the proxy holds for the
 /// queue. See the module doc for who reaches it, and how.
 pub struct GuestRegion {
-    pub(crate) region: Region,
+    /// The mapping that holds the buffer area: the region of this queue's
+    /// rings, or the one the guest shares between its sockets.
+    pub(crate) buffers: Region,
     pub layout: ValidLayout,
     pub(crate) fill: Consumer,
     pub(crate) rx: Producer,
@@ -361,11 +363,28 @@ impl ReturnBatch {
 }
 
 impl GuestRegion {
-    /// The proxy's side of queue pair `queue` of a guest's region.
+    /// The proxy's side of queue pair `queue` of a guest's region, whose
+    /// own buffer area holds the buffers.
     pub fn new(
         region: Region,
         layout: ValidLayout,
         queue: u16,
+        stats: Arc<SocketStats>,
+        port_id: u16,
+    ) -> Result<GuestRegion, shm_abi::msg::ProtoError> {
+        let buffers = region.clone();
+        GuestRegion::with_buffers(&region, layout, queue, buffers, &layout, stats, port_id)
+    }
+
+    /// The proxy's side of queue pair `queue` of the rings in `region`
+    /// (laid out as `layout`), whose buffers are the buffer area of
+    /// `buffers` (laid out as `buf_layout`).
+    pub fn with_buffers(
+        region: &Region,
+        layout: ValidLayout,
+        queue: u16,
+        buffers: Region,
+        buf_layout: &ValidLayout,
         stats: Arc<SocketStats>,
         port_id: u16,
     ) -> Result<GuestRegion, shm_abi::msg::ProtoError> {
@@ -378,10 +397,10 @@ impl GuestRegion {
             rx: region.producer(rings.rx, n)?,
             tx: region.consumer(rings.tx, n)?,
             txdone: region.producer(rings.txdone, n)?,
-            region,
+            buffers,
             rules: BufferRules {
-                buf_start: layout.buf_off,
-                buf_end: layout.buf_off + layout.buf_len,
+                buf_start: buf_layout.buf_off,
+                buf_end: buf_layout.buf_off + buf_layout.buf_len,
                 ..BufferRules::default()
             },
             layout,
@@ -400,8 +419,9 @@ impl GuestRegion {
         })
     }
 
-    pub fn region(&self) -> &Region {
-        &self.region
+    /// The mapping that holds the buffer area.
+    pub fn buffers(&self) -> &Region {
+        &self.buffers
     }
 
     /// Moves fill descriptors into `staged`, checking each; rejected ones
@@ -495,7 +515,7 @@ impl GuestRegion {
                 return (0, 0);
             }
         };
-        let area = buffer_area(&self.region, &self.rules);
+        let area = buffer_area(&self.buffers, &self.rules);
         let rules = self.rules;
         let iova_base = self.iova_base;
         // Each descriptor is copied out of the ring once; all that follows
@@ -656,7 +676,7 @@ impl GuestRegion {
         }
         // From the end: cheapest, and any order is fine for the guest.
         let start = self.staged.len() - rest;
-        let area = buffer_area(&self.region, &self.rules);
+        let area = buffer_area(&self.buffers, &self.rules);
         // The NIC writes each buffer's first data line next (at the
         // guest's headroom); own them all now rather than one at a time
         // as its stores drain.
@@ -743,7 +763,7 @@ impl GuestRegion {
             ol_flags: flags,
         };
         let at = off + (data_off - RX_META_LEN) as u64;
-        let Some(p) = buffer_area(&self.region, &self.rules).ptr(at, RX_META_LEN as u64) else {
+        let Some(p) = buffer_area(&self.buffers, &self.rules).ptr(at, RX_META_LEN as u64) else {
             return data_off;
         };
         // SAFETY: in the buffer area (checked), in the buffer's headroom,
@@ -812,7 +832,7 @@ unsafe fn deliver_burst<const META: bool>(g: GuestPtr, pkts: &[*mut sys::rte_mbu
         let mut descs = [Desc::default(); BURST];
         let mut hdrs = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
         let (mut n, mut bytes) = (0usize, 0u64);
-        let area = buffer_area(&g.region, &g.rules);
+        let area = buffer_area(&g.buffers, &g.rules);
         let mp = g.mp;
         for (i, &m) in pkts.iter().enumerate() {
             // SAFETY: m is a received mbuf (contract). Only the header's

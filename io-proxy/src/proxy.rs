@@ -8,14 +8,14 @@ use crate::guest_region::{self, GuestPtr, GuestSlot};
 use crate::log;
 use crate::nic::{mac_str, NicPort};
 use crate::pool_ops;
-use crate::session::{self, RegionConfig, Session};
+use crate::session::{self, GuestBuffers, RegionConfig, Session};
 use crate::stats::SocketStats;
 use shm_abi::msg::{self, Msg, Start, Status};
 use shm_abi::socket::{self as wire, RecvError};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 pub struct SocketEntry {
     pub path: String,
@@ -59,6 +59,9 @@ pub struct Proxy {
     pub ports: BTreeMap<u16, NicPort>,
     pub sockets: Vec<SocketEntry>,
     pub dp: Arc<Datapath>,
+    /// The buffer areas of connected guests, which their other sockets may
+    /// share (held by the sessions; gone with the last of them).
+    buffers: Vec<Weak<GuestBuffers>>,
 }
 
 impl Proxy {
@@ -68,6 +71,7 @@ impl Proxy {
             ports: BTreeMap::new(),
             sockets: Vec::new(),
             dp,
+            buffers: Vec::new(),
         }
     }
 
@@ -216,10 +220,10 @@ impl Proxy {
             return;
         }
         let port = &self.ports[&s.port];
-        match session::handshake(fd, &s.cfg, port, &s.queues, &s.stats) {
+        match session::handshake(fd, &s.cfg, port, &s.queues, &s.stats, &mut self.buffers) {
             Ok(sess) => {
-                log::info(&format!(
-                    "{}: guest {} (pid {}, uid {}) connected, protocol v{}, {} queue pair{}, {} MiB region on {}",
+                log::info(&(format!(
+                    "{}: guest {} (pid {}, uid {}) connected, protocol v{}, {} queue pair{}, {} KiB region on {}",
                     s.path,
                     sess.name,
                     sess.pid,
@@ -227,13 +231,20 @@ impl Proxy {
                     sess.version,
                     sess.guest.len(),
                     if sess.guest.len() > 1 { "s" } else { "" },
-                    sess.layout.region_size >> 20,
+                    sess.layout.region_size >> 10,
                     if sess.hugepages {
                         "2 MiB hugepages"
                     } else {
                         "4 KiB pages"
-                    }
-                ));
+                    },
+                ) + &if sess.shares_buffers {
+                    format!(
+                        ", buffers shared with the guest's other sockets ({} MiB)",
+                        sess.buffers.layout.buf_len >> 20
+                    )
+                } else {
+                    String::new()
+                }));
                 self.sockets[i].session = Some(sess);
             }
             Err(e) => log::err(&format!("{}: {e}", s.path)),
@@ -304,18 +315,16 @@ impl Proxy {
             )));
         }
         let g = sess.guest[q].get();
-        let l = sess.layout;
+        let buf_off = sess.buffers.layout.buf_off;
         // The NIC may reach the guest's buffers only while a queue is
         // attached.
         if sess.dma.is_none() {
-            // SAFETY: reading the region's base; this queue is not
-            // attached, so no other party uses g.
-            let base = unsafe { GuestSlot::enter(g).region().base() };
+            let b = &sess.buffers;
             sess.dma = Some(dma::DmaArea::map(
                 port.id,
-                base.wrapping_add(l.buf_off as usize),
-                l.buf_len as usize,
-                l.page_size as usize,
+                b.region.base().wrapping_add(b.layout.buf_off as usize),
+                b.layout.buf_len as usize,
+                b.layout.page_size as usize,
             )?);
         }
         let area = sess.dma.as_ref().expect("mapped above");
@@ -339,7 +348,7 @@ impl Proxy {
             let mut g = GuestSlot::enter(g);
             g.iova_base = match area.iova() {
                 dma::BAD_IOVA => dma::BAD_IOVA,
-                iova => iova.wrapping_sub(l.buf_off),
+                iova => iova.wrapping_sub(buf_off),
             };
             g.mp
         };

@@ -12,8 +12,8 @@ use shm_abi::layout::{Layout, ValidLayout};
 use shm_abi::msg::{self, HelloAck, Msg, Status};
 use shm_abi::region::{Region, RingWatch};
 use shm_abi::socket;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Weak};
 
 /// Sizes of a guest's region, set per socket.
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +37,56 @@ impl Default for RegionConfig {
     }
 }
 
+/// A guest process's buffer area: in the region of its first socket, and
+/// shared by its other sockets (HELLO's SHARE_BUFFERS), so that a packet
+/// received on one port is sent on another without a copy. Every session
+/// of the process holds it; the proxy's list of them holds a `Weak`.
+pub struct GuestBuffers {
+    /// The region that holds the area (the first socket's).
+    pub region: Region,
+    /// Its layout; the buffer area is `buf_off..buf_off + buf_len`.
+    pub layout: ValidLayout,
+    /// The process it was made for: only it may name it on another socket.
+    pub pid: i32,
+    pub uid: u32,
+    /// The memfd's identity (st_dev, st_ino), as a named region is found.
+    pub inode: (u64, u64),
+}
+
+/// The identity of the memfd behind `fd`.
+fn inode_of(fd: BorrowedFd<'_>) -> Result<(u64, u64), ProxyError> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| ProxyError::io("fstat", e))?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The buffers a guest named in a SHARE_BUFFERS HELLO (`fd`): one the
+/// proxy made, still in use, for this same process (pid and uid).
+fn find_shared(
+    known: &[Weak<GuestBuffers>],
+    fd: Option<OwnedFd>,
+    pid: i32,
+    uid: u32,
+) -> Result<Arc<GuestBuffers>, ProxyError> {
+    let fd = fd.ok_or_else(|| {
+        ProxyError::Invalid("hello asks to share buffers but carries no region".into())
+    })?;
+    let inode = inode_of(fd.as_fd())?;
+    let b = known
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|b| b.inode == inode)
+        .ok_or_else(|| {
+            ProxyError::NotFound("the region to share is not one this proxy serves".into())
+        })?;
+    if (b.pid, b.uid) != (pid, uid) {
+        return Err(ProxyError::Denied(format!(
+            "the region to share belongs to pid {} (uid {}), not to pid {pid} (uid {uid})",
+            b.pid, b.uid
+        )));
+    }
+    Ok(b)
+}
+
 pub struct Session {
     pub fd: OwnedFd,
     pub pid: i32,
@@ -44,6 +94,12 @@ pub struct Session {
     pub name: String,
     pub version: u16,
     pub hugepages: bool,
+    /// The buffer area the guest's descriptors point into: this
+    /// connection's region, or one it shares with the guest's other
+    /// sockets.
+    pub buffers: Arc<GuestBuffers>,
+    /// `buffers` are another socket's (SHARE_BUFFERS).
+    pub shares_buffers: bool,
     /// The buffer area registered and mapped for the NIC, while started.
     pub dma: Option<DmaArea>,
     /// The region's layout (also in the GuestRegions, which the datapath
@@ -174,13 +230,16 @@ pub fn send_error(fd: &OwnedFd, version: u16, e: &ProxyError) {
 
 /// Runs the handshake on a freshly accepted connection for a socket that
 /// serves NIC queues `queues` of `port` (their counters in `stats`). A
-/// guest older than v5 gets the first queue only.
+/// guest older than v5 gets the first queue only. `known` lists the
+/// buffer areas of connected guests: a guest may name its own to share
+/// it, and a new one joins the list.
 pub fn handshake(
     fd: OwnedFd,
     cfg: &RegionConfig,
     port: &NicPort,
     queues: &[u16],
     stats: &[Arc<SocketStats>],
+    known: &mut Vec<Weak<GuestBuffers>>,
 ) -> Result<Session, ProxyError> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     let cred =
@@ -221,12 +280,50 @@ pub fn handshake(
         return Err(e);
     };
     let offered = if version >= 5 { queues.len() } else { 1 };
+    let share = version >= 5 && hello.flags & msg::HELLO_SHARE_BUFFERS != 0;
+    let shared = if share {
+        match find_shared(known, received.fd, cred.pid(), cred.uid()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                send_error(&fd, version, &e);
+                return Err(e);
+            }
+        }
+    } else {
+        // Any descriptor a plain HELLO carried closes here.
+        drop(received.fd);
+        None
+    };
+    // A connection that shares buffers gets a region of rings only.
+    let cfg = match shared {
+        Some(_) => RegionConfig {
+            heap_mb: 0,
+            buffers_mb: 0,
+            ..*cfg
+        },
+        None => *cfg,
+    };
     let (region, layout, hugepages) = create_region(
-        cfg,
+        &cfg,
         offered as u16,
         &format!("io-proxy-p{}q{}", port.id, queues[0]),
     )?;
     let layout = layout.validate(region.len() as u64)?;
+    let buffers = match shared {
+        Some(b) => b,
+        None => {
+            let b = Arc::new(GuestBuffers {
+                region: region.clone(),
+                layout,
+                pid: cred.pid(),
+                uid: cred.uid(),
+                inode: inode_of(region.fd())?,
+            });
+            known.retain(|w| w.strong_count() > 0);
+            known.push(Arc::downgrade(&b));
+            b
+        }
+    };
     let (link_up, link_speed) = port.link();
     let ack = HelloAck {
         version,
@@ -244,6 +341,7 @@ pub fn handshake(
         ptypes: port.ptypes.clone(),
         rss_hf: port.rss_hf,
         rss_key: port.rss_key.clone(),
+        shared_buffers: share,
     };
     let rx_meta = ack.rx_meta();
     socket::send(
@@ -265,7 +363,15 @@ pub fn handshake(
     };
     let mut guest = Vec::with_capacity(offered);
     for (q, stats) in stats.iter().take(offered).enumerate() {
-        let mut g = GuestRegion::new(region.clone(), layout, q as u16, stats.clone(), port.id)?;
+        let mut g = GuestRegion::with_buffers(
+            &region,
+            layout,
+            q as u16,
+            buffers.region.clone(),
+            &buffers.layout,
+            stats.clone(),
+            port.id,
+        )?;
         g.rules.max_frame = port.max_rx_pktlen.max(1518);
         g.rx_meta = rx_meta;
         guest.push(GuestCell::new(g));
@@ -277,6 +383,8 @@ pub fn handshake(
         name: hello.name,
         version,
         hugepages,
+        buffers,
+        shares_buffers: share,
         dma: None,
         layout,
         guest,

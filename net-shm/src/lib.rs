@@ -174,10 +174,7 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
         let p = Box::new(Port {
             sock,
             port_id: (*data).port_id,
-            area: conn
-                .region
-                .buffers(&conn.layout)
-                .ok_or("buffer area outside region")?,
+            area: conn.buffer_area().ok_or("buffer area outside region")?,
             ring_entries: l.ring_entries,
             rx_desc_max: rx_desc_max as u16,
             // Never above the maximum, even for a tiny ring (clamp needs it).

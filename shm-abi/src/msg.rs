@@ -13,7 +13,8 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// Protocol versions this build speaks.
 /// v2: 8-byte descriptors without ids (v1: 16 bytes with ids);
 /// v3: rx fill minimum in HELLO_ACK; v4: rx metadata; v5: several queue
-/// pairs per socket (layout and RSS in HELLO_ACK, the queue in START).
+/// pairs per socket (layout and RSS in HELLO_ACK, the queue in START), and
+/// one buffer area for all of a guest's sockets (HELLO's SHARE_BUFFERS).
 pub const VERSION_MIN: u16 = 3;
 pub const VERSION_MAX: u16 = 5;
 /// Largest message on the wire.
@@ -151,7 +152,14 @@ pub struct Hello {
     pub version_max: u16,
     pub pid: u32,
     pub name: String,
+    /// v5: [`HELLO_SHARE_BUFFERS`] or 0.
+    pub flags: u32,
 }
+
+/// HELLO flag: the message carries the memfd of a region this proxy gave
+/// the same guest process on another socket; this connection's buffers
+/// are that region's buffer area (its pools serve every port).
+pub const HELLO_SHARE_BUFFERS: u32 = 1;
 
 /// HELLO_ACK: proxy -> guest, carries the region's memfd (SCM_RIGHTS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +193,10 @@ pub struct HelloAck {
     /// `queue_count` says how many queue pairs the socket serves.
     pub rss_hf: u64,
     pub rss_key: Vec<u8>,
+    /// v5: the answer to [`HELLO_SHARE_BUFFERS`]: this connection's memfd
+    /// holds its rings only (no heap, no buffer area); descriptors name
+    /// buffers in the region the guest sent, by offsets in that region.
+    pub shared_buffers: bool,
 }
 
 /// Most packet types a HELLO_ACK carries.
@@ -269,11 +281,12 @@ impl Msg {
         }
     }
 
-    /// File descriptors this message type carries: the region's memfd with
-    /// HELLO_ACK, none with anything else. Whatever else arrives is closed
-    /// ([`crate::socket::recv`]).
+    /// File descriptors this message type may carry: the region's memfd
+    /// with HELLO_ACK, the region to share with HELLO (v5,
+    /// [`HELLO_SHARE_BUFFERS`]), none with anything else. Whatever else
+    /// arrives is closed ([`crate::socket::recv`]).
     pub fn fds_expected(type_code: u16) -> usize {
-        usize::from(type_code == MSG_HELLO_ACK)
+        usize::from(type_code == MSG_HELLO_ACK || type_code == MSG_HELLO)
     }
 
     /// The message in `version`'s format (HELLO is always sent as
@@ -290,7 +303,8 @@ impl Msg {
                 w.u16(h.version_min)
                     .u16(h.version_max)
                     .u32(h.pid)
-                    .str::<32>(&h.name);
+                    .str::<32>(&h.name)
+                    .u32(h.flags);
             }
             Msg::HelloAck(a) => {
                 w.u16(a.version);
@@ -322,6 +336,7 @@ impl Msg {
                     for &b in &a.rss_key[..n] {
                         w.u8(b);
                     }
+                    w.u8(a.shared_buffers as u8);
                 }
             }
             Msg::Start(s) => {
@@ -355,6 +370,7 @@ impl Msg {
                 version_max: r.u16()?,
                 pid: r.u32()?,
                 name: r.str::<32>()?,
+                flags: if version >= 5 { r.u32()? } else { 0 },
             }),
             MSG_HELLO_ACK => Msg::HelloAck(decode_hello_ack(&mut r)?),
             MSG_START => Msg::Start(Start {
@@ -406,6 +422,7 @@ fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
         ptypes: Vec::new(),
         rss_hf: 0,
         rss_key: Vec::new(),
+        shared_buffers: false,
     };
     if version >= 4 {
         a.rx_offloads = r.u64()?;
@@ -428,6 +445,7 @@ fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
         for _ in 0..n {
             a.rss_key.push(r.u8()?);
         }
+        a.shared_buffers = r.u8()? != 0;
     }
     Ok(a)
 }
@@ -492,6 +510,7 @@ mod tests {
             ptypes: (0..MAX_PTYPES as u32).collect(),
             rss_hf: 0x38d34,
             rss_key: (0..40).collect(),
+            shared_buffers: true,
         }
     }
 
@@ -503,6 +522,7 @@ mod tests {
                 version_max: 4,
                 pid: 42,
                 name: "testpmd".into(),
+                flags: HELLO_SHARE_BUFFERS,
             }),
             Msg::HelloAck(ack()),
             Msg::Start(Start {
@@ -536,6 +556,7 @@ mod tests {
             ptypes: Vec::new(),
             rss_hf: 0,
             rss_key: Vec::new(),
+            shared_buffers: false,
             layout: Layout::compute(4096, 1024, 32 << 20, 512 << 20),
             ..a
         };
@@ -551,6 +572,7 @@ mod tests {
             version: 4,
             rss_hf: 0,
             rss_key: Vec::new(),
+            shared_buffers: false,
             ..ack()
         };
         let Ok((4, Msg::HelloAck(got))) = Msg::decode(&Msg::HelloAck(a.clone()).encode(4)) else {
@@ -578,6 +600,7 @@ mod tests {
             version_max: 1,
             pid: 42,
             name: "x".into(),
+            flags: 0,
         });
         let bytes = h.encode(VERSION_MAX);
         for n in 0..bytes.len() {
@@ -601,9 +624,9 @@ mod tests {
     }
 
     #[test]
-    fn only_hello_ack_carries_a_descriptor() {
+    fn only_hello_and_hello_ack_carry_a_descriptor() {
         for t in 0..20u16 {
-            let want = usize::from(t == MSG_HELLO_ACK);
+            let want = usize::from(t == MSG_HELLO_ACK || t == MSG_HELLO);
             assert_eq!(Msg::fds_expected(t), want, "type {t}");
         }
     }

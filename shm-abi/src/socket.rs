@@ -244,6 +244,7 @@ mod tests {
             ptypes: vec![],
             rss_hf: 0,
             rss_key: vec![],
+            shared_buffers: false,
         })
         .encode(VERSION_MAX);
         let name = "fd-probe-ack";

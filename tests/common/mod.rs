@@ -219,6 +219,31 @@ impl Proxy {
         (dir, sock, proxy)
     }
 
+    /// Two veths into one namespace (host ends returned), a proxy with one
+    /// net_af_packet port on each and a socket per port
+    /// (`/tmp/iop-TAG/a/sock` for port 0, `.../b/sock` for port 1).
+    pub fn two_ports(tag: &str) -> (Scratch, Netns, [String; 2], Proxy, [String; 2]) {
+        let dir = Scratch::new(tag);
+        let mut net = Netns::new(tag);
+        let hosts = [net.host.clone(), net.add_veth()];
+        let socks = [
+            format!("/tmp/iop-{tag}/a/sock"),
+            format!("/tmp/iop-{tag}/b/sock"),
+        ];
+        let v0 = format!("net_af_packet0,iface={}", hosts[0]);
+        let v1 = format!("net_af_packet1,iface={}", hosts[1]);
+        let proxy = Proxy::start(
+            &dir,
+            &format!("iop_{tag}"),
+            &["--vdev", &v0, "--vdev", &v1],
+            &format!(
+                "add port 0 queues 1\nadd port 1 queues 1\nadd socket {} 0 0\nadd socket {} 1 0\n",
+                socks[0], socks[1]
+            ),
+        );
+        (dir, net, hosts, proxy, socks)
+    }
+
     /// A field of `/io_proxy/datapath`.
     pub fn datapath_field(&self, field: &str) -> u64 {
         json_number(&self.telemetry("/io_proxy/datapath"), field)
@@ -226,25 +251,7 @@ impl Proxy {
 
     /// Runs a telemetry command through the stock dpdk-telemetry.py.
     pub fn telemetry(&self, command: &str) -> String {
-        let mut child = Command::new("dpdk-telemetry.py")
-            .args(["-f", &self.prefix])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dpdk-telemetry.py");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{command}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .rfind(|l| l.trim_start().starts_with('{'))
-            .unwrap_or_else(|| panic!("no JSON from dpdk-telemetry.py: {text}"))
-            .to_string()
+        telemetry(&self.prefix, command)
     }
 
     /// A numeric field of the socket at `path` in /io_proxy/sockets.
@@ -348,18 +355,40 @@ impl Guest {
     }
 
     pub fn command(sock: &str, app_args: &[&str]) -> Command {
+        Self::command_ports(&[sock], app_args)
+    }
+
+    /// testpmd with one `sock:` port per socket, in order.
+    pub fn command_ports(socks: &[&str], app_args: &[&str]) -> Command {
         // stdbuf: testpmd's stdout is a file here; line-buffer it so its
         // progress can be read while it runs.
         let mut cmd = Command::new("stdbuf");
         cmd.args(["-oL", "-eL", "dpdk-testpmd"])
             .arg("-d")
             .arg(pmds())
-            .args(GUEST_EAL)
-            .arg("-a")
-            .arg(format!("sock:{sock}"))
-            .args(["--", "--forward-mode=macswap"])
-            .args(app_args);
+            .args(GUEST_EAL);
+        for sock in socks {
+            cmd.arg("-a").arg(format!("sock:{sock}"));
+        }
+        cmd.args(["--", "--forward-mode=macswap"]).args(app_args);
         cmd
+    }
+
+    /// testpmd at its prompt with one port per socket.
+    pub fn start_interactive_ports(
+        dir: &Scratch,
+        name: &str,
+        socks: &[&str],
+        args: &[&str],
+    ) -> Guest {
+        let args: Vec<&str> = ["-i"].iter().chain(args).copied().collect();
+        let mut proc = Proc::spawn(
+            &mut Self::command_ports(socks, &args),
+            dir.path(&format!("{name}.log")),
+            true,
+        );
+        proc.wait_for("testpmd>", 1, Duration::from_secs(60));
+        Guest { proc }
     }
 
     /// Types a command at the testpmd prompt and waits for the next prompt.
@@ -496,6 +525,30 @@ impl Guest {
     }
 }
 
+/// The JSON answer of the DPDK process with file prefix `prefix` to a
+/// telemetry `command`.
+pub fn telemetry(prefix: &str, command: &str) -> String {
+    let mut child = Command::new("dpdk-telemetry.py")
+        .args(["-f", prefix])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{command}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .rfind(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON from dpdk-telemetry.py: {text}"))
+        .to_string()
+}
+
 /// Runs a command (program and arguments) and asserts it succeeded.
 pub fn sh(args: &[&str]) {
     let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
@@ -508,6 +561,17 @@ pub struct Netns {
     pub ns: String,
     pub host: String,
     pub peer: String,
+    /// More veth pairs (host end, peer end in the namespace): add_veth.
+    pub more: Vec<(String, String)>,
+}
+
+/// What `across.py` saw: frames sent on one veth and leaving another.
+#[derive(Debug)]
+pub struct AcrossResult {
+    pub sent: u32,
+    pub received: u32,
+    pub matched: u32,
+    pub bad: u32,
 }
 
 impl Netns {
@@ -517,6 +581,100 @@ impl Netns {
         for args in [["netns", "del", &self.ns], ["link", "del", &self.host]] {
             let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
         }
+        for (host, _) in &self.more {
+            let _ = Command::new("ip")
+                .args(["link", "del", host])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Another veth pair into the namespace: returns its host end.
+    pub fn add_veth(&mut self) -> String {
+        let n = self.more.len() + 2;
+        let (host, peer) = (format!("{}h{n}", self.ns), format!("{}p{n}", self.ns));
+        let _ = Command::new("ip")
+            .args(["link", "del", &host])
+            .stderr(Stdio::null())
+            .status();
+        sh(&[
+            "ip", "link", "add", &host, "type", "veth", "peer", "name", &peer,
+        ]);
+        self.more.push((host.clone(), peer.clone()));
+        sh(&["ip", "link", "set", &peer, "netns", &self.ns]);
+        sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{host}.disable_ipv6=1"),
+        ]);
+        sh(&["ip", "link", "set", &host, "up"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{peer}.disable_ipv6=1"),
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &peer, "up",
+        ]);
+        host
+    }
+
+    /// The namespace end of the veth whose host end is `host`.
+    pub fn peer_of(&self, host: &str) -> String {
+        if host == self.host {
+            return self.peer.clone();
+        }
+        self.more
+            .iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| panic!("no veth {host}"))
+    }
+
+    /// Sends `count` frames over `flows` flows into host veth `from` (to
+    /// `dst_mac`) and checks what leaves host veth `to` (tests/tools/across.py;
+    /// `flag`: "" or one of its --options).
+    pub fn across(
+        &self,
+        from: &str,
+        to: &str,
+        dst_mac: &str,
+        count: u32,
+        flows: u32,
+        flag: &str,
+    ) -> AcrossResult {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "/usr/bin/python3"])
+            .arg(root().join("tests/tools/across.py"))
+            .args([
+                &self.peer_of(from),
+                &self.peer_of(to),
+                dst_mac,
+                &count.to_string(),
+                &flows.to_string(),
+                "20",
+            ]);
+        if !flag.is_empty() {
+            cmd.arg(flag);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "across.py failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let get = |k: &str| -> u32 { json_number(&text, k) };
+        AcrossResult {
+            sent: get("sent"),
+            received: get("received"),
+            matched: get("matched"),
+            bad: get("bad"),
+        }
     }
 
     pub fn new(tag: &str) -> Netns {
@@ -524,6 +682,7 @@ impl Netns {
             ns: format!("iop{tag}"),
             host: format!("iop{tag}h"),
             peer: format!("iop{tag}p"),
+            more: Vec::new(),
         };
         // Left over from an earlier run that was killed.
         n.delete();
