@@ -69,6 +69,7 @@ fn run_guest(
             "--no-pci",
             "--file-prefix",
             prefix,
+            "--log-level=net.shm:info",
         ]);
     for s in socks {
         cmd.arg("-a").arg(format!("sock:{s}"));
@@ -148,5 +149,62 @@ fn l2fwd_forwards_between_two_sock_ports() {
         g.text().contains("Bye"),
         "l2fwd did not close its ports cleanly"
     );
+    proxy.stop(&[&socks[0], &socks[1]]);
+}
+
+#[test]
+fn l3fwd_routes_from_port_0_out_of_port_1() {
+    let bin = example("l3fwd", "l3fwd");
+    let (dir, net, hosts, proxy, socks) = Proxy::two_ports("l3f");
+    // across.py sends to 10.200.0.1: routed out of port 1.
+    let v4 = dir.path("routes_v4.cfg");
+    let v6 = dir.path("routes_v6.cfg");
+    std::fs::write(&v4, "R10.200.0.0/16 1\nR10.100.0.0/16 0\n").unwrap();
+    std::fs::write(&v6, "R2001:0200:0000:0000:0000:0000:0000:0000/64 0\n").unwrap();
+    let rule4 = format!("--rule_ipv4={}", v4.display());
+    let rule6 = format!("--rule_ipv6={}", v6.display());
+    // Its default port configuration: RSS, and rx checksum offload, which
+    // net_af_packet lacks (the guest port verifies checksums itself).
+    let mut g = run_guest(
+        &dir,
+        &bin,
+        "iop_l3f_g",
+        &socks,
+        &[
+            "-p",
+            "0x3",
+            "--config=(0,0,1),(1,0,1)",
+            &rule4,
+            &rule6,
+            "--parse-ptype",
+        ],
+        "entering main loop",
+    );
+    let r = net.across(
+        &hosts[0],
+        &hosts[1],
+        &net.host_mac(),
+        FRAMES,
+        FLOWS,
+        "--ip-forwarded",
+    );
+    assert_eq!(r.sent, FRAMES);
+    assert_eq!(r.bad, 0, "frames altered beyond TTL and checksum: {r:?}");
+    assert_eq!(r.matched, FRAMES, "not all routed through: {r:?}");
+    let x = telemetry("iop_l3f_g", "/ethdev/xstats,1");
+    assert_eq!(json_number::<u64>(&x, "tx_copies"), 0, "{x}");
+    assert_eq!(
+        json_number::<u64>(&x, "tx_good_packets"),
+        FRAMES as u64,
+        "{x}"
+    );
+    assert_eq!(proxy.socket_field(&socks[1], "payload_copies"), 0);
+    assert!(
+        g.text().contains("checksums verified in software"),
+        "l3fwd's checksum offload was not served in software:\n{}",
+        g.text()
+    );
+    g.signal(libc::SIGINT);
+    g.wait_exit(Duration::from_secs(30));
     proxy.stop(&[&socks[0], &socks[1]]);
 }

@@ -5,6 +5,9 @@
 #include <rte_cycles.h>
 #include <rte_pause.h>
 #include <ethdev_driver.h>
+#include <rte_net.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
 #include "shim.h"
 
 int dpdk_sys_rte_errno(void) { return rte_errno; }
@@ -76,3 +79,47 @@ int dpdk_sys_eth_linkstatus_set(struct rte_eth_dev *dev, int up, uint32_t speed)
 	return rte_eth_linkstatus_set(dev, &link);
 }
 int dpdk_sys_eth_link_up(const struct rte_eth_link *link) { return link->link_status; }
+
+uint64_t dpdk_sys_sw_rx_cksum(struct rte_mbuf *m)
+{
+	struct rte_net_hdr_lens hl;
+	uint32_t ptype = rte_net_get_ptype(m, &hl,
+		RTE_PTYPE_L2_MASK | RTE_PTYPE_L3_MASK | RTE_PTYPE_L4_MASK);
+	uint32_t len = rte_pktmbuf_data_len(m);
+	uint64_t f = 0;
+	uint32_t l4 = ptype & RTE_PTYPE_L4_MASK;
+	int l4_known = l4 == RTE_PTYPE_L4_TCP || l4 == RTE_PTYPE_L4_UDP;
+
+	if (m->nb_segs != 1 || hl.l2_len + hl.l3_len > len)
+		return 0;
+	if (RTE_ETH_IS_IPV4_HDR(ptype)) {
+		const struct rte_ipv4_hdr *ip =
+			rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, hl.l2_len);
+		uint32_t total = rte_be_to_cpu_16(ip->total_length);
+		f |= rte_raw_cksum(ip, hl.l3_len) == 0xffff ?
+			RTE_MBUF_F_RX_IP_CKSUM_GOOD : RTE_MBUF_F_RX_IP_CKSUM_BAD;
+		/* The L4 sum covers what total_length says: only if it is there. */
+		if (!l4_known || total < hl.l3_len + hl.l4_len || hl.l2_len + total > len)
+			return f;
+		const void *l4h = (const char *)ip + hl.l3_len;
+		if (l4 == RTE_PTYPE_L4_UDP && ((const struct rte_udp_hdr *)l4h)->dgram_cksum == 0)
+			return f | RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+		return f | (rte_ipv4_udptcp_cksum_verify(ip, l4h) == 0 ?
+			RTE_MBUF_F_RX_L4_CKSUM_GOOD : RTE_MBUF_F_RX_L4_CKSUM_BAD);
+	}
+	if (RTE_ETH_IS_IPV6_HDR(ptype)) {
+		const struct rte_ipv6_hdr *ip =
+			rte_pktmbuf_mtod_offset(m, const struct rte_ipv6_hdr *, hl.l2_len);
+		uint32_t payload = rte_be_to_cpu_16(ip->payload_len);
+		/* Extension headers sit between: l3_len covers them. */
+		if (!l4_known || sizeof(*ip) + payload < hl.l3_len + hl.l4_len ||
+				hl.l2_len + sizeof(*ip) + payload > len)
+			return 0;
+		const void *l4h = (const char *)ip + hl.l3_len;
+		if (hl.l3_len != sizeof(*ip))
+			return 0; /* the verify helper assumes no extension headers */
+		return rte_ipv6_udptcp_cksum_verify(ip, l4h) == 0 ?
+			RTE_MBUF_F_RX_L4_CKSUM_GOOD : RTE_MBUF_F_RX_L4_CKSUM_BAD;
+	}
+	return 0;
+}

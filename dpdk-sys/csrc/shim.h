@@ -35,6 +35,10 @@ uint16_t dpdk_sys_pktmbuf_priv_size(struct rte_mempool *mp);
 uint16_t dpdk_sys_pktmbuf_data_room_size(struct rte_mempool *mp);
 uint32_t dpdk_sys_pktmbuf_priv_flags(struct rte_mempool *mp);
 char *dpdk_sys_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
+/* The IP and L4 checksum verdicts of a one-segment packet, computed in
+ * software (RTE_MBUF_F_RX_IP_CKSUM_* | RTE_MBUF_F_RX_L4_CKSUM_*; UNKNOWN
+ * for what it cannot tell). Reads nothing beyond the mbuf's data. */
+uint64_t dpdk_sys_sw_rx_cksum(struct rte_mbuf *m);
 
 /* mempool */
 int dpdk_sys_mempool_get_bulk(struct rte_mempool *mp, void **objs, unsigned int n);

@@ -26,9 +26,10 @@ pub struct RegionConfig {
 impl Default for RegionConfig {
     fn default() -> Self {
         // testpmd's default pool is ~163k mbufs of 2368 bytes (387 MiB);
-        // its own allocations (ports, pool headers, rings) fit in 64 MiB.
+        // its own allocations (ports, pool headers, rings) fit in 64 MiB,
+        // l3fwd's LPM tables take 195 MiB. Pages are used only as touched.
         RegionConfig {
-            heap_mb: 64,
+            heap_mb: 256,
             buffers_mb: 512,
             // Apps commonly ask for 2048 rx descriptors (OVS, testpmd
             // --rxd=2048); a guest posts up to ring_entries - 256.

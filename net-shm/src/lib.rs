@@ -393,7 +393,9 @@ unsafe extern "C" fn dev_infos_get(
             info.tx_desc_lim.nb_align = 1;
             info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
             // The results of the proxy's NIC rx offloads arrive as rx metadata.
-            info.rx_offload_capa = p.rx_offloads;
+            // Checksum verdicts always: the NIC's, or computed in rx_burst
+            // for an app that enables them.
+            info.rx_offload_capa = p.rx_offloads | sys::RTE_ETH_RX_OFFLOAD_CHECKSUM as u64;
             info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
             info.default_rxportconf.ring_size = p.rx_desc_min;
             info.default_txportconf.ring_size = p.ring_entries as u16;
@@ -770,7 +772,7 @@ unsafe extern "C" fn rx_queue_setup(
     qid: u16,
     nb_desc: u16,
     _socket: u32,
-    _conf: *const sys::rte_eth_rxconf,
+    conf: *const sys::rte_eth_rxconf,
     mp: *mut sys::rte_mempool,
 ) -> c_int {
     sys::ffi_guard("net_shm rx_queue_setup", -libc::EIO, || {
@@ -824,6 +826,18 @@ unsafe extern "C" fn rx_queue_setup(
                 headroom,
                 // As the proxy decides it, from the same HELLO_ACK.
                 rx_meta: conn.info.rx_meta(),
+                sw_cksum: {
+                    let asked = (*(*dev).data).dev_conf.rxmode.offloads
+                        | conf.as_ref().map_or(0, |c| c.offloads);
+                    let sw = asked & sys::RTE_ETH_RX_OFFLOAD_CHECKSUM as u64 & !p.rx_offloads;
+                    if sw != 0 {
+                        info!(
+                            "port {} rx queue {qid}: checksums verified in software (the proxy's NIC does not: offloads 0x{sw:x})",
+                            p.port_id
+                        );
+                    }
+                    sw != 0
+                },
                 budget: &p.budgets[qid as usize],
                 // ethdev checked nb_desc against the limits in dev_info.
                 fill_target: nb_desc.clamp(p.rx_desc_min, p.rx_desc_max) as u32,

@@ -103,6 +103,10 @@ unsafe fn mbuf_at(area: &Area, extent: Option<&Extent>, off: u64) -> Option<*mut
     }
 }
 
+/// The rx checksum verdict bits of `ol_flags`.
+const CKSUM_FLAGS: u64 =
+    sys::RTE_MBUF_F_RX_IP_CKSUM_MASK as u64 | sys::RTE_MBUF_F_RX_L4_CKSUM_MASK as u64;
+
 #[repr(C, align(64))]
 pub struct RxQueue {
     pub fill: Producer,
@@ -115,6 +119,9 @@ pub struct RxQueue {
     pub headroom: u16,
     /// Protocol v4: rx descriptors may carry [`RX_META`].
     pub rx_meta: bool,
+    /// The app enabled rx checksum offloads the proxy's NIC does not have:
+    /// the verdicts are computed here.
+    pub sw_cksum: bool,
     /// Buffers the rx ring may have to take back, shared with the tx queue.
     pub budget: *const RxBudget,
     /// How many fresh buffers to keep out (enough for the NIC's ring).
@@ -392,6 +399,15 @@ pub unsafe extern "C" fn rx_burst(
                 bytes += d.data_len as u64;
                 *pkts.add(got) = m;
                 got += 1;
+            }
+            if q.sw_cksum {
+                for k in 0..got {
+                    let m = *pkts.add(k);
+                    // SAFETY: a one-segment packet of ours, its length checked
+                    // against its buffer above; the helper reads only its data.
+                    let verdict = sys::dpdk_sys_sw_rx_cksum(m);
+                    (*m).ol_flags = ((*m).ol_flags & !CKSUM_FLAGS) | verdict;
+                }
             }
             if avail > 0 {
                 q.rx.release(avail);

@@ -100,8 +100,9 @@ impl Proc {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
+    /// The log so far (apps may print bytes that are not UTF-8).
     pub fn text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
     /// Waits until the log contains `needle` `times` times.
     pub fn wait_for(&mut self, needle: &str, times: usize, timeout: Duration) {

@@ -71,8 +71,8 @@ t.join()
 
 def comparable(f):
     if ip_forwarded:
-        # TTL and IP checksum change; everything else stays.
-        return f[12:22] + f[24:26] + f[34:]
+        # TTL (byte 22) and the IP checksum (24, 25) change; nothing else.
+        return f[12:22] + f[23:24] + f[26:]
     return f[12:] if macs_rewritten else f
 
 
