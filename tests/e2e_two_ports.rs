@@ -140,3 +140,59 @@ print(struct.unpack_from('<H', m, 6)[0], struct.unpack_from('<i', m, 8)[0])
     drop(a);
     proxy.stop(&[&socks[0], &socks[1]]);
 }
+
+#[test]
+fn testpmd_port_attach_and_detach_at_runtime() {
+    let dir = Scratch::new("hp");
+    let socks = ["/tmp/iop-hp/a/sock", "/tmp/iop-hp/b/sock"];
+    let proxy = Proxy::start(
+        &dir,
+        "iop_hp",
+        &["--vdev", "net_null0", "--vdev", "net_null1"],
+        &format!(
+            "add port 0 queues 1\nadd port 1 queues 1\nadd socket {} 0 0\nadd socket {} 1 0\n",
+            socks[0], socks[1]
+        ),
+    );
+    let mut g = Guest::start_interactive_with(&dir, "g", socks[0], &["--forward-mode=io"]);
+    assert_eq!(proxy.socket_field(socks[1], "connected"), 0);
+    for round in 0..2 {
+        g.cmd(&format!("port attach sock:{}", socks[1]));
+        assert!(
+            g.proc.text().matches("Port 1 is attached").count() == round + 1,
+            "round {round}: port not attached:\n{}",
+            g.proc.text()
+        );
+        assert_eq!(proxy.socket_field(socks[1], "connected"), 1);
+        g.cmd("port start 1");
+        g.cmd("start");
+        std::thread::sleep(Duration::from_millis(500));
+        g.cmd("stop");
+        g.cmd("show port xstats 1");
+        assert!(
+            g.xstat("rx_good_packets") > 0,
+            "round {round}: nothing on port 1"
+        );
+        assert_eq!(g.xstat("tx_copies"), 0);
+        g.cmd("port stop 1");
+        g.cmd("port detach 1");
+        assert!(
+            g.proc.text().matches("Device is detached").count() == round + 1,
+            "round {round}: not detached:\n{}",
+            g.proc.text()
+        );
+        // The proxy let the guest's side of socket b go.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while proxy.socket_field(socks[1], "connected") != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "socket b still connected"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(proxy.socket_field(socks[0], "connected"), 1);
+    }
+    g.cmd("quit");
+    g.proc.wait_exit(Duration::from_secs(30));
+    proxy.stop(&socks);
+}

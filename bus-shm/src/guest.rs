@@ -67,17 +67,24 @@ pub struct Conn {
     link_speed: AtomicU32,
 }
 
-/// One `sock:` device. Lives for the rest of the process once scanned.
+/// One `sock:` device. Lives for the rest of the process once scanned;
+/// hotplug connects it again (plug) or closes its connection (unplug).
 pub struct SockDevice {
-    dev: sys::rte_device,
+    /// EAL's view of the device: EAL links and writes it (driver, list
+    /// entry), so it is only reached through a raw pointer.
+    dev: std::cell::UnsafeCell<sys::rte_device>,
+    /// The device's name as EAL reads it (the path), owned here: the
+    /// devargs that named it go away at unplug.
+    name: std::ffi::CString,
     pub path: String,
     conn: Mutex<Option<&'static Conn>>,
     notify: Mutex<Option<(LinkNotify, usize)>>,
     intr: Mutex<usize>,
     pub driver_data: Mutex<usize>,
 }
-// SAFETY: rte_device is only touched by EAL during scan/probe (single
-// thread) and read afterwards; the rest is behind mutexes or atomics.
+// SAFETY: rte_device is only touched by EAL and this bus during scan,
+// probe and hotplug, which EAL runs on one thread at a time (its hotplug
+// lock); the rest is behind mutexes or atomics.
 unsafe impl Send for SockDevice {}
 // SAFETY: as for Send.
 unsafe impl Sync for SockDevice {}
@@ -106,6 +113,8 @@ static BUS: EalCell<sys::rte_bus> = EalCell(std::cell::UnsafeCell::new(sys::rte_
     scan: Some(bus_scan),
     probe: Some(bus_probe),
     find_device: Some(bus_find_device),
+    plug: Some(bus_plug),
+    unplug: Some(bus_unplug),
     parse: Some(bus_parse),
     cleanup: Some(bus_cleanup),
     get_iommu_class: Some(bus_iommu_class),
@@ -143,14 +152,16 @@ pub fn register_driver(drv: SockDriver) {
 
 impl SockDevice {
     pub fn rte_device(&'static self) -> *mut sys::rte_device {
-        &self.dev as *const _ as *mut _
+        self.dev.get()
     }
     pub fn conn(&self) -> Option<&'static Conn> {
         *self.conn.lock().unwrap()
     }
     /// Devargs string after the path (`key=value,...`), if any.
     pub fn devargs(&self) -> Option<&CStr> {
-        let da = self.dev.devargs;
+        // SAFETY: a plain read of the pointer; EAL writes it only on this
+        // device's scan and unplug, on the thread that calls us.
+        let da = unsafe { (*self.dev.get()).devargs };
         // SAFETY: devargs set by scan from EAL's list, which lives as long as
         // the device; args is NULL or NUL-terminated.
         unsafe {
@@ -306,22 +317,30 @@ unsafe extern "C" fn bus_scan() -> c_int {
             // SAFETY: da is a valid element of the list; name is NUL-terminated.
             let name = unsafe { CStr::from_ptr((*da).name.as_ptr()) };
             let path = name.to_string_lossy().into_owned();
-            if !devs.iter().any(|d| d.path == path) {
+            if let Some(d) = devs.iter().find(|d| d.path == path) {
+                // Attached again after an unplug: the new devargs.
+                if d.conn().is_none() {
+                    // SAFETY: EAL's scan, the only writer at this time.
+                    unsafe { (*d.dev.get()).devargs = da };
+                }
+            } else {
                 // SAFETY: a zeroed rte_device is its documented initial state.
                 let mut dev: sys::rte_device = unsafe { std::mem::zeroed() };
-                // SAFETY: name points into the devargs, which outlive the device.
-                dev.name = unsafe { (*da).name.as_ptr() };
+                let name = name.to_owned();
                 dev.devargs = da;
                 dev.bus = BUS.get();
                 dev.numa_node = sys::SOCKET_ID_ANY;
                 let d: &'static SockDevice = Box::leak(Box::new(SockDevice {
-                    dev,
+                    dev: std::cell::UnsafeCell::new(dev),
+                    name,
                     path: path.clone(),
                     conn: Mutex::new(None),
                     notify: Mutex::new(None),
                     intr: Mutex::new(0),
                     driver_data: Mutex::new(0),
                 }));
+                // SAFETY: the name lives as long as the (leaked) device.
+                unsafe { (*d.dev.get()).name = d.name.as_ptr() };
                 bus_debug!("scanned {path}");
                 devs.push(d);
             }
@@ -399,6 +418,96 @@ unsafe extern "C" fn bus_probe() -> c_int {
             0
         }
     })
+}
+
+/// The device of ours at `dev`, if it is one.
+fn device_at(dev: *mut sys::rte_device) -> Option<&'static SockDevice> {
+    let devs = DEVICES.lock().ok()?;
+    devs.iter()
+        .copied()
+        .find(|d| std::ptr::eq(d.rte_device(), dev))
+}
+
+/// Hotplug (`rte_dev_probe("sock:/path")`, testpmd's `port attach`):
+/// connects the device scanned for it and hands it to the driver.
+unsafe extern "C" fn bus_plug(dev: *mut sys::rte_device) -> c_int {
+    sys::ffi_guard("sock bus bus_plug", -libc::EIO, || {
+        let Some(d) = device_at(dev) else {
+            return -libc::ENODEV;
+        };
+        if d.conn().is_some() {
+            return 0;
+        }
+        match probe_one(d) {
+            Ok(()) => 0,
+            Err(e) => {
+                bus_err!("{}: {e}", d.path);
+                close_conn(d);
+                -libc::EIO
+            }
+        }
+    })
+}
+
+/// Hot unplug (`rte_dev_remove`, testpmd's `port detach`): the driver lets
+/// the device go, the connection closes (the proxy frees its side), and
+/// the devargs EAL gave at plug are released. The mapping stays: the
+/// process's heap and pools may live in it.
+unsafe extern "C" fn bus_unplug(dev: *mut sys::rte_device) -> c_int {
+    sys::ffi_guard("sock bus bus_unplug", -libc::EIO, || {
+        let Some(d) = device_at(dev) else {
+            return -libc::ENODEV;
+        };
+        if let Some(drv) = *DRIVER.lock().unwrap() {
+            if d.conn().is_some() {
+                (drv.remove)(d);
+            }
+        }
+        close_conn(d);
+        // SAFETY: EAL's hotplug thread, the only user of the device now;
+        // the devargs are ours to release (EAL leaves it to the bus).
+        unsafe {
+            let raw = d.dev.get();
+            (*raw).driver = std::ptr::null();
+            if !(*raw).devargs.is_null() {
+                sys::rte_devargs_remove((*raw).devargs);
+                (*raw).devargs = std::ptr::null_mut();
+            }
+        }
+        bus_info!("{}: detached", d.path);
+        0
+    })
+}
+
+/// Stops watching and shuts the connection of `d` (the proxy sees EOF and
+/// releases the guest's side); the device can be plugged again.
+fn close_conn(d: &'static SockDevice) {
+    let h = std::mem::replace(&mut *d.intr.lock().unwrap(), 0) as *mut sys::rte_intr_handle;
+    if !h.is_null() {
+        // SAFETY: our handle, not inside its callback (this is the hotplug
+        // thread): unregister, retrying while a callback runs, then free.
+        unsafe {
+            while sys::rte_intr_callback_unregister(
+                h,
+                Some(on_event),
+                d as *const SockDevice as *mut c_void,
+            ) == -libc::EAGAIN
+            {
+                std::thread::yield_now();
+            }
+            sys::rte_intr_instance_free(h);
+        }
+    }
+    if let Some(conn) = d.conn.lock().unwrap().take() {
+        let mut st = conn.state.lock().unwrap();
+        st.gone = true;
+        conn.cond.notify_all();
+        drop(st);
+        conn.link_up.store(false, Ordering::Release);
+        // The Conn stays allocated (its region may hold the heap and the
+        // pools); its socket is shut, which the proxy sees as EOF.
+        let _ = nix::sys::socket::shutdown(conn.fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    }
 }
 
 unsafe extern "C" fn bus_cleanup() -> c_int {
