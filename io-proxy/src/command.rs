@@ -6,14 +6,15 @@ use crate::session::RegionConfig;
 
 pub const USAGE: &str = "\
 commands:
-  add port <port_id> [queues <n>] [rxd <n>]           configure n rx/tx queue pairs (default 2), RSS over them, start;
-                                                      rxd: NIC rx descriptors per queue (default: the PMD's)
+  add port <port_id> [queues <n>] [rxd <n>] [mtu <n>] configure n rx/tx queue pairs (default 2), RSS over them, start;
+                                                      rxd: NIC rx descriptors per queue (default: the PMD's); mtu: the NIC's MTU
   add socket <path> <port_id> <queues> [heap <MiB>] [buffers <MiB>] [ring <n>]
                                                       serve those queues (2, 0-3, 0,2) on a unix socket at <path>:
                                                       the guest port gets one rx/tx queue pair per NIC queue;
                                                       ring: descriptors per ring (default 4096: guests post up to 3840 rx buffers)
   remove socket <path>
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
+  set mtu <port_id> <n>                               the NIC's MTU, for guests that connect after (none may be connected)
   set timing on|off                                   count the datapath's TSC cycles per stage (costs a little)
   show ports | show sockets | show stats | show datapath
   help | quit";
@@ -25,6 +26,8 @@ pub enum Command {
         queues: u16,
         /// NIC rx descriptors per queue; 0: the PMD's default.
         rxd: u16,
+        /// The NIC's MTU; 0: the PMD's.
+        mtu: u16,
     },
     AddSocket {
         path: String,
@@ -40,6 +43,10 @@ pub enum Command {
     SetLink {
         port: u16,
         up: bool,
+    },
+    SetMtu {
+        port: u16,
+        mtu: u16,
     },
     SetTiming(bool),
     Help,
@@ -105,10 +112,16 @@ pub fn parse(line: &str) -> Result<Command, String> {
         (None, _) => Command::Nothing,
         (Some("add"), Some("port")) => {
             let port = num("port_id", it.next())?;
-            let (mut queues, mut rxd) = (2, 0);
+            let (mut queues, mut rxd, mut mtu) = (2, 0, 0);
             while let Some(k) = it.next() {
                 match k {
                     "queues" => queues = num("queue count", it.next())?,
+                    "mtu" => {
+                        mtu = num("MTU", it.next())?;
+                        if mtu < 68 {
+                            return Err("mtu must be at least 68".into());
+                        }
+                    }
                     "rxd" => {
                         rxd = num("rx descriptor count", it.next())?;
                         if rxd == 0 {
@@ -121,7 +134,12 @@ pub fn parse(line: &str) -> Result<Command, String> {
             if queues == 0 {
                 return Err("queues must be at least 1".into());
             }
-            Command::AddPort { port, queues, rxd }
+            Command::AddPort {
+                port,
+                queues,
+                rxd,
+                mtu,
+            }
         }
         (Some("add"), Some("socket")) => {
             let path: String = it.next().ok_or("missing path")?.to_string();
@@ -182,6 +200,14 @@ pub fn parse(line: &str) -> Result<Command, String> {
             };
             Command::SetLink { port, up }
         }
+        (Some("set"), Some("mtu")) => {
+            let port = num("port_id", it.next())?;
+            let mtu = num("MTU", it.next())?;
+            if mtu < 68 {
+                return Err("mtu must be at least 68".into());
+            }
+            Command::SetMtu { port, mtu }
+        }
         (Some("set"), Some("timing")) => match it.next() {
             Some("on") => Command::SetTiming(true),
             Some("off") => Command::SetTiming(false),
@@ -205,7 +231,13 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
             let _ = writeln!(out, "{USAGE}");
         }
         Command::Quit => return Ok(false),
-        Command::AddPort { port, queues, rxd } => p.add_port(port, queues, rxd)?,
+        Command::AddPort {
+            port,
+            queues,
+            rxd,
+            mtu,
+        } => p.add_port(port, queues, rxd, mtu)?,
+        Command::SetMtu { port, mtu } => p.set_mtu(port, mtu)?,
         Command::AddSocket {
             path,
             port,
@@ -256,7 +288,8 @@ mod tests {
             Command::AddPort {
                 port: 0,
                 queues: 2,
-                rxd: 0
+                rxd: 0,
+                mtu: 0
             }
         );
         assert_eq!(
@@ -264,7 +297,8 @@ mod tests {
             Command::AddPort {
                 port: 1,
                 queues: 4,
-                rxd: 0
+                rxd: 0,
+                mtu: 0
             }
         );
         assert_eq!(
@@ -272,9 +306,24 @@ mod tests {
             Command::AddPort {
                 port: 1,
                 queues: 1,
-                rxd: 256
+                rxd: 256,
+                mtu: 0
             }
         );
+        assert_eq!(
+            parse("add port 0 mtu 9000").unwrap(),
+            Command::AddPort {
+                port: 0,
+                queues: 2,
+                rxd: 0,
+                mtu: 9000
+            }
+        );
+        assert_eq!(
+            parse("set mtu 1 1400").unwrap(),
+            Command::SetMtu { port: 1, mtu: 1400 }
+        );
+        assert!(parse("set mtu 1 20").is_err());
         match parse("add socket /tmp/s 0 0 ring 8192").unwrap() {
             Command::AddSocket { cfg, .. } => assert_eq!(cfg.ring_entries, 8192),
             other => panic!("{other:?}"),

@@ -38,8 +38,11 @@ pub struct NicPort {
     pub rx_offloads: u64,
     /// Packet types the PMD recognizes (`rte_eth_dev_get_supported_ptypes`).
     pub ptypes: Vec<u32>,
-    /// Pool of the rx queues that have no guest (their packets are dropped).
+    /// Pool of the rx queues that have no guest (their packets are dropped),
+    /// its buffers' data room (a frame of the MTU fits), and its size.
     pub idle_pool: *mut sys::rte_mempool,
+    pub idle_room: u16,
+    idle_count: u32,
     /// Per-queue counters, shared with the sockets serving them.
     pub queue_stats: Vec<Arc<SocketStats>>,
 }
@@ -69,7 +72,8 @@ pub(crate) fn cstr_field(p: *const std::ffi::c_char) -> String {
 impl NicPort {
     /// Configures `id` with `nb_queues` rx/tx queue pairs, RSS over them when
     /// the device supports it, and starts it.
-    pub fn add(id: u16, nb_queues: u16, rxd: u16) -> Result<NicPort, ProxyError> {
+    /// `mtu` 0 keeps the PMD's.
+    pub fn add(id: u16, nb_queues: u16, rxd: u16, mtu: u16) -> Result<NicPort, ProxyError> {
         // SAFETY: ethdev control calls on the control thread; all pointers
         // are to locals that outlive the calls.
         unsafe {
@@ -122,21 +126,14 @@ impl NicPort {
                 "adjust descriptors",
                 sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nb_rxd, &mut nb_txd),
             )?;
-            let pool_name = std::ffi::CString::new(format!("idle_p{id}")).unwrap();
-            let mut idle_pool = sys::rte_mempool_lookup(pool_name.as_ptr());
-            if idle_pool.is_null() {
-                idle_pool = sys::rte_pktmbuf_pool_create(
-                    pool_name.as_ptr(),
-                    (nb_queues as u32 * nb_rxd as u32 + 512).next_power_of_two() - 1,
-                    64,
-                    0,
-                    sys::RTE_MBUF_DEFAULT_BUF_SIZE,
-                    socket,
-                );
+            if mtu != 0 {
+                set_mtu_checked(id, mtu, &info)?;
             }
-            if idle_pool.is_null() {
-                return Err(ProxyError::dpdk("idle pool", -1));
-            }
+            let mut cur_mtu = 1500u16;
+            sys::rte_eth_dev_get_mtu(id, &mut cur_mtu);
+            let idle_count = (nb_queues as u32 * nb_rxd as u32 + 512).next_power_of_two() - 1;
+            let idle_room = room_for(cur_mtu);
+            let idle_pool = idle_pool(id, idle_count, idle_room, socket)?;
             for q in 0..nb_queues {
                 check(
                     "rx queue setup",
@@ -206,7 +203,7 @@ impl NicPort {
                 socket,
                 mac: mac.addr_bytes,
                 mtu,
-                max_rx_pktlen: (mtu as u32 + 18).min(info.max_rx_pktlen.max(1518)),
+                max_rx_pktlen: frame_for(mtu).min(info.max_rx_pktlen.max(1518)),
                 rss,
                 rss_hf,
                 rss_key,
@@ -216,10 +213,57 @@ impl NicPort {
                 rx_offloads: conf.rxmode.offloads,
                 ptypes,
                 idle_pool,
+                idle_room,
+                idle_count,
                 queue_stats: (0..nb_queues)
                     .map(|_| Arc::new(SocketStats::default()))
                     .collect(),
             })
+        }
+    }
+
+    /// Sets the NIC's MTU (no guest may be attached: control checks), with
+    /// an idle pool whose buffers hold a frame of it.
+    ///
+    /// # Safety
+    /// The datapath is paused.
+    pub unsafe fn set_mtu(&mut self, mtu: u16) -> Result<(), ProxyError> {
+        let id = self.id;
+        // SAFETY: control-thread ethdev calls with the datapath paused and
+        // no guest pool behind any queue; the old idle pool is freed only
+        // after the port was set up again without it.
+        unsafe {
+            let mut info: sys::rte_eth_dev_info = std::mem::zeroed();
+            check("dev_info", sys::rte_eth_dev_info_get(id, &mut info))?;
+            set_mtu_checked(id, mtu, &info)?;
+            let room = room_for(mtu);
+            if room > self.idle_room {
+                let pool = idle_pool(id, self.idle_count, room, self.socket)?;
+                check("port stop", sys::rte_eth_dev_stop(id))?;
+                let mut r = 0;
+                for q in 0..self.nb_queues {
+                    let e = sys::rte_eth_rx_queue_setup(
+                        id,
+                        q,
+                        self.nb_rxd,
+                        self.socket as u32,
+                        std::ptr::null(),
+                        pool,
+                    );
+                    r = if r == 0 { e } else { r };
+                }
+                let started = sys::rte_eth_dev_start(id);
+                check("rx queue setup", r)?;
+                check("port start", started)?;
+                sys::rte_mempool_free(self.idle_pool);
+                self.idle_pool = pool;
+                self.idle_room = room;
+            }
+            let mut cur = mtu;
+            sys::rte_eth_dev_get_mtu(id, &mut cur);
+            self.mtu = cur;
+            self.max_rx_pktlen = frame_for(cur).min(info.max_rx_pktlen.max(1518));
+            Ok(())
         }
     }
 
@@ -333,6 +377,69 @@ impl NicPort {
             sys::rte_eth_dev_stop(self.id);
         }
     }
+}
+
+/// The largest frame of an MTU: Ethernet header and CRC around it.
+fn frame_for(mtu: u16) -> u32 {
+    mtu as u32 + sys::RTE_ETHER_HDR_LEN + sys::RTE_ETHER_CRC_LEN
+}
+
+/// The data room of an idle-pool buffer that holds a frame of `mtu` (with
+/// a VLAN tag) after the headroom: DPDK's default for MTUs up to 1500.
+fn room_for(mtu: u16) -> u16 {
+    let need = frame_for(mtu) + 4 + sys::RTE_PKTMBUF_HEADROOM;
+    need.max(sys::RTE_MBUF_DEFAULT_BUF_SIZE as u32)
+        .min(u16::MAX as u32) as u16
+}
+
+/// The pool of `port`'s queues without a guest: `count` buffers of `room`.
+///
+/// # Safety
+/// EAL is initialized; control thread.
+unsafe fn idle_pool(
+    port: u16,
+    count: u32,
+    room: u16,
+    socket: i32,
+) -> Result<*mut sys::rte_mempool, ProxyError> {
+    let name = std::ffi::CString::new(format!("idle_p{port}_{room}")).unwrap();
+    // SAFETY: the caller's contract; name is NUL-terminated.
+    unsafe {
+        let mut mp = sys::rte_mempool_lookup(name.as_ptr());
+        if mp.is_null() {
+            mp = sys::rte_pktmbuf_pool_create(name.as_ptr(), count, 64, 0, room, socket);
+        }
+        if mp.is_null() {
+            return Err(ProxyError::dpdk(
+                format!("idle pool of {count} buffers of {room} bytes"),
+                -1,
+            ));
+        }
+        Ok(mp)
+    }
+}
+
+/// `rte_eth_dev_set_mtu`, its refusal explained with the device's range.
+///
+/// # Safety
+/// Control thread; `info` is the port's.
+unsafe fn set_mtu_checked(
+    id: u16,
+    mtu: u16,
+    info: &sys::rte_eth_dev_info,
+) -> Result<(), ProxyError> {
+    // SAFETY: the caller's contract.
+    let r = unsafe { sys::rte_eth_dev_set_mtu(id, mtu) };
+    if r < 0 {
+        return Err(ProxyError::dpdk(
+            format!(
+                "port {id}: set MTU {mtu} (the device takes {}..{}, frames up to {} bytes)",
+                info.min_mtu, info.max_mtu, info.max_rx_pktlen
+            ),
+            r,
+        ));
+    }
+    Ok(())
 }
 
 /// A MAC address as `02:00:00:00:00:01`.

@@ -75,17 +75,18 @@ impl Proxy {
         }
     }
 
-    pub fn add_port(&mut self, id: u16, queues: u16, rxd: u16) -> Result<(), String> {
+    pub fn add_port(&mut self, id: u16, queues: u16, rxd: u16, mtu: u16) -> Result<(), String> {
         if self.ports.contains_key(&id) {
             return Err(format!("port {id} already added"));
         }
-        let p = NicPort::add(id, queues, rxd).map_err(|e| format!("port {id}: {e}"))?;
+        let p = NicPort::add(id, queues, rxd, mtu).map_err(|e| format!("port {id}: {e}"))?;
         log::info(&format!(
-            "port {id} ({}, {}): {queues} queues of {} rx descriptors holding {} buffers each, {}, MAC {}",
+            "port {id} ({}, {}): {queues} queues of {} rx descriptors holding {} buffers each, MTU {}, {}, MAC {}",
             p.name,
             p.driver,
             p.nb_rxd,
             p.rx_held,
+            p.mtu,
             if p.rss {
                 "RSS"
             } else {
@@ -104,6 +105,34 @@ impl Proxy {
         }
         drop(st);
         self.ports.insert(id, p);
+        Ok(())
+    }
+
+    /// `set mtu`: the NIC's MTU, for guests that connect from now on. A
+    /// connected guest learned the MTU at connect and sized its buffers
+    /// for it, so the port must have none.
+    pub fn set_mtu(&mut self, id: u16, mtu: u16) -> Result<(), String> {
+        if let Some(s) = self
+            .sockets
+            .iter()
+            .find(|s| s.port == id && s.session.is_some())
+        {
+            return Err(format!(
+                "port {id}: a guest is connected on {} (guests learn the MTU when they connect: stop them first)",
+                s.path
+            ));
+        }
+        let p = self
+            .ports
+            .get_mut(&id)
+            .ok_or_else(|| format!("port {id} not added"))?;
+        let _paused = self.dp.pause();
+        // SAFETY: paused; no guest pool is behind any queue of the port.
+        unsafe { p.set_mtu(mtu) }.map_err(|e| e.to_string())?;
+        log::info(&format!(
+            "port {id}: MTU {}, frames up to {} bytes",
+            p.mtu, p.max_rx_pktlen
+        ));
         Ok(())
     }
 

@@ -373,7 +373,7 @@ pub fn handshake(
             stats.clone(),
             port.id,
         )?;
-        g.rules.max_frame = port.max_rx_pktlen.max(1518);
+        g.rules.max_frame = port.max_rx_pktlen.max(64);
         g.rx_meta = rx_meta;
         guest.push(GuestCell::new(g));
     }

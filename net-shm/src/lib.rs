@@ -630,12 +630,17 @@ unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_
                 }
             }
             for (k, q) in tx.iter().enumerate() {
-                s.opackets += q.packets.get();
-                s.obytes += q.bytes.get();
-                s.oerrors += q.not_sent.get() + q.rejected.get();
+                // What the proxy did not send (NIC full, rejected) is an
+                // error, not a sent packet; so is a frame too long.
+                let unsent = q.not_sent.get() + q.rejected.get();
+                let packets = q.packets.get().saturating_sub(unsent);
+                let bytes = q.bytes.get().saturating_sub(q.unsent_bytes.get());
+                s.opackets += packets;
+                s.obytes += bytes;
+                s.oerrors += unsent + q.oversize.get();
                 if k < per_queue {
-                    s.q_opackets[k] = q.packets.get();
-                    s.q_obytes[k] = q.bytes.get();
+                    s.q_opackets[k] = packets;
+                    s.q_obytes[k] = bytes;
                 }
             }
             0
@@ -669,6 +674,8 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
                     &q.copies,
                     &q.not_sent,
                     &q.rejected,
+                    &q.unsent_bytes,
+                    &q.oversize,
                     &q.bad_desc,
                     &q.recycled,
                 ] {
@@ -680,7 +687,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
     }
 }
 
-const XSTATS: [&str; 7] = [
+const XSTATS: [&str; 8] = [
     "rx_discarded_at_stop",
     "tx_recycled",
     "rx_empty_returns",
@@ -688,6 +695,7 @@ const XSTATS: [&str; 7] = [
     "tx_copies",
     "tx_not_sent",
     "tx_rejected",
+    "tx_oversize",
 ];
 
 unsafe extern "C" fn xstats_get_names(
@@ -738,6 +746,7 @@ unsafe extern "C" fn xstats_get(
                 tx_sum(|q| q.copies.get()),
                 tx_sum(|q| q.not_sent.get()),
                 tx_sum(|q| q.rejected.get()),
+                tx_sum(|q| q.oversize.get()),
             ];
             for (i, v) in values.iter().enumerate() {
                 (*xs.add(i)).id = i as u64;
@@ -919,6 +928,9 @@ unsafe extern "C" fn tx_queue_setup(
                 recycled: Default::default(),
                 not_sent: Default::default(),
                 rejected: Default::default(),
+                unsent_bytes: Default::default(),
+                oversize: Default::default(),
+                max_frame: p.max_rx_pktlen.max(64),
                 bad_desc: Default::default(),
             });
             *(*(*dev).data).tx_queues.add(qid as usize) = Box::into_raw(q) as *mut c_void;

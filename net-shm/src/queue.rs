@@ -156,6 +156,12 @@ pub struct TxQueue {
     pub recycled: Counter,
     pub not_sent: Counter,
     pub rejected: Counter,
+    /// Bytes of the packets counted in `not_sent` and `rejected`.
+    pub unsent_bytes: Counter,
+    /// Frames longer than the NIC's largest, dropped here (as a NIC would).
+    pub oversize: Counter,
+    /// The largest frame the proxy's NIC sends.
+    pub max_frame: u32,
     pub bad_desc: Counter,
 }
 
@@ -247,8 +253,16 @@ impl TxQueue {
             last = hit;
             match d.data_len {
                 LEN_SENT => {}
-                LEN_REJECTED => self.rejected.add(1),
-                LEN_NOT_SENT => self.not_sent.add(1),
+                LEN_REJECTED => {
+                    self.rejected.add(1);
+                    // SAFETY: our mbuf, back from the proxy.
+                    self.unsent_bytes.add(unsafe { (*m).data_len } as u64);
+                }
+                LEN_NOT_SENT => {
+                    self.not_sent.add(1);
+                    // SAFETY: as above.
+                    self.unsent_bytes.add(unsafe { (*m).data_len } as u64);
+                }
                 _ => self.bad_desc.add(1),
             }
             done[k] = m;
@@ -447,6 +461,9 @@ pub unsafe extern "C" fn tx_burst(
                     return 0;
                 }
             };
+            // `taken` packets of the burst are consumed (sent or dropped),
+            // `sent` descriptors written.
+            let mut taken = 0usize;
             let mut sent = 0u32;
             let mut bytes = 0u64;
             let mut recycled = 0u32;
@@ -457,8 +474,16 @@ pub unsafe extern "C" fn tx_burst(
                 let b = &*q.budget;
                 (q.limit - BUDGET_SLACK).saturating_sub(b.out())
             };
-            while sent < room {
-                let orig = *pkts.add(sent as usize);
+            while sent < room && taken < n as usize {
+                let orig = *pkts.add(taken);
+                if (*orig).pkt_len > q.max_frame {
+                    // The proxy's NIC cannot send it: dropped and counted,
+                    // not reported as sent.
+                    q.oversize.add(1);
+                    sys::dpdk_sys_pktmbuf_free(orig);
+                    taken += 1;
+                    continue;
+                }
                 let mut m = orig;
                 let mut off = None;
                 if (*m).nb_segs == 1 && (*m).ol_flags & NOT_ZERO_COPY == 0 {
@@ -500,6 +525,7 @@ pub unsafe extern "C" fn tx_burst(
                 // software NIC copies it; DDIO reads it from the shared cache).
                 hint::cldemote(((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize));
                 sent += 1;
+                taken += 1;
             }
             if sent > 0 {
                 q.tx.publish(sent);
@@ -513,7 +539,7 @@ pub unsafe extern "C" fn tx_burst(
             }
             q.packets.add(sent as u64);
             q.bytes.add(bytes);
-            sent as u16
+            taken as u16
         })
     }
 }
