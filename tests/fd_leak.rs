@@ -94,6 +94,7 @@ fn descriptors_sent_to_the_proxy_are_closed() {
         rx_buf_len: 2176,
         rx_headroom: 128,
         queue: 0,
+        scatter: false,
     })
     .encode(msg::VERSION_MAX);
     let stop = Msg::Stop.encode(msg::VERSION_MAX);

@@ -88,6 +88,7 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
         rx_buf_len: 2176,
         rx_headroom: 128,
         queue: 0,
+        scatter: false,
     };
     wire::send(fd.as_raw_fd(), &Msg::Start(start), ack.version, None).unwrap();
     match recv(&fd).msg {

@@ -3,7 +3,9 @@
 //! buffer area, and one that fails goes back with the right status.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use shm_abi::desc::{BufferRules, Desc, Rejected, LEN_EMPTY, LEN_REJECTED, TX_RECYCLE};
+use shm_abi::desc::{
+    BufferRules, Desc, Rejected, LEN_EMPTY, LEN_REJECTED, MAX_SEGS, SEG_MORE, TX_RECYCLE,
+};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 24 {
@@ -17,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         rx_room: u16::from_le_bytes([data[16], data[17]]),
         rx_headroom: u16::from_le_bytes([data[18], data[19]]),
         max_frame: u32::from_le_bytes(data[20..24].try_into().unwrap()) % 70_000,
+        // Protocol v5 (chains) or older, as the input says.
+        chains: data[16] & 1 != 0,
     };
+    let mut segs = 0usize;
+    let mut len = 0u32;
     for c in data[24..].chunks_exact(8) {
         let w = u64::from_le_bytes(c.try_into().unwrap());
         let d = Desc {
@@ -29,14 +35,30 @@ fuzz_target!(|data: &[u8]| {
             Ok(v) => {
                 let end = v.offset() + v.end() as u64;
                 assert!(v.offset() >= rules.buf_start && end <= rules.buf_end);
-                assert!(v.data_len() >= 14 && v.data_len() as u32 <= rules.max_frame);
+                let min = if rules.chains { 1 } else { 14 };
+                assert!(v.data_len() >= min && v.data_len() as u32 <= rules.max_frame);
+                assert!(rules.chains || !v.more());
+                assert!(v.data_off() & TX_RECYCLE == 0);
+                assert!(!rules.chains || v.data_off() & SEG_MORE == 0);
+                // A packet of buffers, as the proxy's take_tx adds them up.
+                segs += 1;
+                len += v.data_len() as u32;
+                if !v.more() {
+                    if rules.check_packet(segs, len) {
+                        assert!(segs <= MAX_SEGS && len >= 14 && len <= rules.max_frame);
+                    }
+                    segs = 0;
+                    len = 0;
+                }
                 if v.recycle() {
                     assert!(v.offset() + rules.rx_room as u64 <= rules.buf_end);
                     assert!(v.end() <= rules.rx_room);
                 }
             }
             Err(Rejected::ToRx(r)) => {
-                assert!(d.data_off & TX_RECYCLE != 0 && r.data_len == LEN_EMPTY)
+                assert!(d.data_off & TX_RECYCLE != 0 && r.data_len == LEN_EMPTY);
+                // Never a flag on the rx ring.
+                assert!(r.data_off & (SEG_MORE | TX_RECYCLE) == 0)
             }
             Err(Rejected::ToTxDone(r)) => {
                 assert!(d.data_off & TX_RECYCLE == 0 && r.data_len == LEN_REJECTED)

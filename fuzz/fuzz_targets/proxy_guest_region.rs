@@ -64,6 +64,8 @@ fn state() -> State {
     g.rules.rx_room = RX_ROOM;
     g.rules.rx_headroom = HEADROOM;
     g.rules.max_frame = 1518;
+    // Protocol v5: buffers chained into packets (SEG_MORE).
+    g.rules.chains = true;
     let (rx, tx) = (headers(HEADERS), headers(HEADERS));
     g.add_free_headers(&rx, &tx);
     let rx_hdrs: HashSet<usize> = rx.iter().map(|&m| m as usize).collect();
@@ -149,11 +151,33 @@ fuzz_target!(|data: &[u8]| {
                     let n = (op as usize >> 3) % 33;
                     // SAFETY: see above.
                     let (k, _) = unsafe { GuestSlot::enter(g).take_tx(&mut out[..n]) };
+                    // Every segment of every packet, unlinked as the NIC's
+                    // free would (rte_pktmbuf_prefree_seg).
+                    let mut segs = Vec::new();
                     for &m in &out[..k] {
-                        check_header(s, proxy_base, m);
+                        let mut seg = m;
+                        let mut count = 0;
+                        while !seg.is_null() {
+                            check_header(s, proxy_base, seg);
+                            segs.push(seg);
+                            count += 1;
+                            // SAFETY: a header of ours in the packet's chain.
+                            unsafe {
+                                let next = (*seg).next;
+                                (*seg).next = std::ptr::null_mut();
+                                seg = next;
+                            }
+                        }
+                        // SAFETY: as above.
+                        let (nb, pkt_len) = unsafe { ((*m).nb_segs as usize, (*m).pkt_len) };
+                        assert_eq!(nb, count, "nb_segs is not the chain's length");
+                        assert!(count <= shm_abi::desc::MAX_SEGS);
+                        assert!((14..=1518).contains(&pkt_len), "packet of {pkt_len} bytes");
+                        // SAFETY: as above.
+                        unsafe { (*m).nb_segs = 1 };
                     }
                     let (rx, tx): (Vec<_>, Vec<_>) =
-                        out[..k].iter().partition(|&&m| s.rx_hdrs.contains(&(m as usize)));
+                        segs.iter().partition(|&&m| s.rx_hdrs.contains(&(m as usize)));
                     // SAFETY: headers of the region's pools, given back.
                     unsafe {
                         GuestSlot::enter(g).headers_back(true, &rx);

@@ -47,6 +47,7 @@ fuzz_target!(|data: &[u8]| {
         rx_room: 2048,
         rx_headroom: 128,
         max_frame: 1518,
+        chains: true,
     };
     let mut i = 0;
     while i + 2 <= data.len() {

@@ -292,10 +292,15 @@ pub unsafe fn tx_from_guest(
         unsafe { sys::dpdk_sys_eth_tx_burst(port, queue, tx.as_mut_ptr(), k as u16) } as usize;
     let mut unsent_bytes = 0;
     for &m in &tx[sent..k] {
-        // SAFETY: headers the NIC did not take: still ours.
+        // SAFETY: headers the NIC did not take: still ours, each segment
+        // of a chain too.
         unsafe {
-            unsent_bytes += (*m).data_len as u64;
-            hdr_priv(m).status = LEN_NOT_SENT;
+            unsent_bytes += (*m).pkt_len as u64;
+            let mut seg = m;
+            while !seg.is_null() {
+                hdr_priv(seg).status = LEN_NOT_SENT;
+                seg = (*seg).next;
+            }
             sys::dpdk_sys_pktmbuf_free(m);
         }
     }

@@ -22,7 +22,7 @@ use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::desc::{
     BufferRules, Desc, Rejected, RxMeta, ValidFill, ValidTx, LEN_EMPTY, LEN_NOT_SENT, LEN_SENT,
-    RX_META, RX_META_LEN, RX_META_OL_FLAGS, RX_RSS_HASH, TX_RECYCLE,
+    MAX_SEGS, RX_META, RX_META_LEN, RX_META_OL_FLAGS, RX_RSS_HASH, SEG_MORE, TX_RECYCLE,
 };
 use shm_abi::hint;
 use shm_abi::layout::ValidLayout;
@@ -107,6 +107,12 @@ pub struct GuestRegion {
     /// The guest reads rx metadata (protocol v4): what the NIC set in a
     /// received header goes into the buffer's headroom.
     pub rx_meta: bool,
+    /// The guest takes frames of several buffers on rx (v5 START with
+    /// scatter, on a NIC that scatters); else a chain is dropped.
+    pub rx_chains: bool,
+    /// The tx ring is in the middle of a chain that was rejected: its
+    /// remaining buffers are rejected too.
+    pub(crate) tx_skip: bool,
     /// IOVA of region offset 0 as the NIC sees the buffer area
     /// (`dma::DmaArea`), or `dma::BAD_IOVA` when the buffers have none.
     pub iova_base: u64,
@@ -236,6 +242,50 @@ pub(crate) fn buffer_area<'r>(region: &'r Region, rules: &BufferRules) -> AreaVi
     region
         .area(rules.buf_start, rules.buf_end - rules.buf_start)
         .expect("the buffer area of a validated layout is in its region")
+}
+
+/// A header attached to the checked tx buffer `v` (at `buf`, `iova`): of
+/// the rx pool for a recycled buffer while one is free (the NIC frees it
+/// into the rx pool as a fill buffer, see pool_ops.rs), else of the tx
+/// pool. The caller made sure a tx-pool header is free.
+#[inline(always)]
+fn tx_header(
+    free_hdrs: &mut Vec<*mut sys::rte_mbuf>,
+    free_tx_hdrs: &mut Vec<*mut sys::rte_mbuf>,
+    rx_room: u16,
+    port_id: u16,
+    v: &ValidTx,
+    buf: *mut u8,
+    iova: u64,
+) -> *mut sys::rte_mbuf {
+    let free_rx_hdr = if v.recycle() { free_hdrs.pop() } else { None };
+    match free_rx_hdr {
+        Some(m) => {
+            // SAFETY: m is a free header of the rx pool; v is checked and,
+            // being recycled, holds rx_room bytes.
+            unsafe { retarget_fill(m, buf, iova, rx_room, v) };
+            m
+        }
+        None => {
+            let m = free_tx_hdrs.pop().expect("want <= free_tx_hdrs");
+            // SAFETY: m is a free header of the tx pool; v is checked.
+            unsafe {
+                attach(
+                    m,
+                    buf,
+                    iova,
+                    v.offset(),
+                    v.end(),
+                    v.data_off(),
+                    v.data_len(),
+                    ORIGIN_TX,
+                    port_id,
+                );
+                hdr_priv(m).recycle = v.recycle();
+            }
+            m
+        }
+    }
 }
 
 /// Where a rejected descriptor's buffer goes: back on the rx ring (empty)
@@ -411,6 +461,8 @@ impl GuestRegion {
             free_tx_hdrs: Vec::new(),
             port_id,
             rx_meta: false,
+            rx_chains: false,
+            tx_skip: false,
             iova_base: BAD_IOVA,
             mp: std::ptr::null_mut(),
             tx_mp: std::ptr::null_mut(),
@@ -537,63 +589,94 @@ impl GuestRegion {
             }
             *slot = d;
         }
-        self.tx.release(avail as u32);
+        // Whole packets only: a chain that `want` cut waits for the next
+        // round, unless it is longer than a round (then it is rejected, and
+        // so is the rest of it next round: `tx_skip`).
+        let chains = rules.chains;
+        let mut take = avail;
+        if chains {
+            take = descs[..avail]
+                .iter()
+                .rposition(|d| d.data_off & SEG_MORE == 0)
+                .map_or(0, |i| i + 1);
+            if take == 0 && avail == want as usize {
+                take = avail;
+            }
+        }
+        self.tx.release(take as u32);
         let (mut n, mut bytes) = (0, 0u64);
-        for &d in &descs[..avail] {
-            let Some(v) = rules.check_tx(d) else {
-                SocketStats::add(&self.stats.bad_descriptors, 1);
-                let r = BufferRules::reject_tx(d);
-                give_back(
-                    &mut self.rx,
-                    &mut self.txdone,
-                    &self.stats,
-                    &mut self.broken,
-                    r,
-                );
-                continue;
-            };
-            let buf = area.at_checked(v.offset());
-            let iova = iova_at(iova_base, v.offset());
-            let free_rx_hdr = if v.recycle() {
-                self.free_hdrs.pop()
-            } else {
-                None
-            };
-            let m = match free_rx_hdr {
-                // The common case: an rx-pool header, so that the NIC frees
-                // it into the rx pool as a fill buffer (see pool_ops.rs).
-                Some(m) => {
-                    // SAFETY: m is a free header of the rx pool; v is checked
-                    // and, being recycled, holds rx_room bytes.
-                    unsafe { retarget_fill(m, buf, iova, rules.rx_room, &v) };
-                    m
-                }
-                // No rx-pool header free, or not a recycled buffer: a
-                // tx-pool header, which recycles the buffer when freed if
-                // asked to.
-                None => {
-                    let m = self.free_tx_hdrs.pop().expect("want <= free_tx_hdrs");
-                    // SAFETY: m is a free header of the tx pool; v is checked.
-                    unsafe {
-                        attach(
-                            m,
-                            buf,
-                            iova,
-                            v.offset(),
-                            v.end(),
-                            v.data_off(),
-                            v.data_len(),
-                            ORIGIN_TX,
-                            self.port_id,
-                        );
-                        hdr_priv(m).recycle = v.recycle();
+        let mut i = 0;
+        while i < take {
+            let start = i;
+            while chains && i < take && descs[i].data_off & SEG_MORE != 0 {
+                i += 1;
+            }
+            let whole = i < take;
+            let end = if whole { i + 1 } else { take };
+            i = end;
+            let pkt = &descs[start..end];
+            // The tail of a chain rejected last round is rejected too.
+            let skip = std::mem::replace(&mut self.tx_skip, !whole);
+            let mut segs = [None::<ValidTx>; MAX_SEGS];
+            let mut len = 0u32;
+            let mut ok = whole && !skip && pkt.len() <= MAX_SEGS;
+            if ok {
+                for (k, &d) in pkt.iter().enumerate() {
+                    match rules.check_tx(d) {
+                        Some(v) => {
+                            len += v.data_len() as u32;
+                            segs[k] = Some(v);
+                        }
+                        None => ok = false,
                     }
-                    m
                 }
-            };
-            out[n] = m;
+                ok = ok && rules.check_packet(pkt.len(), len);
+            }
+            if !ok {
+                SocketStats::add(&self.stats.bad_descriptors, pkt.len() as u64);
+                for &d in pkt {
+                    let r = BufferRules::reject_tx(d);
+                    give_back(
+                        &mut self.rx,
+                        &mut self.txdone,
+                        &self.stats,
+                        &mut self.broken,
+                        r,
+                    );
+                }
+                continue;
+            }
+            let mut first: *mut sys::rte_mbuf = std::ptr::null_mut();
+            let mut prev: *mut sys::rte_mbuf = std::ptr::null_mut();
+            for v in segs[..pkt.len()].iter().flatten() {
+                let m = tx_header(
+                    &mut self.free_hdrs,
+                    &mut self.free_tx_hdrs,
+                    rules.rx_room,
+                    self.port_id,
+                    v,
+                    area.at_checked(v.offset()),
+                    iova_at(iova_base, v.offset()),
+                );
+                if first.is_null() {
+                    first = m;
+                } else {
+                    // SAFETY: both are headers of ours, attached above and
+                    // not yet handed to DPDK.
+                    unsafe { (*prev).next = m };
+                }
+                prev = m;
+            }
+            if pkt.len() > 1 {
+                // SAFETY: as above.
+                unsafe {
+                    (*first).nb_segs = pkt.len() as u16;
+                    (*first).pkt_len = len;
+                }
+            }
+            out[n] = first;
             n += 1;
-            bytes += v.data_len() as u64;
+            bytes += len as u64;
         }
         (n, bytes)
     }
@@ -831,29 +914,65 @@ unsafe fn deliver_burst<const META: bool>(g: GuestPtr, pkts: &[*mut sys::rte_mbu
         });
         let mut descs = [Desc::default(); BURST];
         let mut hdrs = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
-        let (mut n, mut bytes) = (0usize, 0u64);
+        let (mut n, mut packets, mut bytes) = (0usize, 0usize, 0u64);
         let area = buffer_area(&g.buffers, &g.rules);
         let mp = g.mp;
+        let rx_chains = g.rx_chains;
         for (i, &m) in pkts.iter().enumerate() {
             // SAFETY: m is a received mbuf (contract). Only the header's
             // first line is read: its buffer's offset is where buf_addr
             // points (set by us, from a checked offset).
-            let (ours, buf, mut data_off, len) = unsafe {
+            let (ours, segs, buf, mut data_off, len) = unsafe {
                 (
-                    (*m).pool == mp && (*m).nb_segs == 1 && (*m).data_len != LEN_EMPTY,
+                    (*m).pool == mp && (*m).data_len != LEN_EMPTY,
+                    (*m).nb_segs as u32,
                     (*m).buf_addr as *const u8,
                     (*m).data_off,
                     (*m).data_len,
                 )
             };
-            if ours && room == 0 {
+            if ours && room < segs {
                 // Rare: the guest may have made room since the first look.
-                room = g.rx.free((pkts.len() - i) as u32).unwrap_or(0);
+                room = g.rx.free((pkts.len() - i) as u32 + segs).unwrap_or(0);
             }
-            if !ours || room == 0 {
+            if !ours || room < segs || (segs > 1 && !rx_chains) {
                 drops[n_drops] = m;
                 n_drops += 1;
                 continue;
+            }
+            if segs > 1 {
+                // A frame the NIC scattered over several fill buffers.
+                // SAFETY: m and its segments are our rx headers (pool
+                // checked for each below), delivered whole or dropped.
+                match unsafe { chain_descs(m, &area, mp) } {
+                    Some(chain) => {
+                        if n + chain.len() > BURST {
+                            g.rx.stage_all(&descs[..n]);
+                            g.free_hdrs.extend_from_slice(&hdrs[..n]);
+                            n = 0;
+                        }
+                        for (k, &(d, h)) in chain.iter().enumerate() {
+                            descs[n + k] = d;
+                            hdrs[n + k] = h;
+                        }
+                        n += chain.len();
+                        room -= segs;
+                        packets += 1;
+                        // SAFETY: as above.
+                        bytes += unsafe { (*m).pkt_len } as u64;
+                    }
+                    None => {
+                        drops[n_drops] = m;
+                        n_drops += 1;
+                    }
+                }
+                continue;
+            }
+            if n == BURST {
+                // Only after chains: flush what the locals hold.
+                g.rx.stage_all(&descs[..n]);
+                g.free_hdrs.extend_from_slice(&hdrs[..n]);
+                n = 0;
             }
             let off = area.offset_of_known(buf);
             if META {
@@ -874,23 +993,89 @@ unsafe fn deliver_burst<const META: bool>(g: GuestPtr, pkts: &[*mut sys::rte_mbu
             hdrs[n] = m;
             n += 1;
             room -= 1;
+            packets += 1;
             bytes += len as u64;
         }
         g.stage_delivered(&descs[..n], &hdrs[..n]);
-        if n > 0 {
-            SocketStats::add(&g.stats.rx_packets, n as u64);
+        if packets > 0 {
+            SocketStats::add(&g.stats.rx_packets, packets as u64);
             SocketStats::add(&g.stats.rx_bytes, bytes);
         }
         if n_drops > 0 {
             SocketStats::add(&g.stats.rx_drops, n_drops as u64);
         }
-        n
+        packets
     };
     for &m in &drops[..n_drops] {
         // SAFETY: a received mbuf we own; no reference to g is alive.
         unsafe { sys::dpdk_sys_pktmbuf_free(m) };
     }
     delivered
+}
+
+/// The rx descriptors of a frame the NIC scattered over several of this
+/// guest's fill buffers, first to last, all but the last flagged
+/// [`SEG_MORE`], each with its header (unlinked, ready to be reused), or
+/// None if a segment is not one of ours or the chain is too long (the
+/// caller drops the frame whole).
+///
+/// # Safety
+/// `m` is a received mbuf chain the caller owns.
+#[inline(never)]
+unsafe fn chain_descs(
+    m: *mut sys::rte_mbuf,
+    area: &AreaView<'_>,
+    mp: *mut sys::rte_mempool,
+) -> Option<SegList> {
+    let mut chain = SegList::new();
+    let mut seg = m;
+    // SAFETY: walking the caller's chain; each segment is checked to be a
+    // header of our rx pool (so attached to a checked fill buffer) before
+    // its buffer address is used.
+    unsafe {
+        while !seg.is_null() {
+            if (*seg).pool != mp || chain.len() == MAX_SEGS || (*seg).data_len == LEN_EMPTY {
+                return None;
+            }
+            let next = (*seg).next;
+            let more = if next.is_null() { 0 } else { SEG_MORE };
+            let off = area.offset_of_known((*seg).buf_addr as *const u8);
+            chain.push((Desc::new(off, (*seg).data_off | more, (*seg).data_len), seg));
+            seg = next;
+        }
+        // The headers go back to the free list one by one: unlink them.
+        for &(_, h) in chain.iter() {
+            (*h).next = std::ptr::null_mut();
+            (*h).nb_segs = 1;
+        }
+    }
+    Some(chain)
+}
+
+/// The segments of one frame with their descriptors: a fixed-capacity
+/// list, as the datapath allocates nothing.
+struct SegList {
+    items: [(Desc, *mut sys::rte_mbuf); MAX_SEGS],
+    len: usize,
+}
+
+impl SegList {
+    fn new() -> SegList {
+        SegList {
+            items: [(Desc::default(), std::ptr::null_mut()); MAX_SEGS],
+            len: 0,
+        }
+    }
+    fn push(&mut self, item: (Desc, *mut sys::rte_mbuf)) {
+        self.items[self.len] = item;
+        self.len += 1;
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn iter(&self) -> std::slice::Iter<'_, (Desc, *mut sys::rte_mbuf)> {
+        self.items[..self.len].iter()
+    }
 }
 
 /// Returns every buffer the proxy holds or that waits in the guest's

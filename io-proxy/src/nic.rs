@@ -27,6 +27,8 @@ pub struct NicPort {
     pub mtu: u16,
     pub max_rx_pktlen: u32,
     pub rss: bool,
+    /// The NIC scatters frames over several buffers (rx offload SCATTER).
+    pub scatter: bool,
     /// The RSS hash functions in use and the key (empty if the PMD does
     /// not tell), for guests that spread over several queues.
     pub rss_hf: u64,
@@ -104,6 +106,9 @@ impl NicPort {
             if rss {
                 wanted_rx |= sys::RTE_ETH_RX_OFFLOAD_RSS_HASH as u64;
             }
+            // Scatter where the NIC has it: a frame longer than a guest's
+            // buffer then arrives in several (for guests that take chains).
+            wanted_rx |= sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64;
             conf.rxmode.offloads = info.rx_offload_capa & wanted_rx;
             let mut name = [0 as std::ffi::c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
             sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr());
@@ -205,6 +210,7 @@ impl NicPort {
                 mtu,
                 max_rx_pktlen: frame_for(mtu).min(info.max_rx_pktlen.max(1518)),
                 rss,
+                scatter: conf.rxmode.offloads & sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64 != 0,
                 rss_hf,
                 rss_key,
                 runtime_rx_setup: info.dev_capa

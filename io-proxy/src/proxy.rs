@@ -337,10 +337,19 @@ impl Proxy {
         let port = &self.ports[&s.port];
         let room = start.rx_buf_len as u32;
         let head = start.rx_headroom as u32;
-        if head >= room || room - head < port.max_rx_pktlen {
+        // Frames longer than a buffer arrive as chains only if the NIC
+        // scatters and the app takes them.
+        let chains = port.scatter && start.scatter && sess.version >= 5;
+        let need = if chains { 64 } else { port.max_rx_pktlen };
+        if head >= room || room - head < need {
             return Err(ProxyError::Invalid(format!(
-                "rx buffers of {room} bytes with {head} headroom cannot hold the NIC's {}-byte frames",
-                port.max_rx_pktlen
+                "rx buffers of {room} bytes with {head} headroom cannot hold the NIC's {}-byte frames{}",
+                port.max_rx_pktlen,
+                if port.scatter {
+                    " (enable rx scatter in the app to take them in several buffers)"
+                } else {
+                    " (the NIC does not scatter: use larger mbufs)"
+                }
             )));
         }
         let g = sess.guest[q].get();
@@ -363,6 +372,7 @@ impl Proxy {
             let mut g = GuestSlot::enter(g);
             g.rules.rx_room = start.rx_buf_len;
             g.rules.rx_headroom = start.rx_headroom;
+            g.rx_chains = chains;
         }
         s.pools_made += 1;
         let name = format!("shm_p{}q{}_{}", s.port, nic_queue, s.pools_made % 10000);

@@ -338,7 +338,12 @@ pub fn handshake(
         nic_queue: queues[0],
         nic_name: port.name.clone(),
         rx_fill_min: port.rx_held + pool_ops::RX_POOL_CACHE + 2 * BURST as u32,
-        rx_offloads: port.rx_offloads,
+        // Scatter means chains, which only v5 has.
+        rx_offloads: if version >= 5 {
+            port.rx_offloads
+        } else {
+            port.rx_offloads & !shm_abi::desc::RX_OFFLOAD_SCATTER
+        },
         ptypes: port.ptypes.clone(),
         rss_hf: port.rss_hf,
         rss_key: port.rss_key.clone(),
@@ -374,6 +379,7 @@ pub fn handshake(
             port.id,
         )?;
         g.rules.max_frame = port.max_rx_pktlen.max(64);
+        g.rules.chains = version >= 5;
         g.rx_meta = rx_meta;
         guest.push(GuestCell::new(g));
     }

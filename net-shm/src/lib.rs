@@ -63,6 +63,8 @@ struct Port {
     /// One per queue pair, shared by its rx and tx queue (buffers the rx
     /// ring may take back). Never resized: queues point into it.
     budgets: Box<[RxBudget]>,
+    /// Protocol v5: packets of several buffers cross the rings.
+    chains: bool,
     /// The NIC's RSS over the queues: hash functions and key.
     rss_hf: u64,
     rss_key: Vec<u8>,
@@ -185,6 +187,7 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             recycle: args.recycle,
             queue_count: l.queue_count,
             budgets: (0..l.queue_count).map(|_| RxBudget::default()).collect(),
+            chains: conn.version >= 5,
             rss_hf: conn.info.rss_hf,
             rss_key: conn.info.rss_key.clone(),
             rx_offloads: conn.info.rx_offloads,
@@ -453,6 +456,7 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
                     rx_buf_len: sys::dpdk_sys_pktmbuf_data_room_size((*rxq).mp),
                     rx_headroom: sys::RTE_PKTMBUF_HEADROOM as u16,
                     queue: k,
+                    scatter: (*rxq).scatter,
                 };
                 if let Err(e) = conn.start(start) {
                     err!("port {}: start queue {k}: {e}", p.port_id);
@@ -623,7 +627,7 @@ unsafe extern "C" fn stats_get(dev: *mut sys::rte_eth_dev, s: *mut sys::rte_eth_
                 s.ipackets += q.packets.get();
                 s.ibytes += q.bytes.get();
                 s.rx_nombuf += q.nombuf.get();
-                s.ierrors += q.bad_desc.get();
+                s.ierrors += q.bad_desc.get() + q.chain_drops.get();
                 if k < per_queue {
                     s.q_ipackets[k] = q.packets.get();
                     s.q_ibytes[k] = q.bytes.get();
@@ -663,6 +667,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
                     &q.bad_desc,
                     &q.empty_returns,
                     &q.stop_discards,
+                    &q.chain_drops,
                 ] {
                     c.reset();
                 }
@@ -687,7 +692,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
     }
 }
 
-const XSTATS: [&str; 8] = [
+const XSTATS: [&str; 9] = [
     "rx_discarded_at_stop",
     "tx_recycled",
     "rx_empty_returns",
@@ -696,6 +701,7 @@ const XSTATS: [&str; 8] = [
     "tx_not_sent",
     "tx_rejected",
     "tx_oversize",
+    "rx_chain_drops",
 ];
 
 unsafe extern "C" fn xstats_get_names(
@@ -747,6 +753,7 @@ unsafe extern "C" fn xstats_get(
                 tx_sum(|q| q.not_sent.get()),
                 tx_sum(|q| q.rejected.get()),
                 tx_sum(|q| q.oversize.get()),
+                rx_sum(|q| q.chain_drops.get()),
             ];
             for (i, v) in values.iter().enumerate() {
                 (*xs.add(i)).id = i as u64;
@@ -814,6 +821,27 @@ unsafe extern "C" fn rx_queue_setup(
                 );
                 return -libc::EINVAL;
             };
+            // A frame of the NIC's must fit one buffer, unless the app takes
+            // chains and the NIC scatters.
+            let room = sys::dpdk_sys_pktmbuf_data_room_size(mp) as u32;
+            let scatter = ((*(*dev).data).dev_conf.rxmode.offloads
+                | conf.as_ref().map_or(0, |c| c.offloads))
+                & sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64
+                != 0;
+            let nic_scatter = p.rx_offloads & sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64 != 0;
+            if room < headroom as u32 + p.max_rx_pktlen && !(scatter && nic_scatter && p.chains) {
+                err!(
+                    "port {} rx queue {qid}: mbufs of {room} bytes cannot hold the NIC's {}-byte frames after {headroom} bytes of headroom; {}",
+                    p.port_id,
+                    p.max_rx_pktlen,
+                    if nic_scatter && p.chains {
+                        "enable rx scatter (testpmd --enable-scatter) or use larger mbufs"
+                    } else {
+                        "the proxy's NIC does not scatter: use larger mbufs"
+                    }
+                );
+                return -libc::EINVAL;
+            }
             rx_queue_release(dev, qid);
             let l = conn.layout;
             let Some(rings) = l.queue(qid) else {
@@ -835,6 +863,16 @@ unsafe extern "C" fn rx_queue_setup(
                 headroom,
                 // As the proxy decides it, from the same HELLO_ACK.
                 rx_meta: conn.info.rx_meta(),
+                chains: p.chains,
+                scatter: {
+                    let asked = (*(*dev).data).dev_conf.rxmode.offloads
+                        | conf.as_ref().map_or(0, |c| c.offloads);
+                    asked & sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64 != 0
+                },
+                chain_head: std::ptr::null_mut(),
+                chain_tail: std::ptr::null_mut(),
+                chain_skip: false,
+                chain_drops: Default::default(),
                 sw_cksum: {
                     let asked = (*(*dev).data).dev_conf.rxmode.offloads
                         | conf.as_ref().map_or(0, |c| c.offloads);
@@ -930,6 +968,12 @@ unsafe extern "C" fn tx_queue_setup(
                 rejected: Default::default(),
                 unsent_bytes: Default::default(),
                 oversize: Default::default(),
+                chains: p.chains,
+                data_off_limit: if p.chains {
+                    shm_abi::desc::SEG_MORE
+                } else {
+                    shm_abi::desc::TX_RECYCLE
+                },
                 max_frame: p.max_rx_pktlen.max(64),
                 bad_desc: Default::default(),
             });

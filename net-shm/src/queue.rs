@@ -13,8 +13,8 @@
 use bus_shm::guest::{find_extent, Extent};
 use dpdk_sys as sys;
 use shm_abi::desc::{
-    Desc, RxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, RX_META, RX_META_LEN,
-    RX_META_OL_FLAGS, TX_RECYCLE,
+    Desc, RxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, MAX_SEGS, RX_META, RX_META_LEN,
+    RX_META_OL_FLAGS, RX_OFFLOAD_SCATTER, SEG_MORE, TX_RECYCLE,
 };
 use shm_abi::hint;
 use shm_abi::region::AreaView;
@@ -28,6 +28,9 @@ const _: () = assert!(
             | sys::RTE_MBUF_F_RX_IP_CKSUM_MASK
             | sys::RTE_MBUF_F_RX_L4_CKSUM_MASK) as u64
 );
+
+// So is the scatter rx offload in HELLO_ACK's rx_offloads.
+const _: () = assert!(RX_OFFLOAD_SCATTER == sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64);
 
 /// Refill the fill ring when at least this many entries are free.
 const REFILL_MIN: u32 = 32;
@@ -122,6 +125,18 @@ pub struct RxQueue {
     /// The app enabled rx checksum offloads the proxy's NIC does not have:
     /// the verdicts are computed here.
     pub sw_cksum: bool,
+    /// Protocol v5: rx descriptors may say [`SEG_MORE`]; `scatter`: the
+    /// app takes chained mbufs (else a chain is dropped and counted).
+    pub chains: bool,
+    pub scatter: bool,
+    /// The frame being received in several buffers: its first and last.
+    pub chain_head: *mut sys::rte_mbuf,
+    pub chain_tail: *mut sys::rte_mbuf,
+    /// A chain was dropped before its end: drop its buffers up to it.
+    pub chain_skip: bool,
+    /// Frames dropped because they came in several buffers to an app that
+    /// did not enable scatter, or broken off.
+    pub chain_drops: Counter,
     /// Buffers the rx ring may have to take back, shared with the tx queue.
     pub budget: *const RxBudget,
     /// How many fresh buffers to keep out (enough for the NIC's ring).
@@ -160,12 +175,86 @@ pub struct TxQueue {
     pub unsent_bytes: Counter,
     /// Frames longer than the NIC's largest, dropped here (as a NIC would).
     pub oversize: Counter,
+    /// Protocol v5: a chained mbuf goes out as one descriptor per segment
+    /// ([`SEG_MORE`]); data_off must then stay below the flag bits.
+    pub chains: bool,
+    pub data_off_limit: u16,
     /// The largest frame the proxy's NIC sends.
     pub max_frame: u32,
     pub bad_desc: Counter,
 }
 
 impl RxQueue {
+    /// Takes one buffer of a frame in several: links it after the ones
+    /// before, and returns the whole frame with its last buffer (`more`
+    /// clear). The frame's first buffer carries no rx metadata: the proxy
+    /// sets none on chains.
+    ///
+    /// # Safety
+    /// `m` is an mbuf of ours that the rx ring gave back, its data checked
+    /// to lie in its buffer.
+    #[cold]
+    unsafe fn chain_segment(
+        &mut self,
+        m: *mut sys::rte_mbuf,
+        data_off: u16,
+        len: u16,
+        more: bool,
+    ) -> Option<*mut sys::rte_mbuf> {
+        // SAFETY: the caller's contract; the chain's mbufs are ours.
+        unsafe {
+            (*m).data_off = data_off;
+            (*m).data_len = len;
+            (*m).pkt_len = len as u32;
+            (*m).nb_segs = 1;
+            (*m).next = std::ptr::null_mut();
+            if self.chain_skip {
+                sys::dpdk_sys_pktmbuf_free(m);
+                self.chain_skip = more;
+                return None;
+            }
+            if self.chain_head.is_null() {
+                (*m).port = self.port_id;
+                (*m).ol_flags = 0;
+                (*m).__bindgen_anon_1.packet_type = 0;
+                (*m).vlan_tci = 0;
+                (*m).vlan_tci_outer = 0;
+                (*m).__bindgen_anon_2.hash.rss = 0;
+                self.chain_head = m;
+            } else {
+                let h = self.chain_head;
+                (*self.chain_tail).next = m;
+                (*h).nb_segs += 1;
+                (*h).pkt_len += len as u32;
+            }
+            self.chain_tail = m;
+            if more {
+                return None;
+            }
+            let h = std::mem::replace(&mut self.chain_head, std::ptr::null_mut());
+            self.chain_tail = std::ptr::null_mut();
+            if !self.scatter {
+                self.chain_drops.add(1);
+                sys::dpdk_sys_pktmbuf_free(h);
+                return None;
+            }
+            Some(h)
+        }
+    }
+
+    /// Drops the frame being received in several buffers (a bad buffer
+    /// broke it); with `more`, its remaining buffers too as they come.
+    fn drop_chain(&mut self, more: bool) {
+        let h = std::mem::replace(&mut self.chain_head, std::ptr::null_mut());
+        self.chain_tail = std::ptr::null_mut();
+        if !h.is_null() {
+            // SAFETY: a chain of our mbufs, not handed out.
+            unsafe { sys::dpdk_sys_pktmbuf_free(h) };
+        }
+        self.chain_drops.add(1);
+        self.chain_skip = more;
+    }
+
     /// Posts fresh buffers while there is room in the ring and the budget
     /// is below `fill_target`.
     pub fn refill(&mut self, min: u32) {
@@ -205,6 +294,14 @@ impl RxQueue {
 
     /// Frees what came back after the proxy let go of everything (stop).
     pub fn drain(&mut self) {
+        let h = std::mem::replace(&mut self.chain_head, std::ptr::null_mut());
+        self.chain_tail = std::ptr::null_mut();
+        self.chain_skip = false;
+        if !h.is_null() {
+            self.stop_discards.add(1);
+            // SAFETY: a frame of our mbufs, not handed out.
+            unsafe { sys::dpdk_sys_pktmbuf_free(h) };
+        }
         if let Ok(n) = self.rx.available(u32::MAX) {
             for i in 0..n {
                 let d = self.rx.read(i);
@@ -364,6 +461,9 @@ pub unsafe extern "C" fn rx_burst(
             }
             let mut got = 0usize;
             let mut bytes = 0u64;
+            // The flag bits of data_off on this connection.
+            let more_flag = if q.chains { SEG_MORE } else { 0 };
+            let flags = more_flag | if q.rx_meta { RX_META } else { 0 };
             for i in 0..avail {
                 let d = q.rx.read(i);
                 let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
@@ -376,14 +476,24 @@ pub unsafe extern "C" fn rx_burst(
                     continue;
                 }
                 let has_meta = q.rx_meta && d.data_off & RX_META != 0;
-                let data_off = if q.rx_meta {
-                    d.data_off & !RX_META
-                } else {
-                    d.data_off
-                };
+                let more = d.data_off & more_flag != 0;
+                let data_off = d.data_off & !flags;
                 if data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
                     q.bad_desc.add(1);
                     sys::dpdk_sys_pktmbuf_free(m);
+                    if !q.chain_head.is_null() || more {
+                        q.drop_chain(more);
+                    }
+                    continue;
+                }
+                if more || !q.chain_head.is_null() {
+                    // A frame in several buffers (v5): linked as they come,
+                    // handed out with its last one.
+                    if let Some(c) = q.chain_segment(m, data_off, d.data_len, more) {
+                        bytes += (*c).pkt_len as u64;
+                        *pkts.add(got) = c;
+                        got += 1;
+                    }
                     continue;
                 }
                 let meta = if has_meta && data_off >= RX_META_LEN {
@@ -435,6 +545,90 @@ pub unsafe extern "C" fn rx_burst(
     }
 }
 
+/// What [`TxQueue::send_chain`] did with a chained mbuf.
+enum ChainTx {
+    /// On the ring: `descs` descriptors, of which `to_txdone` come back on
+    /// txdone (the others are recycled).
+    Sent { descs: u32, to_txdone: u32 },
+    /// Not enough ring room for all its segments now.
+    NoRoom,
+    /// Not zero-copy (a segment shared, indirect, external, outside the
+    /// area, or too many segments): the caller copies it.
+    Copy,
+}
+
+impl TxQueue {
+    /// Writes chained mbuf `m` as one descriptor per segment from ring
+    /// slot `at` (the proxy links them into one packet again), if every
+    /// segment can go as it is and `room` has slots for all. Each segment
+    /// is then unlinked: it comes back (txdone, or recycled) on its own.
+    ///
+    /// # Safety
+    /// `m` is a valid packet mbuf the caller owns.
+    #[cold]
+    unsafe fn send_chain(
+        &mut self,
+        m: *mut sys::rte_mbuf,
+        at: u32,
+        room: u32,
+        recycled: &mut u32,
+        recycle_room: u32,
+    ) -> ChainTx {
+        let mut segs = [(std::ptr::null_mut::<sys::rte_mbuf>(), 0u64); MAX_SEGS];
+        let mut n = 0;
+        let mut seg = m;
+        // SAFETY: the caller's chain; only read until it is known to go.
+        unsafe {
+            while !seg.is_null() {
+                if n == MAX_SEGS
+                    || (*seg).refcnt != 1
+                    || (*seg).ol_flags & NOT_ZERO_COPY != 0
+                    || (*seg).data_off >= self.data_off_limit
+                    || (*seg).data_len == 0
+                {
+                    return ChainTx::Copy;
+                }
+                let Some(off) = self
+                    .area
+                    .offset_of((*seg).buf_addr as *const u8, (*seg).buf_len as u64)
+                else {
+                    return ChainTx::Copy;
+                };
+                segs[n] = (seg, off);
+                n += 1;
+                seg = (*seg).next;
+            }
+            if at + n as u32 > room {
+                return ChainTx::NoRoom;
+            }
+            let mut to_txdone = 0;
+            for (k, &(s, off)) in segs[..n].iter().enumerate() {
+                let more = if k + 1 < n { SEG_MORE } else { 0 };
+                let recycle = *recycled < recycle_room && (*s).pool == self.recycle_pool;
+                let flag = if recycle {
+                    *recycled += 1;
+                    (*s).__bindgen_anon_3.tx_offload = 0;
+                    TX_RECYCLE
+                } else {
+                    to_txdone += 1;
+                    0
+                };
+                self.tx.write(
+                    at + k as u32,
+                    Desc::new(off, (*s).data_off | more | flag, (*s).data_len),
+                );
+                (*s).next = std::ptr::null_mut();
+                (*s).nb_segs = 1;
+                (*s).pkt_len = (*s).data_len as u32;
+            }
+            ChainTx::Sent {
+                descs: n as u32,
+                to_txdone,
+            }
+        }
+    }
+}
+
 const NOT_ZERO_COPY: u64 = sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL;
 
 /// `eth_tx_burst_t` of net_shm.
@@ -455,15 +649,17 @@ pub unsafe extern "C" fn tx_burst(
             }
             q.reclaim();
             let room = match q.tx.free(n as u32) {
-                Ok(r) => r.min(q.limit - q.outstanding).min(n as u32),
+                // Descriptors: a chained packet takes one per segment.
+                Ok(r) => r.min(q.limit - q.outstanding),
                 Err(_) => {
                     q.broken = true;
                     return 0;
                 }
             };
             // `taken` packets of the burst are consumed (sent or dropped),
-            // `sent` descriptors written.
+            // `packets` of them sent, in `sent` descriptors.
             let mut taken = 0usize;
+            let mut packets = 0u64;
             let mut sent = 0u32;
             let mut bytes = 0u64;
             let mut recycled = 0u32;
@@ -484,9 +680,27 @@ pub unsafe extern "C" fn tx_burst(
                     taken += 1;
                     continue;
                 }
+                if (*orig).nb_segs > 1 && q.chains {
+                    let pkt_len = (*orig).pkt_len;
+                    match q.send_chain(orig, sent, room, &mut recycled, recycle_room) {
+                        ChainTx::Sent { descs, to_txdone } => {
+                            bytes += pkt_len as u64;
+                            sent += descs;
+                            to_done += to_txdone;
+                            taken += 1;
+                            packets += 1;
+                            continue;
+                        }
+                        ChainTx::NoRoom => break,
+                        ChainTx::Copy => {}
+                    }
+                }
                 let mut m = orig;
                 let mut off = None;
-                if (*m).nb_segs == 1 && (*m).ol_flags & NOT_ZERO_COPY == 0 {
+                if (*m).nb_segs == 1
+                    && (*m).ol_flags & NOT_ZERO_COPY == 0
+                    && (*m).data_off < q.data_off_limit
+                {
                     off = q
                         .area
                         .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64);
@@ -526,6 +740,7 @@ pub unsafe extern "C" fn tx_burst(
                 hint::cldemote(((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize));
                 sent += 1;
                 taken += 1;
+                packets += 1;
             }
             if sent > 0 {
                 q.tx.publish(sent);
@@ -537,7 +752,7 @@ pub unsafe extern "C" fn tx_burst(
                     q.recycled.add(recycled as u64);
                 }
             }
-            q.packets.add(sent as u64);
+            q.packets.add(packets);
             q.bytes.add(bytes);
             taken as u16
         })

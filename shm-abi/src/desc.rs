@@ -42,6 +42,15 @@ pub const TX_RECYCLE: u16 = 0x8000;
 pub const RX_META: u16 = 0x8000;
 pub const RX_META_LEN: u16 = 16;
 
+/// rx and tx rings, in `data_off` (protocol v5): another buffer of the same
+/// packet follows this one on the ring; a packet's last buffer has it
+/// clear. Only the first buffer of a packet may carry [`RX_META`].
+pub const SEG_MORE: u16 = 0x4000;
+/// Most buffers one packet may have on a ring.
+pub const MAX_SEGS: usize = 16;
+/// What is left of `data_off` under the flags: the offset itself.
+pub const DATA_OFF_MASK: u16 = 0x3fff;
+
 /// The mbuf `ol_flags` rx metadata may carry: the RSS hash's presence and
 /// the checksum verdicts. Both sides mask with it.
 ///
@@ -116,8 +125,13 @@ impl Desc {
 /// than `RTE_PTYPE_UNKNOWN`, 0) as HELLO_ACK says. Both sides decide with
 /// this, from the same HELLO_ACK fields.
 pub fn rx_meta_enabled(version: u16, rx_offloads: u64, ptypes: &[u32]) -> bool {
-    version >= 4 && (rx_offloads != 0 || ptypes.iter().any(|&t| t != 0))
+    version >= 4 && (rx_offloads & !RX_OFFLOAD_SCATTER != 0 || ptypes.iter().any(|&t| t != 0))
 }
+
+/// DPDK's `RTE_ETH_RX_OFFLOAD_SCATTER`, in HELLO_ACK's `rx_offloads` (v5):
+/// the NIC scatters frames over several buffers. Checked against DPDK's at
+/// compile time by the drivers.
+pub const RX_OFFLOAD_SCATTER: u64 = 1 << 13;
 
 /// What the proxy accepts from one guest's rings: the buffer area, the
 /// data room the guest promised for fill buffers, the largest frame.
@@ -131,6 +145,9 @@ pub struct BufferRules {
     pub rx_headroom: u16,
     /// Largest frame the NIC sends.
     pub max_frame: u32,
+    /// Protocol v5: [`SEG_MORE`] links buffers into packets (before v5 the
+    /// bit is part of `data_off`).
+    pub chains: bool,
 }
 
 /// Shortest frame the proxy sends: an Ethernet header.
@@ -144,6 +161,7 @@ pub const MIN_FRAME: u16 = 14;
 pub struct ValidTx {
     desc: Desc,
     recycle: bool,
+    more: bool,
 }
 
 impl ValidTx {
@@ -167,6 +185,11 @@ impl ValidTx {
     #[inline]
     pub fn recycle(&self) -> bool {
         self.recycle
+    }
+    /// Another buffer of the same packet follows ([`SEG_MORE`]).
+    #[inline]
+    pub fn more(&self) -> bool {
+        self.more
     }
 }
 
@@ -216,12 +239,21 @@ impl BufferRules {
     #[inline(always)]
     pub fn check_tx(&self, raw: Desc) -> Option<ValidTx> {
         let recycle = raw.data_off & TX_RECYCLE != 0;
+        let flags = if self.chains {
+            TX_RECYCLE | SEG_MORE
+        } else {
+            TX_RECYCLE
+        };
+        let more = self.chains && raw.data_off & SEG_MORE != 0;
         let d = Desc {
-            data_off: raw.data_off & !TX_RECYCLE,
+            data_off: raw.data_off & !flags,
             ..raw
         };
         let end = d.data_off as u64 + d.data_len as u64;
-        let len_ok = d.data_len >= MIN_FRAME && d.data_len as u32 <= self.max_frame;
+        // A buffer of a chain holds at least a byte; a whole packet's
+        // length is checked by check_packet.
+        let min = if self.chains { 1 } else { MIN_FRAME };
+        let len_ok = d.data_len >= min && d.data_len as u32 <= self.max_frame;
         // A recycled buffer will be a fill buffer next: it must be one,
         // rx_room bytes in the buffer area, with the packet within them.
         // Any other: the packet in the area, its end (a header's buf_len)
@@ -232,7 +264,18 @@ impl BufferRules {
             (end, u16::MAX as u64)
         };
         let ok = len_ok && end <= end_max && self.in_buffers(d.offset(), span);
-        ok.then_some(ValidTx { desc: d, recycle })
+        ok.then_some(ValidTx {
+            desc: d,
+            recycle,
+            more,
+        })
+    }
+
+    /// Whether a packet of `segs` checked buffers holding `len` bytes in
+    /// all may be sent: a frame's length, at most [`MAX_SEGS`] buffers.
+    #[inline]
+    pub fn check_packet(&self, segs: usize, len: u32) -> bool {
+        (1..=MAX_SEGS).contains(&segs) && len >= MIN_FRAME as u32 && len <= self.max_frame
     }
 
     /// Where the buffer of a tx descriptor that failed
@@ -240,8 +283,9 @@ impl BufferRules {
     /// was handed over for recycling, else on txdone as rejected.
     #[inline]
     pub fn reject_tx(raw: Desc) -> Rejected {
+        // No flag goes back: an rx descriptor must not say SEG_MORE.
         let d = Desc {
-            data_off: raw.data_off & !TX_RECYCLE,
+            data_off: raw.data_off & !(TX_RECYCLE | SEG_MORE),
             ..raw
         };
         if raw.data_off & TX_RECYCLE != 0 {
@@ -282,7 +326,36 @@ mod tests {
         rx_room: 2176,
         rx_headroom: 128,
         max_frame: 1518,
+        chains: false,
     };
+
+    #[test]
+    fn chained_tx_buffers() {
+        let v5 = BufferRules {
+            chains: true,
+            ..RULES
+        };
+        // A 64-byte buffer flagged MORE, then its 10-byte tail.
+        let head = v5.check_tx(Desc::new(1 << 20, 128 | SEG_MORE, 64)).unwrap();
+        assert!(head.more() && !head.recycle());
+        assert_eq!(head.data_off(), 128);
+        let tail = v5.check_tx(Desc::new(1 << 20, 0, 10)).unwrap();
+        assert!(!tail.more());
+        assert!(v5.check_packet(2, 74));
+        assert!(!v5.check_packet(2, 10), "shorter than a frame");
+        assert!(!v5.check_packet(MAX_SEGS + 1, 1000), "too many buffers");
+        assert!(!v5.check_packet(2, 1519), "longer than the NIC sends");
+        // Before v5 the bit is part of data_off, and a buffer is a frame.
+        let old = RULES
+            .check_tx(Desc::new(1 << 20, 128 | SEG_MORE, 64))
+            .unwrap();
+        assert!(!old.more());
+        assert_eq!(old.data_off(), 128 | SEG_MORE);
+        assert!(RULES.check_tx(Desc::new(1 << 20, 0, 10)).is_none());
+        // A rejected recycled buffer goes back on rx without the flag.
+        let r = BufferRules::reject_tx(Desc::new(1 << 20, 128 | SEG_MORE | TX_RECYCLE, 64));
+        assert_eq!(r, Rejected::ToRx(Desc::new(1 << 20, 128, LEN_EMPTY)));
+    }
 
     #[test]
     fn desc_round_trips_through_a_word() {

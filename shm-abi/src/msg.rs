@@ -220,6 +220,10 @@ pub struct Start {
     pub rx_headroom: u16,
     /// v5: the queue pair to attach (always 0 before v5).
     pub queue: u16,
+    /// v5: the app takes packets of several buffers on this queue (it
+    /// enabled `RTE_ETH_RX_OFFLOAD_SCATTER`): a NIC that scatters may
+    /// deliver frames longer than one buffer as chains ([`crate::desc::SEG_MORE`]).
+    pub scatter: bool,
 }
 
 /// A status reply (START_ACK, STOP_ACK) or an ERROR: a negative errno (0
@@ -342,7 +346,7 @@ impl Msg {
             Msg::Start(s) => {
                 w.u16(s.rx_buf_len).u16(s.rx_headroom);
                 if version >= 5 {
-                    w.u16(s.queue);
+                    w.u16(s.queue).u16(s.scatter as u16);
                 }
             }
             Msg::StartAck(s) | Msg::StopAck(s) | Msg::Error(s) => {
@@ -377,6 +381,7 @@ impl Msg {
                 rx_buf_len: r.u16()?,
                 rx_headroom: r.u16()?,
                 queue: if version >= 5 { r.u16()? } else { 0 },
+                scatter: version >= 5 && r.u16()? & 1 != 0,
             }),
             MSG_START_ACK => Msg::StartAck(decode_status(&mut r)?),
             MSG_STOP => Msg::Stop,
@@ -529,6 +534,7 @@ mod tests {
                 rx_buf_len: 2176,
                 rx_headroom: 128,
                 queue: 3,
+                scatter: true,
             }),
             Msg::StartAck(Status::ok()),
             Msg::Stop,
@@ -584,13 +590,14 @@ mod tests {
             rx_buf_len: 2176,
             rx_headroom: 128,
             queue: 2,
+            scatter: true,
         });
         let bytes = s.encode(4);
         assert_eq!(bytes.len(), HEADER_LEN + 4);
         let Ok((4, Msg::Start(got))) = Msg::decode(&bytes) else {
             panic!("v4 start does not decode");
         };
-        assert_eq!(got.queue, 0);
+        assert_eq!((got.queue, got.scatter), (0, false));
     }
 
     #[test]

@@ -566,6 +566,39 @@ pub struct Netns {
     pub more: Vec<(String, String)>,
 }
 
+/// As [`Netns::flows`], from interface `iface` of this namespace (a tap
+/// a PMD made: frames sent on it go to the PMD, what the PMD sends comes
+/// back on it), with frames of `min..=max` bytes.
+pub fn flows_via(iface: &str, count: u32, flows: u32, min: u32, max: u32) -> FlowResult {
+    let out = Command::new("/usr/bin/python3")
+        .arg(root().join("tests/tools/flows.py"))
+        .args([
+            iface,
+            "02:00:00:00:00:01",
+            &count.to_string(),
+            &flows.to_string(),
+            "20",
+            &min.to_string(),
+            &max.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "flows.py failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |k: &str| -> u32 { json_number(&text, k) };
+    FlowResult {
+        sent: get("sent"),
+        replies: get("replies"),
+        matched: get("matched"),
+        bad: get("bad"),
+        missing: get("missing"),
+    }
+}
+
 /// What `across.py` saw: frames sent on one veth and leaving another.
 #[derive(Debug)]
 pub struct AcrossResult {

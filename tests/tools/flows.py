@@ -5,7 +5,7 @@ Every frame carries a sequence number and a payload derived from it. A reply
 must be the same frame with source and destination MAC swapped (testpmd's
 macswap). Prints one JSON line: sent, replies, matched, bad, missing.
 
-usage: flows.py IFACE DST_MAC COUNT FLOWS [TIMEOUT_S]
+usage: flows.py IFACE DST_MAC COUNT FLOWS [TIMEOUT_S [MIN_SIZE MAX_SIZE]]
 """
 import json
 import sys
@@ -19,6 +19,8 @@ from scapy.all import Ether, IP, UDP, Raw, conf, get_if_hwaddr
 conf.verb = 0
 iface, dst_mac, count, flows = sys.argv[1], sys.argv[2].lower(), int(sys.argv[3]), int(sys.argv[4])
 timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 10.0
+min_size = int(sys.argv[6]) if len(sys.argv) > 6 else 60
+max_size = int(sys.argv[7]) if len(sys.argv) > 7 else 1514
 src_mac = get_if_hwaddr(iface).lower()
 MAGIC = b"IOPX"
 
@@ -31,7 +33,7 @@ def payload(seq, n):
 frames = {}
 for seq in range(count):
     flow = seq % flows
-    size = 60 + (seq * 97) % (1514 - 60 + 1)  # sizes 60..1514, spread
+    size = min_size + (seq * 97) % (max_size - min_size + 1)  # sizes spread over the range
     hdr = Ether(src=src_mac, dst=dst_mac) / IP(src=f"10.{flow // 250}.{flow % 250}.1", dst="10.200.0.1") / UDP(sport=1000 + flow, dport=2000 + flow)
     room = size - len(hdr)
     frames[seq] = hdr / Raw(payload(seq, room))
