@@ -21,8 +21,9 @@ use crate::dma::BAD_IOVA;
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::desc::{
-    BufferRules, Desc, Rejected, RxMeta, ValidFill, ValidTx, LEN_EMPTY, LEN_NOT_SENT, LEN_SENT,
-    MAX_SEGS, RX_META, RX_META_LEN, RX_META_OL_FLAGS, RX_RSS_HASH, SEG_MORE, TX_RECYCLE,
+    BufferRules, Desc, Rejected, RxMeta, ValidFill, ValidTx, DATA_OFF_MASK, LEN_EMPTY,
+    LEN_NOT_SENT, LEN_SENT, MAX_SEGS, MIN_FRAME, RX_META, RX_META_LEN, RX_META_OL_FLAGS,
+    RX_RSS_HASH, SEG_MORE, TX_RECYCLE,
 };
 use shm_abi::hint;
 use shm_abi::layout::ValidLayout;
@@ -244,48 +245,130 @@ pub(crate) fn buffer_area<'r>(region: &'r Region, rules: &BufferRules) -> AreaVi
         .expect("the buffer area of a validated layout is in its region")
 }
 
-/// A header attached to the checked tx buffer `v` (at `buf`, `iova`): of
-/// the rx pool for a recycled buffer while one is free (the NIC frees it
-/// into the rx pool as a fill buffer, see pool_ops.rs), else of the tx
-/// pool. The caller made sure a tx-pool header is free.
-#[inline(always)]
-fn tx_header(
-    free_hdrs: &mut Vec<*mut sys::rte_mbuf>,
-    free_tx_hdrs: &mut Vec<*mut sys::rte_mbuf>,
-    rx_room: u16,
+/// The free headers take_tx attaches guest tx buffers to.
+struct HeaderStock<'a> {
+    free_hdrs: &'a mut Vec<*mut sys::rte_mbuf>,
+    free_tx_hdrs: &'a mut Vec<*mut sys::rte_mbuf>,
     port_id: u16,
-    v: &ValidTx,
-    buf: *mut u8,
-    iova: u64,
-) -> *mut sys::rte_mbuf {
-    let free_rx_hdr = if v.recycle() { free_hdrs.pop() } else { None };
-    match free_rx_hdr {
-        Some(m) => {
-            // SAFETY: m is a free header of the rx pool; v is checked and,
-            // being recycled, holds rx_room bytes.
-            unsafe { retarget_fill(m, buf, iova, rx_room, v) };
-            m
-        }
-        None => {
-            let m = free_tx_hdrs.pop().expect("want <= free_tx_hdrs");
-            // SAFETY: m is a free header of the tx pool; v is checked.
-            unsafe {
-                attach(
-                    m,
-                    buf,
-                    iova,
-                    v.offset(),
-                    v.end(),
-                    v.data_off(),
-                    v.data_len(),
-                    ORIGIN_TX,
-                    port_id,
-                );
-                hdr_priv(m).recycle = v.recycle();
+    rx_room: u16,
+}
+
+impl HeaderStock<'_> {
+    /// A header attached to the checked tx buffer `v` (at `buf`, `iova`):
+    /// of the rx pool for a recycled buffer while one is free (the NIC
+    /// frees it into the rx pool as a fill buffer, see pool_ops.rs), else
+    /// of the tx pool. The caller made sure a tx-pool header is free.
+    #[inline(always)]
+    fn header_for(&mut self, v: &ValidTx, buf: *mut u8, iova: u64) -> *mut sys::rte_mbuf {
+        let free_rx_hdr = if v.recycle() {
+            self.free_hdrs.pop()
+        } else {
+            None
+        };
+        match free_rx_hdr {
+            Some(m) => {
+                // SAFETY: m is a free header of the rx pool; v is checked
+                // and, being recycled, holds rx_room bytes.
+                unsafe { retarget_fill(m, buf, iova, self.rx_room, v) };
+                m
             }
-            m
+            None => {
+                let m = self.free_tx_hdrs.pop().expect("want <= free_tx_hdrs");
+                // SAFETY: m is a free header of the tx pool; v is checked.
+                unsafe {
+                    attach(
+                        m,
+                        buf,
+                        iova,
+                        v.offset(),
+                        v.end(),
+                        v.data_off(),
+                        v.data_len(),
+                        ORIGIN_TX,
+                        self.port_id,
+                    );
+                    hdr_priv(m).recycle = v.recycle();
+                }
+                m
+            }
         }
     }
+}
+
+/// Where take_tx gives rejected buffers back.
+struct Giveback<'a> {
+    rx: &'a mut Producer,
+    txdone: &'a mut Producer,
+    stats: &'a SocketStats,
+    broken: &'a mut bool,
+}
+
+impl Giveback<'_> {
+    fn give(&mut self, r: Rejected) {
+        give_back(self.rx, self.txdone, self.stats, self.broken, r);
+    }
+}
+
+/// The chain of headers for packet `pkt` (its descriptors, the last
+/// without SEG_MORE), and its length; or None, with every buffer given back
+/// rejected, if any buffer or the whole fails its check or `ok` is false
+/// (a chain cut short, or the tail of a rejected one).
+#[cold]
+#[inline(never)]
+fn take_chain(
+    stock: &mut HeaderStock<'_>,
+    back: &mut Giveback<'_>,
+    rules: &BufferRules,
+    pkt: &[Desc],
+    ok: bool,
+    area: &AreaView<'_>,
+    iova_base: u64,
+) -> Option<(*mut sys::rte_mbuf, u32)> {
+    let mut segs = [None::<ValidTx>; MAX_SEGS];
+    let mut len = 0u32;
+    let mut ok = ok && pkt.len() <= MAX_SEGS;
+    if ok {
+        for (k, &d) in pkt.iter().enumerate() {
+            match rules.check_tx(d) {
+                Some(v) => {
+                    len += v.data_len() as u32;
+                    segs[k] = Some(v);
+                }
+                None => ok = false,
+            }
+        }
+        ok = ok && rules.check_packet(pkt.len(), len);
+    }
+    if !ok {
+        SocketStats::add(&back.stats.bad_descriptors, pkt.len() as u64);
+        for &d in pkt {
+            back.give(BufferRules::reject_tx(d));
+        }
+        return None;
+    }
+    let mut first: *mut sys::rte_mbuf = std::ptr::null_mut();
+    let mut prev: *mut sys::rte_mbuf = std::ptr::null_mut();
+    for v in segs[..pkt.len()].iter().flatten() {
+        let m = stock.header_for(
+            v,
+            area.at_checked(v.offset()),
+            iova_at(iova_base, v.offset()),
+        );
+        if first.is_null() {
+            first = m;
+        } else {
+            // SAFETY: both are headers of ours, attached above and not yet
+            // handed to DPDK.
+            unsafe { (*prev).next = m };
+        }
+        prev = m;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*first).nb_segs = pkt.len() as u16;
+        (*first).pkt_len = len;
+    }
+    Some((first, len))
 }
 
 /// Where a rejected descriptor's buffer goes: back on the rx ring (empty)
@@ -372,6 +455,9 @@ unsafe fn retarget_fill(m: *mut sys::rte_mbuf, buf: *mut u8, iova: u64, rx_room:
         (*m).data_off = v.data_off();
         (*m).data_len = v.data_len();
         (*m).pkt_len = v.data_len() as u32;
+        // One segment until a chain links it (`next` is null: every path
+        // that frees a header unlinks it, and it is on the second line).
+        (*m).nb_segs = 1;
         (*m).ol_flags = 0;
         let p = hdr_priv(m);
         p.buf_off = v.offset();
@@ -567,9 +653,37 @@ impl GuestRegion {
                 return (0, 0);
             }
         };
-        let area = buffer_area(&self.buffers, &self.rules);
-        let rules = self.rules;
-        let iova_base = self.iova_base;
+        // The fields this uses, apart: the buffer area view borrows one.
+        let GuestRegion {
+            buffers,
+            rules,
+            iova_base,
+            tx,
+            tx_skip,
+            free_hdrs,
+            free_tx_hdrs,
+            port_id,
+            rx,
+            txdone,
+            stats,
+            broken,
+            ..
+        } = self;
+        let area = buffer_area(buffers, rules);
+        let rules = *rules;
+        let iova_base = *iova_base;
+        let mut stock = HeaderStock {
+            free_hdrs,
+            free_tx_hdrs,
+            port_id: *port_id,
+            rx_room: rules.rx_room,
+        };
+        let mut back = Giveback {
+            rx,
+            txdone,
+            stats,
+            broken,
+        };
         // Each descriptor is copied out of the ring once; all that follows
         // uses the copy. Payload lines are prefetched at the same time: a
         // software NIC copies them out on this core right after, and each
@@ -578,10 +692,11 @@ impl GuestRegion {
         // through these addresses before the check.
         let mut descs = [Desc::default(); BURST];
         for (i, slot) in descs[..avail].iter_mut().enumerate() {
-            let d = self.tx.read(i as u32);
+            let d = tx.read(i as u32);
             let p = area
                 .addr(d.offset())
-                .wrapping_add((d.data_off & !TX_RECYCLE) as usize) as *const u8;
+                .wrapping_add((d.data_off & DATA_OFF_MASK) as usize)
+                as *const u8;
             if d.data_off & TX_RECYCLE != 0 {
                 hint::prefetch_write(p);
             } else {
@@ -593,90 +708,60 @@ impl GuestRegion {
         // round, unless it is longer than a round (then it is rejected, and
         // so is the rest of it next round: `tx_skip`).
         let chains = rules.chains;
+        let more = |d: &Desc| chains && d.data_off & SEG_MORE != 0;
         let mut take = avail;
-        if chains {
+        if avail > 0 && more(&descs[avail - 1]) {
             take = descs[..avail]
                 .iter()
-                .rposition(|d| d.data_off & SEG_MORE == 0)
+                .rposition(|d| !more(d))
                 .map_or(0, |i| i + 1);
             if take == 0 && avail == want as usize {
                 take = avail;
             }
         }
-        self.tx.release(take as u32);
+        tx.release(take as u32);
         let (mut n, mut bytes) = (0, 0u64);
         let mut i = 0;
         while i < take {
-            let start = i;
-            while chains && i < take && descs[i].data_off & SEG_MORE != 0 {
-                i += 1;
-            }
-            let whole = i < take;
-            let end = if whole { i + 1 } else { take };
-            i = end;
-            let pkt = &descs[start..end];
-            // The tail of a chain rejected last round is rejected too.
-            let skip = std::mem::replace(&mut self.tx_skip, !whole);
-            let mut segs = [None::<ValidTx>; MAX_SEGS];
-            let mut len = 0u32;
-            let mut ok = whole && !skip && pkt.len() <= MAX_SEGS;
-            if ok {
-                for (k, &d) in pkt.iter().enumerate() {
-                    match rules.check_tx(d) {
-                        Some(v) => {
-                            len += v.data_len() as u32;
-                            segs[k] = Some(v);
-                        }
-                        None => ok = false,
-                    }
+            let d = descs[i];
+            if more(&d) || *tx_skip {
+                // A packet of several buffers, or the rest of a rejected one.
+                let start = i;
+                while i < take && more(&descs[i]) {
+                    i += 1;
                 }
-                ok = ok && rules.check_packet(pkt.len(), len);
-            }
-            if !ok {
-                SocketStats::add(&self.stats.bad_descriptors, pkt.len() as u64);
-                for &d in pkt {
-                    let r = BufferRules::reject_tx(d);
-                    give_back(
-                        &mut self.rx,
-                        &mut self.txdone,
-                        &self.stats,
-                        &mut self.broken,
-                        r,
-                    );
+                let whole = i < take;
+                i = if whole { i + 1 } else { take };
+                let skip = std::mem::replace(tx_skip, !whole);
+                if let Some((m, len)) = take_chain(
+                    &mut stock,
+                    &mut back,
+                    &rules,
+                    &descs[start..i],
+                    whole && !skip,
+                    &area,
+                    iova_base,
+                ) {
+                    out[n] = m;
+                    n += 1;
+                    bytes += len as u64;
                 }
                 continue;
             }
-            let mut first: *mut sys::rte_mbuf = std::ptr::null_mut();
-            let mut prev: *mut sys::rte_mbuf = std::ptr::null_mut();
-            for v in segs[..pkt.len()].iter().flatten() {
-                let m = tx_header(
-                    &mut self.free_hdrs,
-                    &mut self.free_tx_hdrs,
-                    rules.rx_room,
-                    self.port_id,
-                    v,
-                    area.at_checked(v.offset()),
-                    iova_at(iova_base, v.offset()),
-                );
-                if first.is_null() {
-                    first = m;
-                } else {
-                    // SAFETY: both are headers of ours, attached above and
-                    // not yet handed to DPDK.
-                    unsafe { (*prev).next = m };
-                }
-                prev = m;
-            }
-            if pkt.len() > 1 {
-                // SAFETY: as above.
-                unsafe {
-                    (*first).nb_segs = pkt.len() as u16;
-                    (*first).pkt_len = len;
-                }
-            }
-            out[n] = first;
+            i += 1;
+            // The common case: a packet in one buffer.
+            let Some(v) = rules.check_tx(d).filter(|v| v.data_len() >= MIN_FRAME) else {
+                SocketStats::add(&back.stats.bad_descriptors, 1);
+                back.give(BufferRules::reject_tx(d));
+                continue;
+            };
+            out[n] = stock.header_for(
+                &v,
+                area.at_checked(v.offset()),
+                iova_at(iova_base, v.offset()),
+            );
             n += 1;
-            bytes += len as u64;
+            bytes += v.data_len() as u64;
         }
         (n, bytes)
     }
