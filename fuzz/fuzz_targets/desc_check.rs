@@ -35,21 +35,8 @@ fuzz_target!(|data: &[u8]| {
             Ok(v) => {
                 let end = v.offset() + v.end() as u64;
                 assert!(v.offset() >= rules.buf_start && end <= rules.buf_end);
-                let min = if rules.chains { 1 } else { 14 };
-                assert!(v.data_len() >= min && v.data_len() as u32 <= rules.max_frame);
-                assert!(rules.chains || !v.more());
-                assert!(v.data_off() & TX_RECYCLE == 0);
-                assert!(!rules.chains || v.data_off() & SEG_MORE == 0);
-                // A packet of buffers, as the proxy's take_tx adds them up.
-                segs += 1;
-                len += v.data_len() as u32;
-                if !v.more() {
-                    if rules.check_packet(segs, len) {
-                        assert!(segs <= MAX_SEGS && len >= 14 && len <= rules.max_frame);
-                    }
-                    segs = 0;
-                    len = 0;
-                }
+                assert!(v.data_len() >= 14 && v.data_len() as u32 <= rules.max_frame);
+                assert!(!v.more() && v.data_off() & TX_RECYCLE == 0);
                 if v.recycle() {
                     assert!(v.offset() + rules.rx_room as u64 <= rules.buf_end);
                     assert!(v.end() <= rules.rx_room);
@@ -62,6 +49,29 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(Rejected::ToTxDone(r)) => {
                 assert!(d.data_off & TX_RECYCLE == 0 && r.data_len == LEN_REJECTED)
+            }
+        }
+        // The same descriptor as a buffer of a chain (v5).
+        if let Some(v) = rules.check_tx_seg(d) {
+            assert!(rules.chains);
+            let end = v.offset() + v.end() as u64;
+            assert!(v.offset() >= rules.buf_start && end <= rules.buf_end);
+            assert!(v.data_len() >= 1 && v.data_len() as u32 <= rules.max_frame);
+            assert!(v.data_off() & (SEG_MORE | TX_RECYCLE) == 0);
+            assert_eq!(v.more(), d.data_off & SEG_MORE != 0);
+            if v.recycle() {
+                assert!(v.offset() + rules.rx_room as u64 <= rules.buf_end);
+                assert!(v.end() <= rules.rx_room);
+            }
+            // A packet of buffers, as the proxy's take_tx adds them up.
+            segs += 1;
+            len += v.data_len() as u32;
+            if !v.more() {
+                if rules.check_packet(segs, len) {
+                    assert!(segs <= MAX_SEGS && len >= 14 && len <= rules.max_frame);
+                }
+                segs = 0;
+                len = 0;
             }
         }
         if let Ok(f) = rules.check_fill(d) {

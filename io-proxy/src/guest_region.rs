@@ -22,8 +22,8 @@ use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::desc::{
     BufferRules, Desc, Rejected, RxMeta, ValidFill, ValidTx, DATA_OFF_MASK, LEN_EMPTY,
-    LEN_NOT_SENT, LEN_SENT, MAX_SEGS, MIN_FRAME, RX_META, RX_META_LEN, RX_META_OL_FLAGS,
-    RX_RSS_HASH, SEG_MORE, TX_RECYCLE,
+    LEN_NOT_SENT, LEN_SENT, MAX_SEGS, RX_META, RX_META_LEN, RX_META_OL_FLAGS, RX_RSS_HASH,
+    SEG_MORE, TX_RECYCLE,
 };
 use shm_abi::hint;
 use shm_abi::layout::ValidLayout;
@@ -329,7 +329,7 @@ fn take_chain(
     let mut ok = ok && pkt.len() <= MAX_SEGS;
     if ok {
         for (k, &d) in pkt.iter().enumerate() {
-            match rules.check_tx(d) {
+            match rules.check_tx_seg(d) {
                 Some(v) => {
                     len += v.data_len() as u32;
                     segs[k] = Some(v);
@@ -691,8 +691,12 @@ impl GuestRegion {
         // next (the NIC receives into it). Hints only: nothing is read
         // through these addresses before the check.
         let mut descs = [Desc::default(); BURST];
+        // The flags of the whole burst: no SEG_MORE, no chain to go on with,
+        // and it takes the one-buffer loop.
+        let mut seen = 0u16;
         for (i, slot) in descs[..avail].iter_mut().enumerate() {
             let d = tx.read(i as u32);
+            seen |= d.data_off;
             let p = area
                 .addr(d.offset())
                 .wrapping_add((d.data_off & DATA_OFF_MASK) as usize)
@@ -704,10 +708,30 @@ impl GuestRegion {
             }
             *slot = d;
         }
+        let chains = rules.chains;
+        let any_chain = *tx_skip || (chains && seen & SEG_MORE != 0);
+        if !any_chain {
+            tx.release(avail as u32);
+            let (mut n, mut bytes) = (0, 0u64);
+            for &d in &descs[..avail] {
+                let Some(v) = rules.check_tx(d) else {
+                    SocketStats::add(&back.stats.bad_descriptors, 1);
+                    back.give(BufferRules::reject_tx(d));
+                    continue;
+                };
+                out[n] = stock.header_for(
+                    &v,
+                    area.at_checked(v.offset()),
+                    iova_at(iova_base, v.offset()),
+                );
+                n += 1;
+                bytes += v.data_len() as u64;
+            }
+            return (n, bytes);
+        }
         // Whole packets only: a chain that `want` cut waits for the next
         // round, unless it is longer than a round (then it is rejected, and
         // so is the rest of it next round: `tx_skip`).
-        let chains = rules.chains;
         let more = |d: &Desc| chains && d.data_off & SEG_MORE != 0;
         let mut take = avail;
         if avail > 0 && more(&descs[avail - 1]) {
@@ -749,8 +773,7 @@ impl GuestRegion {
                 continue;
             }
             i += 1;
-            // The common case: a packet in one buffer.
-            let Some(v) = rules.check_tx(d).filter(|v| v.data_len() >= MIN_FRAME) else {
+            let Some(v) = rules.check_tx(d) else {
                 SocketStats::add(&back.stats.bad_descriptors, 1);
                 back.give(BufferRules::reject_tx(d));
                 continue;
@@ -1007,57 +1030,60 @@ unsafe fn deliver_burst<const META: bool>(g: GuestPtr, pkts: &[*mut sys::rte_mbu
             // SAFETY: m is a received mbuf (contract). Only the header's
             // first line is read: its buffer's offset is where buf_addr
             // points (set by us, from a checked offset).
-            let (ours, segs, buf, mut data_off, len) = unsafe {
+            let (ours, buf, mut data_off, len) = unsafe {
                 (
-                    (*m).pool == mp && (*m).data_len != LEN_EMPTY,
-                    (*m).nb_segs as u32,
+                    (*m).pool == mp && (*m).nb_segs == 1 && (*m).data_len != LEN_EMPTY,
                     (*m).buf_addr as *const u8,
                     (*m).data_off,
                     (*m).data_len,
                 )
             };
-            if ours && room < segs {
+            if ours && room == 0 {
                 // Rare: the guest may have made room since the first look.
-                room = g.rx.free((pkts.len() - i) as u32 + segs).unwrap_or(0);
+                room = g.rx.free((pkts.len() - i) as u32).unwrap_or(0);
             }
-            if !ours || room < segs || (segs > 1 && !rx_chains) {
-                drops[n_drops] = m;
-                n_drops += 1;
-                continue;
-            }
-            if segs > 1 {
-                // A frame the NIC scattered over several fill buffers.
-                // SAFETY: m and its segments are our rx headers (pool
-                // checked for each below), delivered whole or dropped.
-                match unsafe { chain_descs(m, &area, mp) } {
-                    Some(chain) => {
-                        if n + chain.len() > BURST {
-                            g.rx.stage_all(&descs[..n]);
-                            g.free_hdrs.extend_from_slice(&hdrs[..n]);
-                            n = 0;
+            if !ours || room == 0 {
+                // A frame the NIC scattered over several fill buffers goes
+                // as a chain to a guest that takes them; anything else is
+                // dropped.
+                // SAFETY: m is a received mbuf; chain_descs checks that each
+                // segment is one of our rx headers.
+                let chain = match unsafe { (*m).nb_segs } {
+                    segs if segs > 1 && rx_chains => {
+                        if room < segs as u32 {
+                            room =
+                                g.rx.free((pkts.len() - i) as u32 + segs as u32)
+                                    .unwrap_or(0);
                         }
-                        for (k, &(d, h)) in chain.iter().enumerate() {
-                            descs[n + k] = d;
-                            hdrs[n + k] = h;
+                        if room >= segs as u32 {
+                            // SAFETY: as above.
+                            unsafe { chain_descs(m, &area, mp) }
+                        } else {
+                            None
                         }
-                        n += chain.len();
-                        room -= segs;
-                        packets += 1;
-                        // SAFETY: as above.
-                        bytes += unsafe { (*m).pkt_len } as u64;
                     }
-                    None => {
-                        drops[n_drops] = m;
-                        n_drops += 1;
-                    }
-                }
-                continue;
-            }
-            if n == BURST {
-                // Only after chains: flush what the locals hold.
+                    _ => None,
+                };
+                let Some(chain) = chain else {
+                    drops[n_drops] = m;
+                    n_drops += 1;
+                    continue;
+                };
+                // Staged with what came before it: the locals are empty
+                // again for the one-buffer packets that follow (at most
+                // BURST of them).
                 g.rx.stage_all(&descs[..n]);
                 g.free_hdrs.extend_from_slice(&hdrs[..n]);
                 n = 0;
+                for &(d, h) in chain.iter() {
+                    g.rx.stage_all(std::slice::from_ref(&d));
+                    g.free_hdrs.push(h);
+                }
+                room -= chain.len() as u32;
+                packets += 1;
+                // SAFETY: as above.
+                bytes += unsafe { (*m).pkt_len } as u64;
+                continue;
             }
             let off = area.offset_of_known(buf);
             if META {

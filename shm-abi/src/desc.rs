@@ -238,22 +238,38 @@ impl BufferRules {
     /// says where its buffer goes back).
     #[inline(always)]
     pub fn check_tx(&self, raw: Desc) -> Option<ValidTx> {
+        // A packet in one buffer: `data_off` has no SEG_MORE (before v5 the
+        // bit is part of it; from v5 on the caller sends descriptors with
+        // SEG_MORE to check_tx_seg).
         let recycle = raw.data_off & TX_RECYCLE != 0;
-        let flags = if self.chains {
-            TX_RECYCLE | SEG_MORE
-        } else {
-            TX_RECYCLE
-        };
-        let more = self.chains && raw.data_off & SEG_MORE != 0;
         let d = Desc {
-            data_off: raw.data_off & !flags,
+            data_off: raw.data_off & !TX_RECYCLE,
             ..raw
         };
+        let len_ok = d.data_len >= MIN_FRAME && d.data_len as u32 <= self.max_frame;
+        self.in_place(d, recycle, false, len_ok)
+    }
+
+    /// Checks one buffer of a packet of several (v5, [`SEG_MORE`] on this
+    /// descriptor or the one before): as [`check_tx`](Self::check_tx), but
+    /// a buffer may hold a single byte (the packet's length is
+    /// [`check_packet`](Self::check_packet)'s), and it says whether another
+    /// buffer follows.
+    pub fn check_tx_seg(&self, raw: Desc) -> Option<ValidTx> {
+        let recycle = raw.data_off & TX_RECYCLE != 0;
+        let more = self.chains && raw.data_off & SEG_MORE != 0;
+        let d = Desc {
+            data_off: raw.data_off & !(TX_RECYCLE | SEG_MORE),
+            ..raw
+        };
+        let len_ok = self.chains && d.data_len >= 1 && d.data_len as u32 <= self.max_frame;
+        self.in_place(d, recycle, more, len_ok)
+    }
+
+    /// The rest of a tx check: where the bytes are.
+    #[inline(always)]
+    fn in_place(&self, d: Desc, recycle: bool, more: bool, len_ok: bool) -> Option<ValidTx> {
         let end = d.data_off as u64 + d.data_len as u64;
-        // A buffer of a chain holds at least a byte; a whole packet's
-        // length is checked by check_packet.
-        let min = if self.chains { 1 } else { MIN_FRAME };
-        let len_ok = d.data_len >= min && d.data_len as u32 <= self.max_frame;
         // A recycled buffer will be a fill buffer next: it must be one,
         // rx_room bytes in the buffer area, with the packet within them.
         // Any other: the packet in the area, its end (a header's buf_len)
@@ -336,16 +352,22 @@ mod tests {
             ..RULES
         };
         // A 64-byte buffer flagged MORE, then its 10-byte tail.
-        let head = v5.check_tx(Desc::new(1 << 20, 128 | SEG_MORE, 64)).unwrap();
+        let head = v5
+            .check_tx_seg(Desc::new(1 << 20, 128 | SEG_MORE, 64))
+            .unwrap();
         assert!(head.more() && !head.recycle());
         assert_eq!(head.data_off(), 128);
-        let tail = v5.check_tx(Desc::new(1 << 20, 0, 10)).unwrap();
+        let tail = v5.check_tx_seg(Desc::new(1 << 20, 0, 10)).unwrap();
         assert!(!tail.more());
+        // Alone, 10 bytes are no frame.
+        assert!(v5.check_tx(Desc::new(1 << 20, 0, 10)).is_none());
         assert!(v5.check_packet(2, 74));
         assert!(!v5.check_packet(2, 10), "shorter than a frame");
         assert!(!v5.check_packet(MAX_SEGS + 1, 1000), "too many buffers");
         assert!(!v5.check_packet(2, 1519), "longer than the NIC sends");
-        // Before v5 the bit is part of data_off, and a buffer is a frame.
+        // Before v5 the bit is part of data_off, a buffer is a frame, and
+        // there are no chains.
+        assert!(RULES.check_tx_seg(Desc::new(1 << 20, 0, 60)).is_none());
         let old = RULES
             .check_tx(Desc::new(1 << 20, 128 | SEG_MORE, 64))
             .unwrap();
