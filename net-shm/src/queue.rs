@@ -251,7 +251,10 @@ impl RxQueue {
             // SAFETY: a chain of our mbufs, not handed out.
             unsafe { sys::dpdk_sys_pktmbuf_free(h) };
         }
-        self.chain_drops.add(1);
+        // Once per frame: a bad buffer while skipping is the same frame.
+        if !self.chain_skip {
+            self.chain_drops.add(1);
+        }
         self.chain_skip = more;
     }
 
@@ -423,6 +426,97 @@ impl TxQueue {
     }
 }
 
+/// The descriptors of one rx burst made into packets in `pkts`: how many,
+/// and their bytes. `CHAINS`: the burst has SEG_MORE, or a frame goes on
+/// from the last; without it the loop has no test for either.
+///
+/// # Safety
+/// As [`rx_burst`]; `avail` descriptors are available on the rx ring and
+/// `pkts` has room for them.
+#[inline(always)]
+unsafe fn rx_descs<const CHAINS: bool>(
+    q: &mut RxQueue,
+    pkts: *mut *mut sys::rte_mbuf,
+    avail: u32,
+) -> (usize, u64) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut got = 0usize;
+        let mut bytes = 0u64;
+        // The flag bits of data_off on this connection; without CHAINS
+        // the burst has no SEG_MORE and no frame goes on.
+        let more_flag = if CHAINS { SEG_MORE } else { 0 };
+        let flags = more_flag | if q.rx_meta { RX_META } else { 0 };
+        // In the middle of a frame of several buffers (or of dropping
+        // one): every buffer goes through chain_segment until it ends.
+        let mut in_chain = CHAINS && (!q.chain_head.is_null() || q.chain_skip);
+        for i in 0..avail {
+            let d = q.rx.read(i);
+            let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
+                q.bad_desc.add(1);
+                continue;
+            };
+            if d.data_len == LEN_EMPTY {
+                q.empty_returns.add(1);
+                sys::dpdk_sys_pktmbuf_free(m);
+                continue;
+            }
+            let has_meta = q.rx_meta && d.data_off & RX_META != 0;
+            let more = d.data_off & more_flag != 0;
+            let data_off = d.data_off & !flags;
+            if data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
+                q.bad_desc.add(1);
+                sys::dpdk_sys_pktmbuf_free(m);
+                if in_chain || more {
+                    q.drop_chain(more);
+                    in_chain = q.chain_skip;
+                }
+                continue;
+            }
+            if more || in_chain {
+                // A frame in several buffers (v5): linked as they come,
+                // handed out with its last one.
+                let done = q.chain_segment(m, data_off, d.data_len, more);
+                in_chain = !q.chain_head.is_null() || q.chain_skip;
+                if let Some(c) = done {
+                    bytes += (*c).pkt_len as u64;
+                    *pkts.add(got) = c;
+                    got += 1;
+                }
+                continue;
+            }
+            let meta = if has_meta && data_off >= RX_META_LEN {
+                // SAFETY: in this mbuf's own buffer (data_off was checked
+                // against buf_len), the bytes right before the packet.
+                let p = ((*m).buf_addr as *const u8).add((data_off - RX_META_LEN) as usize)
+                    as *const u64;
+                RxMeta::from_words([
+                    u64::from_le(p.read_unaligned()),
+                    u64::from_le(p.add(1).read_unaligned()),
+                ])
+            } else {
+                RxMeta::default()
+            };
+            // As rte_pktmbuf_reset() leaves it (recycled buffers skipped
+            // it), plus what the NIC told.
+            (*m).data_off = data_off;
+            (*m).data_len = d.data_len;
+            (*m).pkt_len = d.data_len as u32;
+            (*m).port = q.port_id;
+            (*m).nb_segs = 1;
+            (*m).ol_flags = meta.ol_flags & RX_META_OL_FLAGS;
+            (*m).__bindgen_anon_1.packet_type = meta.packet_type;
+            (*m).vlan_tci = 0;
+            (*m).vlan_tci_outer = 0;
+            (*m).__bindgen_anon_2.hash.rss = meta.rss;
+            bytes += d.data_len as u64;
+            *pkts.add(got) = m;
+            got += 1;
+        }
+        (got, bytes)
+    }
+}
+
 /// `eth_rx_burst_t` of net_shm.
 ///
 /// # Safety
@@ -454,76 +548,19 @@ pub unsafe extern "C" fn rx_burst(
             // payload is left alone: an app that does not read it (io
             // forwarding) would pull lines the proxy writes next into this
             // core's cache for nothing.
+            let mut seen = 0u16;
             for i in 0..avail {
                 let d = q.rx.read(i);
+                seen |= d.data_off;
                 let buf = q.area.addr(d.offset());
                 hint::prefetch_write(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
             }
-            let mut got = 0usize;
-            let mut bytes = 0u64;
-            // The flag bits of data_off on this connection.
-            let more_flag = if q.chains { SEG_MORE } else { 0 };
-            let flags = more_flag | if q.rx_meta { RX_META } else { 0 };
-            for i in 0..avail {
-                let d = q.rx.read(i);
-                let Some(m) = mbuf_at(&q.area, Some(&q.extent), d.offset()) else {
-                    q.bad_desc.add(1);
-                    continue;
-                };
-                if d.data_len == LEN_EMPTY {
-                    q.empty_returns.add(1);
-                    sys::dpdk_sys_pktmbuf_free(m);
-                    continue;
-                }
-                let has_meta = q.rx_meta && d.data_off & RX_META != 0;
-                let more = d.data_off & more_flag != 0;
-                let data_off = d.data_off & !flags;
-                if data_off as u32 + d.data_len as u32 > (*m).buf_len as u32 {
-                    q.bad_desc.add(1);
-                    sys::dpdk_sys_pktmbuf_free(m);
-                    if !q.chain_head.is_null() || more {
-                        q.drop_chain(more);
-                    }
-                    continue;
-                }
-                if more || !q.chain_head.is_null() {
-                    // A frame in several buffers (v5): linked as they come,
-                    // handed out with its last one.
-                    if let Some(c) = q.chain_segment(m, data_off, d.data_len, more) {
-                        bytes += (*c).pkt_len as u64;
-                        *pkts.add(got) = c;
-                        got += 1;
-                    }
-                    continue;
-                }
-                let meta = if has_meta && data_off >= RX_META_LEN {
-                    // SAFETY: in this mbuf's own buffer (data_off was checked
-                    // against buf_len), the bytes right before the packet.
-                    let p = ((*m).buf_addr as *const u8).add((data_off - RX_META_LEN) as usize)
-                        as *const u64;
-                    RxMeta::from_words([
-                        u64::from_le(p.read_unaligned()),
-                        u64::from_le(p.add(1).read_unaligned()),
-                    ])
+            let (got, bytes) =
+                if q.chains && (seen & SEG_MORE != 0 || !q.chain_head.is_null() || q.chain_skip) {
+                    rx_descs::<true>(q, pkts, avail)
                 } else {
-                    RxMeta::default()
+                    rx_descs::<false>(q, pkts, avail)
                 };
-                // As rte_pktmbuf_reset() leaves it (recycled buffers skipped
-                // it), plus what the NIC told.
-                (*m).data_off = data_off;
-                (*m).data_len = d.data_len;
-                (*m).pkt_len = d.data_len as u32;
-                (*m).port = q.port_id;
-                (*m).nb_segs = 1;
-                (*m).ol_flags = meta.ol_flags & RX_META_OL_FLAGS;
-                (*m).__bindgen_anon_1.packet_type = meta.packet_type;
-                (*m).vlan_tci = 0;
-                (*m).vlan_tci_outer = 0;
-                (*m).__bindgen_anon_2.hash.rss = meta.rss;
-                bytes += d.data_len as u64;
-                *pkts.add(got) = m;
-                got += 1;
-            }
             if q.sw_cksum {
                 for k in 0..got {
                     let m = *pkts.add(k);
@@ -555,6 +592,77 @@ enum ChainTx {
     /// Not zero-copy (a segment shared, indirect, external, outside the
     /// area, or too many segments): the caller copies it.
     Copy,
+}
+
+/// What [`TxQueue::tx_other`] did with a packet the common case does not
+/// take.
+enum OtherTx {
+    /// Longer than the NIC sends: freed and counted.
+    Dropped,
+    /// On the ring as a chain (see [`ChainTx::Sent`]), `len` bytes.
+    Chain {
+        descs: u32,
+        to_txdone: u32,
+        len: u32,
+    },
+    /// Copied into a buffer of the area (at `.1`); the original is freed.
+    Copied(*mut sys::rte_mbuf, u64),
+    /// Not now (no ring room for the chain, no copy buffer): the burst ends.
+    Stop,
+}
+
+impl TxQueue {
+    /// A packet that is not one direct buffer of the area: too long (dropped
+    /// and counted as a NIC would, never reported as sent), a chain of such
+    /// buffers (zero-copy, v5), or anything else (copied).
+    ///
+    /// # Safety
+    /// `m` is a valid packet mbuf the caller owns.
+    #[cold]
+    #[inline(never)]
+    unsafe fn tx_other(
+        &mut self,
+        m: *mut sys::rte_mbuf,
+        at: u32,
+        room: u32,
+        recycled: &mut u32,
+        recycle_room: u32,
+    ) -> OtherTx {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if (*m).pkt_len > self.max_frame {
+                self.oversize.add(1);
+                sys::dpdk_sys_pktmbuf_free(m);
+                return OtherTx::Dropped;
+            }
+            if (*m).nb_segs > 1 && self.chains {
+                let len = (*m).pkt_len;
+                match self.send_chain(m, at, room, recycled, recycle_room) {
+                    ChainTx::Sent { descs, to_txdone } => {
+                        return OtherTx::Chain {
+                            descs,
+                            to_txdone,
+                            len,
+                        }
+                    }
+                    ChainTx::NoRoom => return OtherTx::Stop,
+                    ChainTx::Copy => {}
+                }
+            }
+            let Some(c) = self.copy_into_area(m) else {
+                return OtherTx::Stop;
+            };
+            let Some(off) = self
+                .area
+                .offset_of((*c).buf_addr as *const u8, (*c).buf_len as u64)
+            else {
+                sys::dpdk_sys_pktmbuf_free(c);
+                return OtherTx::Stop;
+            };
+            sys::dpdk_sys_pktmbuf_free(m);
+            OtherTx::Copied(c, off)
+        }
+    }
 }
 
 impl TxQueue {
@@ -672,50 +780,43 @@ pub unsafe extern "C" fn tx_burst(
             };
             while sent < room && taken < n as usize {
                 let orig = *pkts.add(taken);
-                if (*orig).pkt_len > q.max_frame {
-                    // The proxy's NIC cannot send it: dropped and counted,
-                    // not reported as sent.
-                    q.oversize.add(1);
-                    sys::dpdk_sys_pktmbuf_free(orig);
-                    taken += 1;
-                    continue;
-                }
-                if (*orig).nb_segs > 1 && q.chains {
-                    let pkt_len = (*orig).pkt_len;
-                    match q.send_chain(orig, sent, room, &mut recycled, recycle_room) {
-                        ChainTx::Sent { descs, to_txdone } => {
-                            bytes += pkt_len as u64;
-                            sent += descs;
-                            to_done += to_txdone;
-                            taken += 1;
-                            packets += 1;
-                            continue;
-                        }
-                        ChainTx::NoRoom => break,
-                        ChainTx::Copy => {}
-                    }
-                }
                 let mut m = orig;
                 let mut off = None;
+                // The common case: one direct buffer of the area holding a
+                // frame the NIC sends, data_off below the flag bits.
                 if (*m).nb_segs == 1
                     && (*m).ol_flags & NOT_ZERO_COPY == 0
                     && (*m).data_off < q.data_off_limit
+                    && (*m).data_len as u32 <= q.max_frame
                 {
                     off = q
                         .area
                         .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64);
                 }
                 if off.is_none() {
-                    let Some(c) = q.copy_into_area(m) else { break };
-                    m = c;
-                    off = q
-                        .area
-                        .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64);
-                    if off.is_none() {
-                        sys::dpdk_sys_pktmbuf_free(c);
-                        break;
+                    match q.tx_other(orig, sent, room, &mut recycled, recycle_room) {
+                        OtherTx::Dropped => {
+                            taken += 1;
+                            continue;
+                        }
+                        OtherTx::Chain {
+                            descs,
+                            to_txdone,
+                            len,
+                        } => {
+                            bytes += len as u64;
+                            sent += descs;
+                            to_done += to_txdone;
+                            taken += 1;
+                            packets += 1;
+                            continue;
+                        }
+                        OtherTx::Copied(c, o) => {
+                            m = c;
+                            off = Some(o);
+                        }
+                        OtherTx::Stop => break,
                     }
-                    sys::dpdk_sys_pktmbuf_free(orig);
                 }
                 let Some(off) = off else { break };
                 bytes += (*m).data_len as u64;

@@ -757,6 +757,11 @@ impl Netns {
     /// Sends `count` frames over `flows` flows (60..1514 bytes) from the
     /// namespace and checks the macswapped replies.
     pub fn flows(&self, count: u32, flows: u32) -> FlowResult {
+        self.flows_within(count, flows, 20)
+    }
+
+    /// As [`Netns::flows`], waiting at most `secs` for the replies.
+    pub fn flows_within(&self, count: u32, flows: u32, secs: u32) -> FlowResult {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns, "/usr/bin/python3"])
             .arg(root().join("tests/tools/flows.py"))
@@ -765,7 +770,7 @@ impl Netns {
                 &self.host_mac(),
                 &count.to_string(),
                 &flows.to_string(),
-                "20",
+                &secs.to_string(),
             ])
             .output()
             .unwrap();
