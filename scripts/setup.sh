@@ -15,7 +15,7 @@ log() { printf '[setup] %s\n' "$*"; }
 
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config meson ninja-build
       python3-pyelftools bubblewrap iproute2 python3-scapy dpkg-dev procps
-      python3-matplotlib make gcc linux-perf valgrind dpdk-doc)
+      python3-matplotlib make gcc linux-perf valgrind dpdk-doc iputils-ping)
 
 missing=()
 for p in "${PKGS[@]}"; do

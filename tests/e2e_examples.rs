@@ -155,7 +155,8 @@ fn l2fwd_forwards_between_two_sock_ports() {
 #[test]
 fn l3fwd_routes_from_port_0_out_of_port_1() {
     let bin = example("l3fwd", "l3fwd");
-    let (dir, net, hosts, proxy, socks) = Proxy::two_ports("l3f");
+    // Its LPM tables take 195 MiB of heap (the default is 64).
+    let (dir, net, hosts, proxy, socks) = Proxy::two_ports_with("l3f", " heap 256");
     // across.py sends to 10.200.0.1: routed out of port 1.
     let v4 = dir.path("routes_v4.cfg");
     let v6 = dir.path("routes_v6.cfg");

@@ -224,6 +224,14 @@ impl Proxy {
     /// net_af_packet port on each and a socket per port
     /// (`/tmp/iop-TAG/a/sock` for port 0, `.../b/sock` for port 1).
     pub fn two_ports(tag: &str) -> (Scratch, Netns, [String; 2], Proxy, [String; 2]) {
+        Proxy::two_ports_with(tag, "")
+    }
+
+    /// As [`Proxy::two_ports`], with `socket_opts` on both `add socket` lines.
+    pub fn two_ports_with(
+        tag: &str,
+        socket_opts: &str,
+    ) -> (Scratch, Netns, [String; 2], Proxy, [String; 2]) {
         let dir = Scratch::new(tag);
         let mut net = Netns::new(tag);
         let hosts = [net.host.clone(), net.add_veth()];
@@ -238,7 +246,7 @@ impl Proxy {
             &format!("iop_{tag}"),
             &["--vdev", &v0, "--vdev", &v1],
             &format!(
-                "add port 0 queues 1\nadd port 1 queues 1\nadd socket {} 0 0\nadd socket {} 1 0\n",
+                "add port 0 queues 1\nadd port 1 queues 1\nadd socket {} 0 0{socket_opts}\nadd socket {} 1 0{socket_opts}\n",
                 socks[0], socks[1]
             ),
         );
