@@ -31,17 +31,7 @@ fn run_mode(dir: &Scratch, net: &Netns, sock: &str, mode: &str, extra: &[&str]) 
 
 #[test]
 fn testpmd_forward_modes_on_one_port() {
-    let tag = "fm";
-    let dir = Scratch::new(tag);
-    let net = Netns::new(tag);
-    let sock = format!("/tmp/iop-{tag}/s0/sock");
-    let vdev = format!("net_af_packet0,iface={}", net.host);
-    let proxy = Proxy::start(
-        &dir,
-        &format!("iop_{tag}"),
-        &["--vdev", &vdev],
-        &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, net, sock, proxy) = Proxy::veth_port("fm", "", " queues 1", "0");
     // Modes that send back what they receive: everything comes back.
     for mode in ["io", "mac", "macswap", "5tswap"] {
         let (rx, tx, copies) = run_mode(&dir, &net, &sock, mode, &[]);

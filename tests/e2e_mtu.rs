@@ -7,17 +7,7 @@ use std::time::Duration;
 
 #[test]
 fn guest_sees_the_nic_mtu_and_counts_longer_frames_as_errors() {
-    let tag = "mtu";
-    let dir = Scratch::new(tag);
-    let net = Netns::new(tag);
-    let sock = format!("/tmp/iop-{tag}/s0/sock");
-    let vdev = format!("net_af_packet0,iface={}", net.host);
-    let proxy = Proxy::start(
-        &dir,
-        &format!("iop_{tag}"),
-        &["--vdev", &vdev],
-        &format!("add port 0 queues 1 mtu 1400\nadd socket {sock} 0 0\n"),
-    );
+    let (dir, net, sock, proxy) = Proxy::veth_port("mtu", "", " queues 1 mtu 1400", "0");
     // The proxy set the kernel interface's MTU through the PMD.
     let kernel_mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", net.host)).unwrap();
     assert_eq!(kernel_mtu.trim(), "1400");

@@ -12,16 +12,11 @@ const QUEUES: usize = 4;
 
 #[test]
 fn one_socket_four_queues_rss_spreads_over_guest_queues() {
-    let tag = "mq";
-    let dir = Scratch::new(tag);
-    let net = Netns::new(tag);
-    let sock = format!("/tmp/iop-{tag}/q0-3/sock");
-    let vdev = format!("net_af_packet0,iface={},qpairs={QUEUES}", net.host);
-    let proxy = Proxy::start(
-        &dir,
-        &format!("iop_{tag}"),
-        &["--vdev", &vdev],
-        &format!("add port 0 queues {QUEUES}\nadd socket {sock} 0 0-3\n"),
+    let (dir, net, sock, proxy) = Proxy::veth_port(
+        "mq",
+        &format!(",qpairs={QUEUES}"),
+        &format!(" queues {QUEUES}"),
+        "0-3",
     );
     let mut g =
         Guest::start_interactive_with(&dir, "g", &sock, &["--rxq=4", "--txq=4", "--nb-cores=1"]);

@@ -309,6 +309,30 @@ impl Giveback<'_> {
     }
 }
 
+/// The header for a packet in one buffer, `d`, and its length; or None,
+/// with the buffer given back rejected, if `d` fails its check.
+#[inline(always)]
+fn take_one(
+    stock: &mut HeaderStock<'_>,
+    back: &mut Giveback<'_>,
+    rules: &BufferRules,
+    d: Desc,
+    area: &AreaView<'_>,
+    iova_base: u64,
+) -> Option<(*mut sys::rte_mbuf, u16)> {
+    let Some(v) = rules.check_tx(d) else {
+        SocketStats::add(&back.stats.bad_descriptors, 1);
+        back.give(BufferRules::reject_tx(d));
+        return None;
+    };
+    let m = stock.header_for(
+        &v,
+        area.at_checked(v.offset()),
+        iova_at(iova_base, v.offset()),
+    );
+    Some((m, v.data_len()))
+}
+
 /// The chain of headers for packet `pkt` (its descriptors, the last
 /// without SEG_MORE), and its length; or None, with every buffer given back
 /// rejected, if any buffer or the whole fails its check or `ok` is false
@@ -714,18 +738,12 @@ impl GuestRegion {
             tx.release(avail as u32);
             let (mut n, mut bytes) = (0, 0u64);
             for &d in &descs[..avail] {
-                let Some(v) = rules.check_tx(d) else {
-                    SocketStats::add(&back.stats.bad_descriptors, 1);
-                    back.give(BufferRules::reject_tx(d));
-                    continue;
-                };
-                out[n] = stock.header_for(
-                    &v,
-                    area.at_checked(v.offset()),
-                    iova_at(iova_base, v.offset()),
-                );
-                n += 1;
-                bytes += v.data_len() as u64;
+                if let Some((m, len)) = take_one(&mut stock, &mut back, &rules, d, &area, iova_base)
+                {
+                    out[n] = m;
+                    n += 1;
+                    bytes += len as u64;
+                }
             }
             return (n, bytes);
         }
@@ -773,18 +791,11 @@ impl GuestRegion {
                 continue;
             }
             i += 1;
-            let Some(v) = rules.check_tx(d) else {
-                SocketStats::add(&back.stats.bad_descriptors, 1);
-                back.give(BufferRules::reject_tx(d));
-                continue;
-            };
-            out[n] = stock.header_for(
-                &v,
-                area.at_checked(v.offset()),
-                iova_at(iova_base, v.offset()),
-            );
-            n += 1;
-            bytes += v.data_len() as u64;
+            if let Some((m, len)) = take_one(&mut stock, &mut back, &rules, d, &area, iova_base) {
+                out[n] = m;
+                n += 1;
+                bytes += len as u64;
+            }
         }
         (n, bytes)
     }

@@ -220,6 +220,28 @@ impl Proxy {
         (dir, sock, proxy)
     }
 
+    /// A veth into a new namespace, a proxy with a net_af_packet port on it
+    /// (`vdev_args` after `iface=...`, `port_opts` on `add port 0 ...`) and
+    /// a socket for NIC queues `queues` at `/tmp/iop-TAG/s0/sock`.
+    pub fn veth_port(
+        tag: &str,
+        vdev_args: &str,
+        port_opts: &str,
+        queues: &str,
+    ) -> (Scratch, Netns, String, Proxy) {
+        let dir = Scratch::new(tag);
+        let net = Netns::new(tag);
+        let sock = format!("/tmp/iop-{tag}/s0/sock");
+        let vdev = format!("net_af_packet0,iface={}{vdev_args}", net.host);
+        let proxy = Proxy::start(
+            &dir,
+            &format!("iop_{tag}"),
+            &["--vdev", &vdev],
+            &format!("add port 0{port_opts}\nadd socket {sock} 0 {queues}\n"),
+        );
+        (dir, net, sock, proxy)
+    }
+
     /// Two veths into one namespace (host ends returned), a proxy with one
     /// net_af_packet port on each and a socket per port
     /// (`/tmp/iop-TAG/a/sock` for port 0, `.../b/sock` for port 1).
@@ -578,19 +600,22 @@ pub struct Netns {
 /// a PMD made: frames sent on it go to the PMD, what the PMD sends comes
 /// back on it), with frames of `min..=max` bytes.
 pub fn flows_via(iface: &str, count: u32, flows: u32, min: u32, max: u32) -> FlowResult {
-    let out = Command::new("/usr/bin/python3")
-        .arg(root().join("tests/tools/flows.py"))
-        .args([
-            iface,
-            "02:00:00:00:00:01",
-            &count.to_string(),
-            &flows.to_string(),
-            "20",
-            &min.to_string(),
-            &max.to_string(),
-        ])
-        .output()
-        .unwrap();
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(root().join("tests/tools/flows.py")).args([
+        iface,
+        "02:00:00:00:00:01",
+        &count.to_string(),
+        &flows.to_string(),
+        "20",
+        &min.to_string(),
+        &max.to_string(),
+    ]);
+    run_flows(cmd)
+}
+
+/// Runs a `flows.py` command and reads its JSON line.
+fn run_flows(mut cmd: Command) -> FlowResult {
+    let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -770,8 +795,8 @@ impl Netns {
 
     /// As [`Netns::flows`], waiting at most `secs` for the replies.
     pub fn flows_within(&self, count: u32, flows: u32, secs: u32) -> FlowResult {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "/usr/bin/python3"])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "/usr/bin/python3"])
             .arg(root().join("tests/tools/flows.py"))
             .args([
                 &self.peer,
@@ -779,23 +804,8 @@ impl Netns {
                 &count.to_string(),
                 &flows.to_string(),
                 &secs.to_string(),
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "flows.py failed: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let get = |k: &str| -> u32 { json_number(&text, k) };
-        FlowResult {
-            sent: get("sent"),
-            replies: get("replies"),
-            matched: get("matched"),
-            bad: get("bad"),
-            missing: get("missing"),
-        }
+            ]);
+        run_flows(cmd)
     }
 }
 
