@@ -129,14 +129,6 @@ pub struct RxQueue {
     /// app takes chained mbufs (else a chain is dropped and counted).
     pub chains: bool,
     pub scatter: bool,
-    /// The frame being received in several buffers: its first and last.
-    pub chain_head: *mut sys::rte_mbuf,
-    pub chain_tail: *mut sys::rte_mbuf,
-    /// A chain was dropped before its end: drop its buffers up to it.
-    pub chain_skip: bool,
-    /// Frames dropped because they came in several buffers to an app that
-    /// did not enable scatter, or broken off.
-    pub chain_drops: Counter,
     /// Buffers the rx ring may have to take back, shared with the tx queue.
     pub budget: *const RxBudget,
     /// How many fresh buffers to keep out (enough for the NIC's ring).
@@ -149,6 +141,15 @@ pub struct RxQueue {
     pub stop_discards: Counter,
     pub empty_returns: Counter,
     pub bad_desc: Counter,
+    // Cold, after everything a burst without chains touches:
+    /// The frame being received in several buffers: its first and last.
+    pub chain_head: *mut sys::rte_mbuf,
+    pub chain_tail: *mut sys::rte_mbuf,
+    /// A chain was dropped before its end: drop its buffers up to it.
+    pub chain_skip: bool,
+    /// Frames dropped because they came in several buffers to an app that
+    /// did not enable scatter, or broken off.
+    pub chain_drops: Counter,
 }
 
 #[repr(C, align(64))]
@@ -160,6 +161,12 @@ pub struct TxQueue {
     /// Buffers on the tx path that will come back on txdone.
     pub outstanding: u32,
     pub limit: u32,
+    /// The largest frame the proxy's NIC sends.
+    pub max_frame: u32,
+    /// Protocol v5: a chained mbuf goes out as one descriptor per segment
+    /// ([`SEG_MORE`]); data_off must then stay below the flag bits.
+    pub data_off_limit: u16,
+    pub chains: bool,
     /// The rx queue's pool and budget while the port runs (else null):
     /// buffers of that pool go back to the proxy as fill buffers.
     pub recycle_pool: *mut sys::rte_mempool,
@@ -171,17 +178,12 @@ pub struct TxQueue {
     pub recycled: Counter,
     pub not_sent: Counter,
     pub rejected: Counter,
+    pub bad_desc: Counter,
+    // Cold, after everything a common burst touches:
     /// Bytes of the packets counted in `not_sent` and `rejected`.
     pub unsent_bytes: Counter,
     /// Frames longer than the NIC's largest, dropped here (as a NIC would).
     pub oversize: Counter,
-    /// Protocol v5: a chained mbuf goes out as one descriptor per segment
-    /// ([`SEG_MORE`]); data_off must then stay below the flag bits.
-    pub chains: bool,
-    pub data_off_limit: u16,
-    /// The largest frame the proxy's NIC sends.
-    pub max_frame: u32,
-    pub bad_desc: Counter,
 }
 
 impl RxQueue {
