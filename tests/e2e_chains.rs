@@ -44,11 +44,8 @@ fn frames_longer_than_a_buffer_cross_as_chains_both_ways() {
     assert_eq!(g.xstat("rx_chain_drops"), 0);
     assert_eq!(proxy.socket_field(&sock, "payload_copies"), 0);
     assert_eq!(proxy.socket_field(&sock, "bad_descriptors"), 0);
-    g.cmd("port stop 0");
-    let (back, size) = g.pool_fill();
-    assert_eq!(back, size, "mbufs not all back after port stop");
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.stop_ports_all_back("0");
+    g.quit();
     proxy.stop(&[&sock]);
 }
 
@@ -78,10 +75,7 @@ fn chained_tx_mbufs_go_out_without_a_copy() {
         proxy_tx * 128,
         "packets lost their second segment"
     );
-    g.cmd("port stop 0");
-    let (back, size) = g.pool_fill();
-    assert_eq!(back, size, "mbufs not all back after port stop");
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.stop_ports_all_back("0");
+    g.quit();
     proxy.stop(&[&sock]);
 }

@@ -24,8 +24,7 @@ fn run_mode(dir: &Scratch, net: &Netns, sock: &str, mode: &str, extra: &[&str]) 
         g.xstat("tx_good_packets"),
         g.xstat("tx_copies"),
     );
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.quit();
     counts
 }
 
@@ -112,7 +111,6 @@ fn testpmd_forward_modes_on_one_port() {
     assert!(out.status.success(), "no reply to ping:\n{text}");
     assert!(text.contains("3 received"), "{text}");
     g.cmd("stop");
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.quit();
     proxy.stop(&[&sock]);
 }

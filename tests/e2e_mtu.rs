@@ -46,7 +46,6 @@ fn guest_sees_the_nic_mtu_and_counts_longer_frames_as_errors() {
     assert!(g.xstat("tx_good_packets") > 0);
     assert_eq!(g.xstat("tx_oversize"), oversize);
     assert!(proxy.socket_field(&sock, "tx_packets") > 0);
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.quit();
     proxy.stop(&[&sock]);
 }

@@ -59,11 +59,8 @@ fn one_socket_four_queues_rss_spreads_over_guest_queues() {
     assert_eq!(proxy.socket_field(&sock, "queues_started"), QUEUES as i64);
     assert_eq!(proxy.socket_field(&sock, "payload_copies"), 0);
     // Every buffer comes back when the port stops, from all four queues.
-    g.cmd("port stop 0");
-    let (back, size) = g.pool_fill();
-    assert_eq!(back, size, "mbufs not all back after port stop");
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.stop_ports_all_back("0");
+    g.quit();
     proxy.stop(&[&sock]);
 }
 

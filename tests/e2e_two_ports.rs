@@ -40,11 +40,8 @@ fn testpmd_io_between_two_sock_ports_zero_copy() {
         log.contains("buffers shared with the guest's other sockets"),
         "the second socket did not share the first one's buffers:\n{log}"
     );
-    g.cmd("port stop all");
-    let (back, size) = g.pool_fill();
-    assert_eq!(back, size, "mbufs not all back after port stop");
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.stop_ports_all_back("all");
+    g.quit();
     proxy.stop(&[&socks[0], &socks[1]]);
 }
 
@@ -192,7 +189,6 @@ fn testpmd_port_attach_and_detach_at_runtime() {
         }
         assert_eq!(proxy.socket_field(socks[0], "connected"), 1);
     }
-    g.cmd("quit");
-    g.proc.wait_exit(Duration::from_secs(30));
+    g.quit();
     proxy.stop(&socks);
 }

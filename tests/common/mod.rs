@@ -444,6 +444,20 @@ impl Guest {
         number_after(&text[last..], &key)
     }
 
+    /// `port stop <ports>` ("0", "all"), then every mbuf of testpmd's pool
+    /// must be back in it: nothing held by the proxy or lost on the way.
+    pub fn stop_ports_all_back(&mut self, ports: &str) {
+        self.cmd(&format!("port stop {ports}"));
+        let (back, size) = self.pool_fill();
+        assert_eq!(back, size, "mbufs not all back after port stop");
+    }
+
+    /// `quit` at the prompt, and the exit.
+    pub fn quit(mut self) {
+        self.cmd("quit");
+        self.proc.wait_exit(Duration::from_secs(30));
+    }
+
     /// Mbufs of testpmd's pool that are back in it (backend plus lcore
     /// caches) and the pool's size, from a fresh `dump_mempool`.
     pub fn pool_fill(&mut self) -> (u64, u64) {
