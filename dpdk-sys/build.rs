@@ -175,6 +175,11 @@ fn main() {
         }
     }
 
+    // The net_shm vdev registers with the vdev bus, a driver library that
+    // `pkg-config --libs libdpdk` does not list (apps such as OVS do not
+    // link it either: the plugin must pull it in).
+    println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
+
     // --- bindings ------------------------------------------------------------
     let mut builder = bindgen::Builder::default()
         .header(manifest.join("csrc/wrapper.h").to_string_lossy())

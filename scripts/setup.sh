@@ -96,6 +96,33 @@ PY
     log "SDK headers in $SDK/include ($(ls "$SDK/include" | wc -l) files)"
 fi
 
+# --- Open vSwitch with DPDK (a guest in the tests) -------------------------
+# Debian's packages unpacked into the checkout, not installed: installing
+# them would start system-wide ovsdb-server and ovs-vswitchd services. The
+# tests run these binaries with their own run directory.
+OVS_PKGS=(openvswitch-common openvswitch-switch openvswitch-switch-dpdk)
+OVS_VER="$(apt-cache policy openvswitch-switch-dpdk | awk '/Candidate:/ {print $2}')"
+OVS="$SDK_BASE/ovs"
+if [ -n "$OVS_VER" ] && [ "$OVS_VER" != "(none)" ] \
+        && { [ ! -f "$OVS/.complete" ] || [ "$(cat "$OVS/.complete")" != "$OVS_VER" ]; }; then
+    log "unpacking Open vSwitch $OVS_VER (DPDK build) into $OVS"
+    # The shared libraries its binaries link (small, no services).
+    ovs_libs=(libbpf1 libcap-ng0 libnuma1 libssl3 libunbound8 libxdp1)
+    ovs_missing=()
+    for p in "${ovs_libs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || ovs_missing+=("$p")
+    done
+    [ "${#ovs_missing[@]}" -eq 0 ] || apt-get install -y -q --no-install-recommends "${ovs_missing[@]}" >/dev/null
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    chmod 755 "$work"   # apt fetches as _apt
+    ( cd "$work" && apt-get download -q "${OVS_PKGS[@]/%/=$OVS_VER}" >/dev/null )
+    rm -rf "$OVS"; mkdir -p "$OVS"
+    for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$OVS"; done
+    echo "$OVS_VER" > "$OVS/.complete"
+    rm -rf "$work"; trap - EXIT
+fi
+
 # --- unprivileged user namespaces (bwrap sandbox for guests, tests) -------
 if [ -e /proc/sys/kernel/unprivileged_userns_clone ]; then
     sysctl -qw kernel.unprivileged_userns_clone=1 || true

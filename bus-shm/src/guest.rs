@@ -77,6 +77,9 @@ pub struct SockDevice {
     /// devargs that named it go away at unplug.
     name: std::ffi::CString,
     pub path: String,
+    /// The device EAL knows the port by when another bus made it (a
+    /// `net_shm` vdev); null for a `sock:` device (then `dev`).
+    foreign: std::sync::atomic::AtomicPtr<sys::rte_device>,
     conn: Mutex<Option<&'static Conn>>,
     notify: Mutex<Option<(LinkNotify, usize)>>,
     intr: Mutex<usize>,
@@ -151,17 +154,59 @@ pub fn register_driver(drv: SockDriver) {
 }
 
 impl SockDevice {
+    /// A device for `path`, for the rest of the process.
+    fn leak(name: std::ffi::CString, path: String) -> &'static SockDevice {
+        // SAFETY: a zeroed rte_device is its documented initial state.
+        let mut dev: sys::rte_device = unsafe { std::mem::zeroed() };
+        dev.numa_node = sys::SOCKET_ID_ANY;
+        let d: &'static SockDevice = Box::leak(Box::new(SockDevice {
+            dev: std::cell::UnsafeCell::new(dev),
+            name,
+            path,
+            foreign: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            conn: Mutex::new(None),
+            notify: Mutex::new(None),
+            intr: Mutex::new(0),
+            driver_data: Mutex::new(0),
+        }));
+        // SAFETY: the name lives as long as the (leaked) device; nothing
+        // else sees the device yet.
+        unsafe { (*d.dev.get()).name = d.name.as_ptr() };
+        d
+    }
+
+    /// The device EAL knows the port by: ours, or the vdev that made it.
     pub fn rte_device(&'static self) -> *mut sys::rte_device {
-        self.dev.get()
+        let f = self.foreign.load(Ordering::Acquire);
+        if f.is_null() {
+            self.dev.get()
+        } else {
+            f
+        }
+    }
+    /// Whether another bus made the device (a `net_shm` vdev).
+    pub fn is_foreign(&self) -> bool {
+        !self.foreign.load(Ordering::Acquire).is_null()
+    }
+    /// The port's name: the socket path, or the vdev's name (`net_shm0`).
+    pub fn name(&'static self) -> &'static CStr {
+        let f = self.foreign.load(Ordering::Acquire);
+        if f.is_null() {
+            &self.name
+        } else {
+            // SAFETY: the vdev bus keeps its device and name for as long as
+            // the device is attached, which is as long as the port exists.
+            unsafe { CStr::from_ptr((*f).name) }
+        }
     }
     pub fn conn(&self) -> Option<&'static Conn> {
         *self.conn.lock().unwrap()
     }
     /// Devargs string after the path (`key=value,...`), if any.
-    pub fn devargs(&self) -> Option<&CStr> {
+    pub fn devargs(&'static self) -> Option<&'static CStr> {
         // SAFETY: a plain read of the pointer; EAL writes it only on this
         // device's scan and unplug, on the thread that calls us.
-        let da = unsafe { (*self.dev.get()).devargs };
+        let da = unsafe { (*self.rte_device()).devargs };
         // SAFETY: devargs set by scan from EAL's list, which lives as long as
         // the device; args is NULL or NUL-terminated.
         unsafe {
@@ -324,23 +369,12 @@ unsafe extern "C" fn bus_scan() -> c_int {
                     unsafe { (*d.dev.get()).devargs = da };
                 }
             } else {
-                // SAFETY: a zeroed rte_device is its documented initial state.
-                let mut dev: sys::rte_device = unsafe { std::mem::zeroed() };
-                let name = name.to_owned();
-                dev.devargs = da;
-                dev.bus = BUS.get();
-                dev.numa_node = sys::SOCKET_ID_ANY;
-                let d: &'static SockDevice = Box::leak(Box::new(SockDevice {
-                    dev: std::cell::UnsafeCell::new(dev),
-                    name,
-                    path: path.clone(),
-                    conn: Mutex::new(None),
-                    notify: Mutex::new(None),
-                    intr: Mutex::new(0),
-                    driver_data: Mutex::new(0),
-                }));
-                // SAFETY: the name lives as long as the (leaked) device.
-                unsafe { (*d.dev.get()).name = d.name.as_ptr() };
+                let d = SockDevice::leak(name.to_owned(), path.clone());
+                // SAFETY: the device is new: nothing else reads it yet.
+                unsafe {
+                    (*d.dev.get()).devargs = da;
+                    (*d.dev.get()).bus = BUS.get();
+                }
                 bus_debug!("scanned {path}");
                 devs.push(d);
             }
@@ -691,11 +725,74 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         .lock()
         .unwrap()
         .ok_or("no driver registered on the sock bus")?;
-    // SAFETY: probe time, single-threaded; DRIVER_C is static.
-    unsafe {
-        (*(d.rte_device())).driver = DRIVER_C.get();
+    // The vdev bus binds its own devices once probe returns.
+    if d.foreign.load(Ordering::Acquire).is_null() {
+        // SAFETY: probe time, single-threaded; DRIVER_C is static.
+        unsafe {
+            (*(d.rte_device())).driver = DRIVER_C.get();
+        }
     }
     (drv.probe)(d)
+}
+
+/// Devices that another bus made: `net_shm` vdevs, by socket path.
+static FOREIGN: Mutex<Vec<&'static SockDevice>> = Mutex::new(Vec::new());
+
+/// Connects the socket at `path` for `dev`, a device of another bus (the
+/// `net_shm` vdev: `--vdev net_shm0,path=/run/x.sock`, which apps that
+/// find ports by `rte_eth_iterator` devargs, such as OVS, need), and has
+/// the driver make its port, as a `sock:` device would.
+pub fn attach_foreign(dev: *mut sys::rte_device, path: &str) -> Result<(), String> {
+    if path.is_empty() || path.len() >= 108 {
+        return Err(format!("bad socket path '{path}'"));
+    }
+    let d = {
+        let mut list = FOREIGN.lock().unwrap();
+        if let Some(d) = list.iter().copied().find(|d| d.path == path) {
+            if d.conn().is_some() {
+                return Err(format!("{path} is already attached"));
+            }
+            d
+        } else {
+            let name = std::ffi::CString::new(path).map_err(|_| "bad socket path")?;
+            let d = SockDevice::leak(name, path.to_string());
+            list.push(d);
+            d
+        }
+    };
+    if DEVICES
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.path == path && s.conn().is_some())
+    {
+        return Err(format!("{path} is already attached as sock:{path}"));
+    }
+    d.foreign.store(dev, Ordering::Release);
+    probe_one(d).inspect_err(|_| {
+        close_conn(d);
+        d.foreign.store(std::ptr::null_mut(), Ordering::Release);
+    })
+}
+
+/// Undoes [`attach_foreign`] for `dev`: the driver lets the port go, the
+/// connection closes.
+pub fn detach_foreign(dev: *mut sys::rte_device) {
+    let d = FOREIGN
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .find(|d| std::ptr::eq(d.foreign.load(Ordering::Acquire), dev));
+    let Some(d) = d else { return };
+    if let Some(drv) = *DRIVER.lock().unwrap() {
+        if d.conn().is_some() {
+            (drv.remove)(d);
+        }
+    }
+    close_conn(d);
+    d.foreign.store(std::ptr::null_mut(), Ordering::Release);
+    bus_info!("{}: detached", d.path);
 }
 
 /// Backs this process's malloc heap with the region's heap area, so that a

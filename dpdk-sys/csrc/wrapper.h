@@ -17,6 +17,7 @@
 #include <rte_dev.h>
 #include <rte_bus.h>
 #include <bus_driver.h>
+#include <bus_vdev_driver.h>
 #include <dev_driver.h>
 #include <rte_ether.h>
 #include <rte_ethdev.h>

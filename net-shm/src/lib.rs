@@ -26,6 +26,7 @@ fn log(level: u32, msg: &str) {
 }
 macro_rules! err { ($($a:tt)*) => { log(sys::RTE_LOG_ERR, &format!($($a)*)) } }
 macro_rules! info { ($($a:tt)*) => { log(sys::RTE_LOG_INFO, &format!($($a)*)) } }
+mod vdev;
 
 /// Registers the driver on the sock bus. Call once, from the constructor.
 pub fn register() {
@@ -34,6 +35,7 @@ pub fn register() {
         probe,
         remove,
     });
+    vdev::register();
     // SAFETY: constructor time; the name is static.
     let lt = unsafe {
         sys::rte_log_register_type_and_pick_level(c"net.shm".as_ptr(), sys::RTE_LOG_NOTICE)
@@ -116,20 +118,31 @@ fn ops() -> *const sys::eth_dev_ops {
     &OPS
 }
 
-/// Devargs of a `sock:` device (`-a sock:/path,key=value,...`).
+/// Devargs of a port: `-a sock:/path,key=value,...`, or
+/// `--vdev net_shm0,path=/path,key=value,...`.
 #[derive(Debug, PartialEq, Eq)]
 struct Devargs {
     /// Hand tx buffers of the rx pool back as fill buffers (default on).
     recycle: bool,
+    /// The proxy's socket (vdev only: a `sock:` device is named by it).
+    path: Option<String>,
 }
 
 fn parse_devargs(args: &str) -> Result<Devargs, String> {
-    let mut d = Devargs { recycle: true };
+    let mut d = Devargs {
+        recycle: true,
+        path: None,
+    };
     for kv in args.split(',').filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
             Some(("recycle", "0")) => d.recycle = false,
             Some(("recycle", "1")) => d.recycle = true,
-            _ => return Err(format!("unknown or bad devarg '{kv}' (known: recycle=0|1)")),
+            Some(("path", p)) if !p.is_empty() => d.path = Some(p.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown or bad devarg '{kv}' (known: recycle=0|1, path=<socket> for the vdev)"
+                ))
+            }
         }
     }
     Ok(d)
@@ -143,8 +156,13 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             .map(|a| a.to_string_lossy().into_owned())
             .unwrap_or_default(),
     )?;
+    if args.path.is_some() && !sock.is_foreign() {
+        return Err(
+            "path= names the socket of a net_shm vdev; a sock: device is named by it".into(),
+        );
+    }
     let l = conn.layout;
-    let name = std::ffi::CString::new(sock.path.as_str()).map_err(|_| "bad name")?;
+    let name = sock.name();
     // Posted buffers plus recycled ones must fit the rx ring with slack.
     let rx_desc_max = l
         .ring_entries
@@ -1034,10 +1052,19 @@ mod tests {
 
     #[test]
     fn devargs() {
-        assert_eq!(parse_devargs("").unwrap(), Devargs { recycle: true });
         assert_eq!(
-            parse_devargs("recycle=0").unwrap(),
-            Devargs { recycle: false }
+            parse_devargs("").unwrap(),
+            Devargs {
+                recycle: true,
+                path: None
+            }
+        );
+        assert_eq!(
+            parse_devargs("recycle=0,path=/run/a.sock").unwrap(),
+            Devargs {
+                recycle: false,
+                path: Some("/run/a.sock".into())
+            }
         );
         assert!(parse_devargs("recycle=maybe")
             .unwrap_err()

@@ -389,7 +389,8 @@ impl Guest {
         Self::command_ports(&[sock], app_args)
     }
 
-    /// testpmd with one `sock:` port per socket, in order.
+    /// testpmd with one `sock:` port per socket, in order; an entry
+    /// `net_shmN,path=...` is a `net_shm` vdev instead.
     pub fn command_ports(socks: &[&str], app_args: &[&str]) -> Command {
         // stdbuf: testpmd's stdout is a file here; line-buffer it so its
         // progress can be read while it runs.
@@ -399,7 +400,11 @@ impl Guest {
             .arg(pmds())
             .args(GUEST_EAL);
         for sock in socks {
-            cmd.arg("-a").arg(format!("sock:{sock}"));
+            if sock.starts_with("net_shm") {
+                cmd.arg("--vdev").arg(sock); // net_shmN,path=...
+            } else {
+                cmd.arg("-a").arg(format!("sock:{sock}"));
+            }
         }
         cmd.args(["--", "--forward-mode=macswap"]).args(app_args);
         cmd
