@@ -110,6 +110,9 @@ impl NicPort {
             // buffer then arrives in several (for guests that take chains).
             wanted_rx |= sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64;
             conf.rxmode.offloads = info.rx_offload_capa & wanted_rx;
+            // The MTU at configure too: a PMD without mtu_set (net_pcap)
+            // takes it only there.
+            conf.rxmode.mtu = mtu as u32;
             let mut name = [0 as std::ffi::c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
             sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr());
             let socket = sys::rte_eth_dev_socket_id(id);
@@ -118,8 +121,16 @@ impl NicPort {
             } else {
                 socket
             };
+            let what = if mtu == 0 {
+                "configure".to_string()
+            } else {
+                format!(
+                    "configure with MTU {mtu} (the device takes {}..{}, frames up to {} bytes)",
+                    info.min_mtu, info.max_mtu, info.max_rx_pktlen
+                )
+            };
             check(
-                "configure",
+                &what,
                 sys::rte_eth_dev_configure(id, nb_queues, nb_queues, &conf),
             )?;
             // The PMD's preferred ring sizes, as an ethdev app gets them by
@@ -210,7 +221,8 @@ impl NicPort {
                 mtu,
                 max_rx_pktlen: frame_for(mtu).min(info.max_rx_pktlen.max(1518)),
                 rss,
-                scatter: conf.rxmode.offloads & sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64 != 0,
+                scatter: conf.rxmode.offloads & sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64 != 0
+                    || CHAINS_ALWAYS.contains(&cstr_field(info.driver_name).as_str()),
                 rss_hf,
                 rss_key,
                 runtime_rx_setup: info.dev_capa
@@ -385,6 +397,11 @@ impl NicPort {
     }
 }
 
+/// PMDs that receive a frame longer than an mbuf as a chain without the
+/// SCATTER offload (which they do not report): net_pcap
+/// (`eth_pcap_rx_jumbo`).
+const CHAINS_ALWAYS: &[&str] = &["net_pcap"];
+
 /// The largest frame of an MTU: Ethernet header and CRC around it.
 fn frame_for(mtu: u16) -> u32 {
     mtu as u32 + sys::RTE_ETHER_HDR_LEN + sys::RTE_ETHER_CRC_LEN
@@ -436,6 +453,13 @@ unsafe fn set_mtu_checked(
 ) -> Result<(), ProxyError> {
     // SAFETY: the caller's contract.
     let r = unsafe { sys::rte_eth_dev_set_mtu(id, mtu) };
+    let mut cur = 0u16;
+    // SAFETY: as above; `cur` outlives the call.
+    unsafe { sys::rte_eth_dev_get_mtu(id, &mut cur) };
+    // A PMD without mtu_set has the MTU it was configured with.
+    if r == -libc::ENOTSUP && cur == mtu {
+        return Ok(());
+    }
     if r < 0 {
         return Err(ProxyError::dpdk(
             format!(

@@ -339,9 +339,15 @@ pub fn handshake(
         nic_queue: queues[0],
         nic_name: port.name.clone(),
         rx_fill_min: port.rx_held + pool_ops::RX_POOL_CACHE + 2 * BURST as u32,
-        // Scatter means chains, which only v5 has.
+        // Scatter means chains, which only v5 has; a NIC that chains
+        // without the offload (net_pcap) scatters too.
         rx_offloads: if version >= 5 {
             port.rx_offloads
+                | if port.scatter {
+                    shm_abi::desc::RX_OFFLOAD_SCATTER
+                } else {
+                    0
+                }
         } else {
             port.rx_offloads & !shm_abi::desc::RX_OFFLOAD_SCATTER
         },

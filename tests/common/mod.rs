@@ -812,6 +812,26 @@ impl Netns {
         self.flows_within(count, flows, 20)
     }
 
+    /// As [`Netns::flows`], with frames of `min..=max` bytes.
+    pub fn flows_sized(&self, count: u32, flows: u32, min: u32, max: u32) -> FlowResult {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "/usr/bin/python3"])
+            .arg(root().join("tests/tools/flows.py"))
+            .arg(&self.peer)
+            .arg(self.host_mac())
+            .args([count, flows, 20, min, max].map(|n| n.to_string()));
+        run_flows(cmd)
+    }
+
+    /// Sets the MTU of both ends of the first veth.
+    pub fn set_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        sh(&["ip", "link", "set", &self.host, "mtu", &mtu]);
+        sh(&[
+            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &self.peer, "mtu", &mtu,
+        ]);
+    }
+
     /// As [`Netns::flows`], waiting at most `secs` for the replies.
     pub fn flows_within(&self, count: u32, flows: u32, secs: u32) -> FlowResult {
         let mut cmd = Command::new("ip");
