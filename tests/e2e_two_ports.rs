@@ -188,6 +188,7 @@ fn testpmd_port_attach_and_detach_at_runtime() {
     );
     let mut g = Guest::start_interactive_with(&dir, "g", socks[0], &["--forward-mode=io"]);
     assert_eq!(proxy.socket_field(socks[1], "connected"), 0);
+    let mut fds_after_first = 0;
     for round in 0..2 {
         g.cmd(&format!("port attach sock:{}", socks[1]));
         assert!(
@@ -223,6 +224,20 @@ fn testpmd_port_attach_and_detach_at_runtime() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(proxy.socket_field(socks[0], "connected"), 1);
+        // Detach closes the guest's socket: no descriptor left per round.
+        let fds = fd_count(g.proc.pid());
+        if round == 0 {
+            fds_after_first = fds;
+        } else {
+            let links: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", g.proc.pid()))
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .collect();
+            assert_eq!(
+                fds, fds_after_first,
+                "a detached port's socket or region stays open: {links:?}"
+            );
+        }
     }
     g.quit();
     proxy.stop(&socks);

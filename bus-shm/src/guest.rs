@@ -50,12 +50,18 @@ struct ConnState {
 
 /// A connection to the proxy and the region it shared.
 pub struct Conn {
-    fd: OwnedFd,
+    /// The socket; closed (None) once the device is detached. Reached only
+    /// by control calls and by the interrupt callback, which detach
+    /// unregisters first.
+    fd: Mutex<Option<OwnedFd>>,
     pub version: u16,
     pub info: HelloAck,
     /// `info.layout`, checked against the region.
     pub layout: ValidLayout,
-    pub region: Region,
+    /// The region the proxy made for this connection (its rings; for the
+    /// first device also the heap and the pools). A device detached
+    /// releases it unless the process's pools are in it.
+    region: Mutex<Option<Region>>,
     /// The region whose buffer area this connection's descriptors point
     /// into, and its layout: `region` itself, or (protocol v5) that of the
     /// process's first `sock` device, which every device shares.
@@ -224,6 +230,16 @@ impl SockDevice {
 }
 
 impl Conn {
+    /// The connection's region, until the device is detached.
+    pub fn region(&self) -> Option<Region> {
+        self.region.lock().unwrap().clone()
+    }
+
+    /// The socket's descriptor, while it is open.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.fd.lock().unwrap().as_ref().map(|f| f.as_raw_fd())
+    }
+
     /// The buffer area descriptors of this connection point into.
     pub fn buffer_area(&self) -> Option<shm_abi::region::AreaView<'_>> {
         self.buffers.buffers(&self.buf_layout)
@@ -246,8 +262,8 @@ impl Conn {
             return Err("proxy connection lost".into());
         }
         st.reply = None;
-        socket::send(self.fd.as_raw_fd(), msg, self.version, None)
-            .map_err(|e| format!("send to proxy: {e}"))?;
+        let fd = self.raw_fd().ok_or("proxy connection closed")?;
+        socket::send(fd, msg, self.version, None).map_err(|e| format!("send to proxy: {e}"))?;
         let (mut st, timeout) = self
             .cond
             .wait_timeout_while(st, REPLY_TIMEOUT, |s| s.reply.is_none() && !s.gone)
@@ -485,8 +501,8 @@ unsafe extern "C" fn bus_plug(dev: *mut sys::rte_device) -> c_int {
 
 /// Hot unplug (`rte_dev_remove`, testpmd's `port detach`): the driver lets
 /// the device go, the connection closes (the proxy frees its side), and
-/// the devargs EAL gave at plug are released. The mapping stays: the
-/// process's heap and pools may live in it.
+/// the devargs EAL gave at plug are released. The region is unmapped
+/// unless the process's heap and pools live in it (the first device's).
 unsafe extern "C" fn bus_unplug(dev: *mut sys::rte_device) -> c_int {
     sys::ffi_guard("sock bus bus_unplug", -libc::EIO, || {
         let Some(d) = device_at(dev) else {
@@ -539,8 +555,18 @@ fn close_conn(d: &'static SockDevice) {
         drop(st);
         conn.link_up.store(false, Ordering::Release);
         // The Conn stays allocated (its region may hold the heap and the
-        // pools); its socket is shut, which the proxy sees as EOF.
-        let _ = nix::sys::socket::shutdown(conn.fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        // pools); its socket closes, which the proxy sees as EOF. Nothing
+        // reads it any more: the interrupt callback is unregistered above.
+        drop(conn.fd.lock().unwrap().take());
+        // The driver let its queues go: a region that holds no pool (rings
+        // only) is unmapped and its memfd closed.
+        let owns_pools = POOL_CONN
+            .lock()
+            .unwrap()
+            .is_some_and(|(c, _)| std::ptr::eq(c, conn));
+        if !owns_pools {
+            drop(conn.region.lock().unwrap().take());
+        }
     }
 }
 
@@ -627,7 +653,9 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         fd.as_raw_fd(),
         &hello,
         msg::VERSION_MAX,
-        pool_conn.map(|(c, _)| c.region.fd().as_raw_fd()),
+        pool_conn
+            .and_then(|(c, _)| c.region())
+            .map(|r| r.fd().as_raw_fd()),
     )
     .map_err(|e| format!("send hello: {e}"))?;
     let reply = recv_blocking(&fd)?;
@@ -700,13 +728,13 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
     }
 
     let conn: &'static Conn = Box::leak(Box::new(Conn {
-        fd,
+        fd: Mutex::new(Some(fd)),
         version: ack.version,
         layout: l,
         link_up: AtomicBool::new(ack.link_up),
         link_speed: AtomicU32::new(ack.link_speed),
         info: ack,
-        region,
+        region: Mutex::new(Some(region)),
         buffers,
         buf_layout,
         state: Mutex::new(ConnState {
@@ -855,7 +883,7 @@ fn register_events(d: &'static SockDevice, conn: &'static Conn) -> Result<(), St
         if h.is_null() {
             return Err("cannot allocate interrupt handle".into());
         }
-        sys::rte_intr_fd_set(h, conn.fd.as_raw_fd());
+        sys::rte_intr_fd_set(h, conn.raw_fd().ok_or("connection closed")?);
         sys::rte_intr_type_set(h, sys::RTE_INTR_HANDLE_EXT);
         let r = sys::rte_intr_callback_register(
             h,
@@ -881,7 +909,8 @@ unsafe extern "C" fn on_event(arg: *mut c_void) {
 fn handle_events(d: &'static SockDevice) {
     let Some(conn) = d.conn() else { return };
     loop {
-        match socket::recv(conn.fd.as_raw_fd(), true) {
+        let Some(fd) = conn.raw_fd() else { return };
+        match socket::recv(fd, true) {
             Ok(Some(r)) => handle_message(d, conn, r.msg),
             Ok(None) => return proxy_lost(d, conn, "proxy closed the connection"),
             Err(e) if e.would_block() => return,

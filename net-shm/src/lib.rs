@@ -862,12 +862,12 @@ unsafe extern "C" fn rx_queue_setup(
             }
             rx_queue_release(dev, qid);
             let l = conn.layout;
-            let Some(rings) = l.queue(qid) else {
+            let (Some(rings), Some(region)) = (l.queue(qid), conn.region()) else {
                 return -libc::EINVAL;
             };
             let (Ok(fill), Ok(rx)) = (
-                conn.region.producer(rings.fill, l.ring_entries),
-                conn.region.consumer(rings.rx, l.ring_entries),
+                region.producer(rings.fill, l.ring_entries),
+                region.consumer(rings.rx, l.ring_entries),
             ) else {
                 return -libc::EINVAL;
             };
@@ -936,12 +936,12 @@ unsafe extern "C" fn tx_queue_setup(
             };
             tx_queue_release(dev, qid);
             let l = conn.layout;
-            let Some(rings) = l.queue(qid) else {
+            let (Some(rings), Some(region)) = (l.queue(qid), conn.region()) else {
                 return -libc::EINVAL;
             };
             let (Ok(tx), Ok(done)) = (
-                conn.region.producer(rings.tx, l.ring_entries),
-                conn.region.consumer(rings.txdone, l.ring_entries),
+                region.producer(rings.tx, l.ring_entries),
+                region.consumer(rings.txdone, l.ring_entries),
             ) else {
                 return -libc::EINVAL;
             };
