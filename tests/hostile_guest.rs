@@ -146,3 +146,73 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
     assert!(g.rx > 10_000 && g.tx > 10_000, "{g:?}");
     proxy.stop(&[sock]);
 }
+
+/// GROW (protocol v6): the buffer area grows by a memfd the guest maps
+/// right after it, up to the socket's `max_buffers`; past that the answer
+/// is ERROR with ENOMEM, naming the limit.
+#[test]
+fn buffer_area_grows_up_to_the_sockets_limit() {
+    let dir = Scratch::new("grow");
+    let sock = "/tmp/iop-grow/s0/sock";
+    let proxy = Proxy::start(
+        &dir,
+        "iop_grow",
+        &["--vdev", "net_null0"],
+        &format!("add port 0 queues 1\nadd socket {sock} 0 0 buffers 512 max_buffers 600\n"),
+    );
+    let fd = connect_seqpacket(sock);
+    send(
+        &fd,
+        Msg::Hello(Hello {
+            version_min: 6,
+            version_max: msg::VERSION_MAX,
+            pid: std::process::id(),
+            name: "grow".into(),
+            flags: 0,
+        }),
+    );
+    let r = recv(&fd);
+    let Msg::HelloAck(ack) = r.msg else {
+        panic!("{:?}", r.msg)
+    };
+    let l = ack.layout;
+    assert_eq!((l.buf_len, l.buf_max), (512 << 20, 600 << 20));
+    let region = Region::map_growable(
+        r.fd.unwrap(),
+        l.region_size as usize,
+        (l.buf_off + l.buf_max) as usize,
+        l.page_size as usize,
+    )
+    .unwrap();
+    let grow = |bytes: u64| {
+        wire::send(fd.as_raw_fd(), &Msg::Grow(msg::Grow { bytes }), 6, None).unwrap();
+        recv(&fd)
+    };
+    let r = grow(50 << 20);
+    let Msg::GrowAck(g) = r.msg else {
+        panic!("{:?}", r.msg)
+    };
+    assert_eq!((g.offset, g.len), (l.region_size, 50 << 20));
+    let off = region
+        .grow(std::os::fd::AsFd::as_fd(&r.fd.unwrap()), g.len as usize)
+        .unwrap();
+    assert_eq!(off, g.offset);
+    // The proxy maps the same memory: what it holds is what we see.
+    let v = l.validate(l.region_size).unwrap();
+    assert!(region.buffers(&v).unwrap().contains(off, g.len));
+    // 562 of 600 MiB used: 100 more is refused, and says why.
+    match grow(100 << 20).msg {
+        Msg::Error(s) => {
+            assert_eq!(s.code, -libc::ENOMEM, "{s:?}");
+            assert!(s.text.contains("max_buffers"), "{s:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(proxy
+        .proc
+        .text()
+        .contains("buffers grew by 50 MiB to 562 MiB"));
+    drop(fd);
+    assert!(proxy.guest_gone(sock));
+    proxy.stop(&[sock]);
+}

@@ -45,6 +45,8 @@ pub type LinkNotify = fn(&'static SockDevice, *mut c_void);
 /// Replies and peer state, guarded together.
 struct ConnState {
     reply: Option<Msg>,
+    /// The memfd that came with a GROW_ACK reply.
+    reply_fd: Option<OwnedFd>,
     gone: bool,
 }
 
@@ -255,34 +257,53 @@ impl Conn {
         self.state.lock().unwrap().gone
     }
 
-    /// Sends a request and waits for its reply (read by the interrupt thread).
-    pub fn request(&self, msg: &Msg) -> Result<(), String> {
+    /// Sends a request and waits for its reply (read by the interrupt
+    /// thread): the reply of type `expected`, and the descriptor it
+    /// carried, or why there is none (a refusal's errno and text).
+    fn exchange(&self, msg: &Msg, expected: u16) -> Result<(Msg, Option<OwnedFd>), RequestError> {
+        let lost = || RequestError::other("proxy connection lost");
         let mut st = self.state.lock().unwrap();
         if st.gone {
-            return Err("proxy connection lost".into());
+            return Err(lost());
         }
         st.reply = None;
-        let fd = self.raw_fd().ok_or("proxy connection closed")?;
-        socket::send(fd, msg, self.version, None).map_err(|e| format!("send to proxy: {e}"))?;
+        st.reply_fd = None;
+        let fd = self
+            .raw_fd()
+            .ok_or_else(|| RequestError::other("proxy connection closed"))?;
+        socket::send(fd, msg, self.version, None)
+            .map_err(|e| RequestError::other(format!("send to proxy: {e}")))?;
         let (mut st, timeout) = self
             .cond
             .wait_timeout_while(st, REPLY_TIMEOUT, |s| s.reply.is_none() && !s.gone)
             .unwrap();
         if timeout.timed_out() {
-            return Err("proxy did not answer in time".into());
+            return Err(RequestError::other("proxy did not answer in time"));
         }
+        let fd = st.reply_fd.take();
+        match st.reply.take() {
+            Some(Msg::StartAck(s) | Msg::StopAck(s) | Msg::Error(s)) if s.code != 0 => {
+                Err(RequestError {
+                    errno: s.code.abs(),
+                    text: format!("proxy refused: {} ({})", s.text, sys::strerror(-s.code)),
+                })
+            }
+            Some(r) if r.type_code() == expected => Ok((r, fd)),
+            Some(r) => Err(RequestError::other(format!(
+                "unexpected reply type {}",
+                r.type_code()
+            ))),
+            None => Err(lost()),
+        }
+    }
+
+    /// Sends START or STOP and waits for its acknowledgement.
+    pub fn request(&self, msg: &Msg) -> Result<(), String> {
         let expected = match msg {
             Msg::Start(_) => msg::MSG_START_ACK,
             _ => msg::MSG_STOP_ACK,
         };
-        match st.reply.take() {
-            Some(Msg::StartAck(s) | Msg::StopAck(s) | Msg::Error(s)) if s.code != 0 => Err(
-                format!("proxy refused: {} ({})", s.text, sys::strerror(-s.code)),
-            ),
-            Some(r) if r.type_code() == expected => Ok(()),
-            Some(r) => Err(format!("unexpected reply type {}", r.type_code())),
-            None => Err("proxy connection lost".into()),
-        }
+        self.exchange(msg, expected).map(|_| ()).map_err(|e| e.text)
     }
 
     pub fn start(&self, s: msg::Start) -> Result<(), String> {
@@ -290,6 +311,23 @@ impl Conn {
     }
     pub fn stop(&self) -> Result<(), String> {
         self.request(&Msg::Stop)
+    }
+}
+
+/// Why a request to the proxy failed: the errno it gave (EIO when the
+/// failure was the connection's), and the whole story.
+#[derive(Debug)]
+pub struct RequestError {
+    pub errno: i32,
+    pub text: String,
+}
+
+impl RequestError {
+    fn other(text: impl Into<String>) -> RequestError {
+        RequestError {
+            errno: libc::EIO,
+            text: text.into(),
+        }
     }
 }
 
@@ -301,6 +339,72 @@ struct Arena {
     free: Vec<(usize, usize)>,
     start: usize,
     end: usize,
+    /// Where `end` may grow to (GROW, protocol v6): `end` before v6.
+    limit: usize,
+}
+
+/// Asks the proxy for at least `len` more bytes of buffer area for
+/// [`buffer_alloc`] of `len` bytes (what is free at the area's end counts),
+/// maps what it sends after the area, and makes it free. Fails with the
+/// proxy's reason (ENOMEM past the socket's limit) or this process's.
+pub fn buffer_grow(len: usize) -> Result<(), RequestError> {
+    let mut g = ARENA.lock().unwrap();
+    let Some(a) = g.as_mut() else {
+        return Err(RequestError::other("no sock device connected"));
+    };
+    let tail = a
+        .free
+        .last()
+        .filter(|&&(off, flen)| off + flen == a.end)
+        .map_or(0, |f| f.1);
+    let need = len.saturating_sub(tail);
+    if a.end.saturating_add(need) > a.limit {
+        return Err(RequestError {
+            errno: libc::ENOMEM,
+            text: format!(
+                "{} MiB more would pass the socket's limit of {} MiB (max_buffers at add socket)",
+                need.div_ceil(1 << 20),
+                (a.limit - a.start) >> 20
+            ),
+        });
+    }
+    let Some((conn, _)) = *POOL_CONN.lock().unwrap() else {
+        return Err(RequestError::other("no sock device connected"));
+    };
+    let (reply, fd) = conn.exchange(
+        &Msg::Grow(msg::Grow { bytes: need as u64 }),
+        msg::MSG_GROW_ACK,
+    )?;
+    let (Msg::GrowAck(ack), Some(fd)) = (reply, fd) else {
+        return Err(RequestError::other("GROW_ACK without memory"));
+    };
+    // The proxy's answer is checked like any: it must be the area's end
+    // and inside the limit (grow() checks the reservation and the memfd).
+    if ack.offset != a.end as u64 || ack.len < need as u64 {
+        return Err(RequestError::other(format!(
+            "proxy grew the area at {} by {}, expected at {} by {need}",
+            ack.offset, ack.len, a.end
+        )));
+    }
+    let off = conn
+        .buffers
+        .grow(std::os::fd::AsFd::as_fd(&fd), ack.len as usize)
+        .map_err(|e| RequestError::other(format!("map grown buffers: {e}")))?;
+    if off != ack.offset {
+        return Err(RequestError::other("grown buffers mapped out of place"));
+    }
+    // `fd` closes here: the mapping keeps the memory.
+    match a.free.last_mut() {
+        Some(last) if last.0 + last.1 == a.end => last.1 += ack.len as usize,
+        _ => a.free.push((a.end, ack.len as usize)),
+    }
+    a.end += ack.len as usize;
+    bus_info!(
+        "buffer area grew by {} MiB to {} MiB",
+        ack.len >> 20,
+        (a.end - a.start) >> 20
+    );
+    Ok(())
 }
 static ARENA: Mutex<Option<Arena>> = Mutex::new(None);
 
@@ -660,8 +764,28 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
     .map_err(|e| format!("send hello: {e}"))?;
     let reply = recv_blocking(&fd)?;
     let (ack, memfd) = accept_hello_ack(reply)?;
-    let region = Region::map(memfd, ack.layout.region_size as usize)
-        .map_err(|e| format!("map region: {e}"))?;
+    // The first device's buffer area may grow (v6): address space for
+    // that is reserved behind it. Checked against the layout below.
+    let reserve = if pool_conn.is_none() {
+        ack.layout
+            .buf_off
+            .checked_add(ack.layout.buf_max)
+            .filter(|&r| r >= ack.layout.region_size && r <= shm_abi::layout::REGION_MAX)
+            .ok_or("bad buffer area limit")?
+    } else {
+        ack.layout.region_size
+    };
+    let align = ack.layout.page_size;
+    if !align.is_power_of_two() || !reserve.is_multiple_of(align.max(4096)) {
+        return Err("bad page size or buffer area limit".into());
+    }
+    let region = Region::map_growable(
+        memfd,
+        ack.layout.region_size as usize,
+        reserve as usize,
+        align.max(4096) as usize,
+    )
+    .map_err(|e| format!("map region: {e}"))?;
     let l = ack
         .layout
         .validate(region.len() as u64)
@@ -716,6 +840,7 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
             free: vec![(l.buf_off as usize, l.buf_len as usize)],
             start: l.buf_off as usize,
             end: (l.buf_off + l.buf_len) as usize,
+            limit: region.reserved(),
         });
     }
     // SAFETY: NUL-terminated name; EAL keeps it in a memzone.
@@ -739,6 +864,7 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         buf_layout,
         state: Mutex::new(ConnState {
             reply: None,
+            reply_fd: None,
             gone: false,
         }),
         cond: Condvar::new(),
@@ -911,7 +1037,7 @@ fn handle_events(d: &'static SockDevice) {
     loop {
         let Some(fd) = conn.raw_fd() else { return };
         match socket::recv(fd, true) {
-            Ok(Some(r)) => handle_message(d, conn, r.msg),
+            Ok(Some(r)) => handle_message(d, conn, r.msg, r.fd),
             Ok(None) => return proxy_lost(d, conn, "proxy closed the connection"),
             Err(e) if e.would_block() => return,
             Err(socket::RecvError::Io(e)) => {
@@ -922,11 +1048,12 @@ fn handle_events(d: &'static SockDevice) {
     }
 }
 
-fn handle_message(d: &'static SockDevice, conn: &Conn, m: Msg) {
+fn handle_message(d: &'static SockDevice, conn: &Conn, m: Msg, fd: Option<OwnedFd>) {
     match m {
-        Msg::StartAck(_) | Msg::StopAck(_) | Msg::Error(_) => {
+        Msg::StartAck(_) | Msg::StopAck(_) | Msg::Error(_) | Msg::GrowAck(_) => {
             let mut st = conn.state.lock().unwrap();
             st.reply = Some(m);
+            st.reply_fd = fd;
             conn.cond.notify_all();
         }
         Msg::Link(l) => {

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 buf_len: w(10),
                 queue_count: w(11) as u16,
                 queue_stride: w(12),
+                buf_max: w(13),
             }
         }
     };
@@ -54,4 +55,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(inside(v.heap_off, v.heap_len) && inside(v.buf_off, v.buf_len));
     assert!(v.rings_end() <= v.heap_off && v.heap_off + v.heap_len <= v.buf_off);
     assert_eq!(v.region_size, mapped);
+    // The buffers end the region and may grow only within 4 GiB.
+    assert_eq!(v.buf_off + v.buf_len, mapped);
+    assert!(v.buf_max >= v.buf_len && v.buf_off + v.buf_max <= shm_abi::layout::REGION_MAX);
 });

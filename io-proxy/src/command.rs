@@ -8,9 +8,11 @@ pub const USAGE: &str = "\
 commands:
   add port <port_id> [queues <n>] [rxd <n>] [mtu <n>] configure n rx/tx queue pairs (default 2), RSS over them, start;
                                                       rxd: NIC rx descriptors per queue (default: the PMD's); mtu: the NIC's MTU
-  add socket <path> <port_id> <queues> [heap <MiB>] [buffers <MiB>] [ring <n>]
+  add socket <path> <port_id> <queues> [heap <MiB>] [buffers <MiB>] [max_buffers <MiB>] [ring <n>]
                                                       serve those queues (2, 0-3, 0,2) on a unix socket at <path>:
                                                       the guest port gets one rx/tx queue pair per NIC queue;
+                                                      buffers: the guest's pool area at attach (default 512), which
+                                                      grows on the guest's request up to max_buffers (default 2048);
                                                       ring: descriptors per ring (default 4096: guests post up to 3840 rx buffers)
   remove socket <path>
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
@@ -56,8 +58,12 @@ pub enum Command {
 
 impl PartialEq for RegionConfig {
     fn eq(&self, o: &Self) -> bool {
-        (self.heap_mb, self.buffers_mb, self.ring_entries)
-            == (o.heap_mb, o.buffers_mb, o.ring_entries)
+        (
+            self.heap_mb,
+            self.buffers_mb,
+            self.max_buffers_mb,
+            self.ring_entries,
+        ) == (o.heap_mb, o.buffers_mb, o.max_buffers_mb, o.ring_entries)
     }
 }
 
@@ -154,10 +160,12 @@ pub fn parse(line: &str) -> Result<Command, String> {
             let port = num("port_id", it.next())?;
             let queues = queue_list(it.next())?;
             let mut cfg = RegionConfig::default();
+            let mut max_buffers = None;
             while let Some(k) = it.next() {
                 match k {
                     "heap" => cfg.heap_mb = num("heap MiB", it.next())?,
                     "buffers" => cfg.buffers_mb = num("buffers MiB", it.next())?,
+                    "max_buffers" => max_buffers = Some(num("max_buffers MiB", it.next())?),
                     "ring" => {
                         cfg.ring_entries = num("ring entries", it.next())?;
                         if !cfg.ring_entries.is_power_of_two()
@@ -171,8 +179,18 @@ pub fn parse(line: &str) -> Result<Command, String> {
                     x => return Err(format!("unexpected '{x}'")),
                 }
             }
-            if cfg.heap_mb < 8 || cfg.heap_mb + cfg.buffers_mb >= 4000 || cfg.buffers_mb < 4 {
-                return Err("heap must be >= 8 MiB, buffers >= 4 MiB, together < 4000 MiB".into());
+            cfg.max_buffers_mb = max_buffers.unwrap_or(cfg.max_buffers_mb.max(cfg.buffers_mb));
+            if cfg.heap_mb < 8 || cfg.heap_mb + cfg.max_buffers_mb >= 4000 || cfg.buffers_mb < 4 {
+                return Err(
+                    "heap must be >= 8 MiB, buffers >= 4 MiB, heap and max_buffers together < 4000 MiB"
+                        .into(),
+                );
+            }
+            if cfg.max_buffers_mb < cfg.buffers_mb {
+                return Err(format!(
+                    "max_buffers ({}) is less than buffers ({})",
+                    cfg.max_buffers_mb, cfg.buffers_mb
+                ));
             }
             Command::AddSocket {
                 path,

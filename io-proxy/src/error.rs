@@ -16,6 +16,8 @@ pub enum ProxyError {
     Invalid(String),
     /// The guest's request does not fit what the NIC does.
     Unsupported(String),
+    /// More memory than the operator's limit allows (a GROW past it).
+    NoMemory(String),
     /// The guest broke the protocol.
     Protocol(ProtoError),
     /// A DPDK call failed: what was done, and its negative errno.
@@ -33,6 +35,7 @@ impl ProxyError {
             ProxyError::Denied(_) => libc::EACCES,
             ProxyError::Invalid(_) => libc::EINVAL,
             ProxyError::Unsupported(_) => libc::ENOTSUP,
+            ProxyError::NoMemory(_) => libc::ENOMEM,
             ProxyError::Protocol(e) => e.errno(),
             ProxyError::Dpdk { errno, .. } => errno.abs(),
             ProxyError::Io { err, .. } => err.raw_os_error().unwrap_or(libc::EIO),
@@ -48,6 +51,7 @@ impl ProxyError {
             ProxyError::Denied(s) => ProxyError::Denied(format!("{ctx}: {s}")),
             ProxyError::Invalid(s) => ProxyError::Invalid(format!("{ctx}: {s}")),
             ProxyError::Unsupported(s) => ProxyError::Unsupported(format!("{ctx}: {s}")),
+            ProxyError::NoMemory(s) => ProxyError::NoMemory(format!("{ctx}: {s}")),
             ProxyError::Dpdk { what, errno } => ProxyError::Dpdk {
                 what: format!("{ctx}: {what}"),
                 errno,
@@ -88,7 +92,8 @@ impl fmt::Display for ProxyError {
             | ProxyError::Busy(s)
             | ProxyError::Denied(s)
             | ProxyError::Invalid(s)
-            | ProxyError::Unsupported(s) => write!(f, "{s}"),
+            | ProxyError::Unsupported(s)
+            | ProxyError::NoMemory(s) => write!(f, "{s}"),
             ProxyError::Protocol(e) => write!(f, "protocol: {e}"),
             ProxyError::Dpdk { what, errno } => {
                 write!(f, "{what}: {}", dpdk_sys::strerror(*errno))

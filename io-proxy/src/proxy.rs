@@ -8,12 +8,12 @@ use crate::guest_region::{self, GuestPtr, GuestSlot};
 use crate::log;
 use crate::nic::{mac_str, NicPort};
 use crate::pool_ops;
-use crate::session::{self, GuestBuffers, RegionConfig, Session};
+use crate::session::{self, GrownPart, GuestBuffers, RegionConfig, Session};
 use crate::stats::SocketStats;
-use shm_abi::msg::{self, Msg, Start, Status};
+use shm_abi::msg::{self, GrowAck, Msg, Start, Status};
 use shm_abi::socket::{self as wire, RecvError};
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -294,6 +294,27 @@ impl Proxy {
             Err(e) => return self.disconnect(i, &e.to_string()),
         };
         let version = sess.version;
+        if let Msg::Grow(g) = m {
+            let (reply, fd) = match self.grow_buffers(i, g.bytes) {
+                Ok((ack, fd)) => (Msg::GrowAck(ack), Some(fd)),
+                Err(e) => {
+                    log::err(&format!("{}: {e}", self.sockets[i].path));
+                    (Msg::Error(Status::error(e.errno(), e.to_string())), None)
+                }
+            };
+            if let Some(sess) = &self.sockets[i].session {
+                let sent = wire::send(
+                    sess.fd.as_raw_fd(),
+                    &reply,
+                    version,
+                    fd.as_ref().map(|f| f.as_raw_fd()),
+                );
+                if sent.is_err() {
+                    self.disconnect(i, "cannot reply");
+                }
+            }
+            return;
+        }
         let (reply, result): (fn(Status) -> Msg, _) = match m {
             Msg::Start(s) => (Msg::StartAck, self.start_guest(i, s)),
             Msg::Stop => (Msg::StopAck, self.stop_guest(i, true)),
@@ -314,6 +335,95 @@ impl Proxy {
                 self.disconnect(i, "cannot reply");
             }
         }
+    }
+
+    /// GROW (v6): the buffer area of guest `i` grows by at least `bytes`
+    /// (in 2 MiB steps), up to its socket's `max_buffers`. The new part is
+    /// a memfd of its own, mapped right after the area in the proxy and,
+    /// with the reply, in the guest; every session that uses the area may
+    /// then point descriptors into it (its NIC mapping first).
+    fn grow_buffers(&mut self, i: usize, bytes: u64) -> Result<(GrowAck, OwnedFd), ProxyError> {
+        const STEP: u64 = 2 << 20;
+        let s = &self.sockets[i];
+        let sess = s.session.as_ref().expect("a guest sent it");
+        let b = sess.buffers.clone();
+        let end = b.end();
+        let len = bytes
+            .max(1)
+            .checked_next_multiple_of(STEP)
+            .unwrap_or(u64::MAX);
+        if sess.version < 6 || end.checked_add(len).is_none_or(|e| e > b.limit()) {
+            return Err(ProxyError::NoMemory(format!(
+                "guest {} asked for {} MiB more buffers: {} MiB in use of the socket's limit of {} MiB \
+                 (add socket ... max_buffers <MiB>)",
+                sess.pid,
+                len.div_ceil(1 << 20),
+                (end - b.layout.buf_off) >> 20,
+                b.layout.buf_max >> 20
+            )));
+        }
+        // Hugepages where the region has them and the part can be aligned.
+        let huge = b.layout.page_size == crate::session::HUGE_2M && end.is_multiple_of(STEP);
+        let name = format!("io-proxy-grow-{}", sess.pid);
+        let (fd, huge) = crate::session::sealed_memfd(&name, len, huge)?;
+        let off = b
+            .region
+            .grow(fd.as_fd(), len as usize)
+            .map_err(|e| ProxyError::io("map the grown buffers", e))?;
+        let part = GrownPart {
+            off,
+            len,
+            page_size: if huge { crate::session::HUGE_2M } else { 4096 },
+        };
+        b.grown.lock().unwrap().push(part);
+        // Every session on these buffers: a started one maps the part for
+        // its NIC first; then its descriptors may point there.
+        let paused = self.dp.pause();
+        let mut failed = None;
+        for (j, sj) in self.sockets.iter_mut().enumerate() {
+            let port = sj.port;
+            let Some(sess) = sj.session.as_mut() else {
+                continue;
+            };
+            if !Arc::ptr_eq(&sess.buffers, &b) {
+                continue;
+            }
+            if sess.dma.is_some() && sess.dma_grown.len() < b.grown.lock().unwrap().len() {
+                let va = b.region.base().wrapping_add(off as usize);
+                match dma::DmaArea::map(port, va, len as usize, part.page_size as usize) {
+                    Ok(a) => sess.dma_grown.push(a),
+                    Err(e) => {
+                        failed = Some((j, e));
+                        continue;
+                    }
+                }
+            }
+            for cell in &sess.guest {
+                // SAFETY: the datapath is paused: nothing else is in
+                // the slot, and the scope calls no DPDK function.
+                unsafe { GuestSlot::enter(cell.get()).rules.buf_end = off + len };
+            }
+        }
+        drop(paused);
+        if let Some((j, e)) = failed {
+            log::err(&format!(
+                "{}: grown buffers not usable on this socket: {e}",
+                self.sockets[j].path
+            ));
+        }
+        log::info(&format!(
+            "{}: guest {} buffers grew by {} MiB to {} MiB ({})",
+            self.sockets[i].path,
+            b.pid,
+            len >> 20,
+            (off + len - b.layout.buf_off) >> 20,
+            if huge {
+                "2 MiB hugepages"
+            } else {
+                "4 KiB pages"
+            }
+        ));
+        Ok((GrowAck { offset: off, len }, fd))
     }
 
     fn start_guest(&mut self, i: usize, start: Start) -> Result<(), ProxyError> {
@@ -365,6 +475,21 @@ impl Proxy {
                 b.layout.page_size as usize,
             )?);
         }
+        // And every part the area grew by (GROW), each on its own.
+        let grown: Vec<GrownPart> = sess.buffers.grown.lock().unwrap().clone();
+        for part in &grown[sess.dma_grown.len()..] {
+            let va = sess.buffers.region.base().wrapping_add(part.off as usize);
+            sess.dma_grown.push(dma::DmaArea::map(
+                port.id,
+                va,
+                part.len as usize,
+                part.page_size as usize,
+            )?);
+        }
+        let buf_end = grown.last().map_or(
+            sess.buffers.layout.buf_off + sess.buffers.layout.buf_len,
+            |p| p.off + p.len,
+        );
         let area = sess.dma.as_ref().expect("mapped above");
         // SAFETY: not attached (above): control is the only party, and the
         // scope calls no DPDK function.
@@ -372,6 +497,7 @@ impl Proxy {
             let mut g = GuestSlot::enter(g);
             g.rules.rx_room = start.rx_buf_len;
             g.rules.rx_headroom = start.rx_headroom;
+            g.rules.buf_end = buf_end;
             g.rx_chains = chains;
         }
         s.pools_made += 1;
@@ -406,6 +532,7 @@ impl Proxy {
             if !sess.started.iter().any(|&x| x) {
                 // No IOVA may outlive the mapping.
                 sess.dma = None;
+                sess.dma_grown.clear();
             }
             return Err(e.context("attach queue"));
         }
@@ -477,6 +604,7 @@ impl Proxy {
             sess.started[q] = false;
         }
         sess.dma = None;
+        sess.dma_grown.clear();
         r.map_err(|e| e.context("detach queue"))
     }
 

@@ -19,7 +19,9 @@ use std::sync::{Arc, Weak};
 #[derive(Clone, Copy, Debug)]
 pub struct RegionConfig {
     pub heap_mb: u64,
+    /// The buffer area at attach, and the most it may grow to (v6 GROW).
     pub buffers_mb: u64,
+    pub max_buffers_mb: u64,
     pub ring_entries: u32,
 }
 
@@ -32,6 +34,10 @@ impl Default for RegionConfig {
         RegionConfig {
             heap_mb: 64,
             buffers_mb: 512,
+            // Grown on demand, as an app's pools need: OVS's first pool
+            // (262144 mbufs, 753 MiB) and testpmd's for 9216-byte mbufs
+            // (1.4 GiB) fit.
+            max_buffers_mb: 2048,
             // Apps commonly ask for 2048 rx descriptors (OVS, testpmd
             // --rxd=2048); a guest posts up to ring_entries - 256.
             ring_entries: 4096,
@@ -53,6 +59,28 @@ pub struct GuestBuffers {
     pub uid: u32,
     /// The memfd's identity (st_dev, st_ino), as a named region is found.
     pub inode: (u64, u64),
+    /// Parts the area grew by (GROW, v6), in order after `layout`'s
+    /// buffers: region offset, length and page size of each.
+    pub grown: std::sync::Mutex<Vec<GrownPart>>,
+}
+
+/// A part the buffer area grew by: its own memfd, mapped at `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct GrownPart {
+    pub off: u64,
+    pub len: u64,
+    pub page_size: u64,
+}
+
+impl GuestBuffers {
+    /// Region offset where the buffer area ends now (it grows there).
+    pub fn end(&self) -> u64 {
+        self.region.len() as u64
+    }
+    /// Where it may grow to.
+    pub fn limit(&self) -> u64 {
+        self.layout.buf_off + self.layout.buf_max
+    }
 }
 
 /// The identity of the memfd behind `fd`.
@@ -102,8 +130,10 @@ pub struct Session {
     pub buffers: Arc<GuestBuffers>,
     /// `buffers` are another socket's (SHARE_BUFFERS).
     pub shares_buffers: bool,
-    /// The buffer area registered and mapped for the NIC, while started.
+    /// The buffer area registered and mapped for the NIC, while started:
+    /// as it was at attach, and each part it grew by.
     pub dma: Option<DmaArea>,
+    pub dma_grown: Vec<DmaArea>,
     /// The region's layout (also in the GuestRegions, which the datapath
     /// may be using: control reads this copy).
     pub layout: ValidLayout,
@@ -153,7 +183,7 @@ impl RingDepths {
     }
 }
 
-const HUGE_2M: u64 = 2 << 20;
+pub(crate) const HUGE_2M: u64 = 2 << 20;
 
 fn free_hugepages_2m() -> u64 {
     std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
@@ -162,59 +192,82 @@ fn free_hugepages_2m() -> u64 {
         .unwrap_or(0)
 }
 
-/// A sealed memfd of `layout.region_size`, mapped. Hugetlb when there are
-/// enough free 2 MiB pages, else plain pages.
-fn create_region(
-    cfg: &RegionConfig,
-    queues: u16,
+/// A sealed memfd of `len` bytes: of 2 MiB hugepages if `huge` and there
+/// are that many free, else of plain pages. Says which it is.
+pub(crate) fn sealed_memfd(
     name: &str,
-) -> Result<(Region, Layout, bool), ProxyError> {
+    len: u64,
+    huge: bool,
+) -> Result<(OwnedFd, bool), ProxyError> {
     use memfd::{FileSeal, HugetlbSize, MemfdOptions};
-    let huge_layout = Layout::compute_queues(
-        HUGE_2M,
-        cfg.ring_entries,
-        queues,
-        cfg.heap_mb << 20,
-        cfg.buffers_mb << 20,
-    );
-    if free_hugepages_2m() * HUGE_2M >= huge_layout.region_size {
+    let seals = [FileSeal::SealShrink, FileSeal::SealGrow, FileSeal::SealSeal];
+    if huge && free_hugepages_2m() * HUGE_2M >= len {
         let made = MemfdOptions::default()
             .allow_sealing(true)
             .close_on_exec(true)
             .hugetlb(Some(HugetlbSize::Huge2MB))
             .create(name)
             .ok()
-            .and_then(|m| m.as_file().set_len(huge_layout.region_size).ok().map(|_| m));
+            .and_then(|m| m.as_file().set_len(len).ok().map(|_| m));
         if let Some(m) = made {
-            let _ = m.add_seals(&[FileSeal::SealShrink, FileSeal::SealGrow, FileSeal::SealSeal]);
-            if let Ok(r) = Region::map(
-                OwnedFd::from(m.into_file()),
-                huge_layout.region_size as usize,
-            ) {
-                return Ok((r, huge_layout, true));
-            }
+            let _ = m.add_seals(&seals);
+            return Ok((OwnedFd::from(m.into_file()), true));
         }
     }
-    let layout = Layout::compute_queues(
-        4096,
-        cfg.ring_entries,
-        queues,
-        cfg.heap_mb << 20,
-        cfg.buffers_mb << 20,
-    );
     let m = MemfdOptions::default()
         .allow_sealing(true)
         .close_on_exec(true)
         .create(name)
         .map_err(|e| ProxyError::io("memfd_create", std::io::Error::other(e)))?;
     m.as_file()
-        .set_len(layout.region_size)
+        .set_len(len)
         .map_err(|e| ProxyError::io("memfd size", e))?;
-    m.add_seals(&[FileSeal::SealShrink, FileSeal::SealGrow, FileSeal::SealSeal])
+    m.add_seals(&seals)
         .map_err(|e| ProxyError::io("memfd seals", std::io::Error::other(e)))?;
-    let r = Region::map(OwnedFd::from(m.into_file()), layout.region_size as usize)
-        .map_err(|e| ProxyError::io("mmap", e))?;
-    Ok((r, layout, false))
+    Ok((OwnedFd::from(m.into_file()), false))
+}
+
+/// A sealed memfd of `layout.region_size`, mapped. Hugetlb when there are
+/// enough free 2 MiB pages, else plain pages. With `grows` (protocol v6)
+/// the buffer area may grow to `max_buffers_mb`, address space for which
+/// is reserved after it.
+fn create_region(
+    cfg: &RegionConfig,
+    queues: u16,
+    name: &str,
+    grows: bool,
+) -> Result<(Region, Layout, bool), ProxyError> {
+    let layout_for = |page: u64| {
+        let mut l = Layout::compute_queues(
+            page,
+            cfg.ring_entries,
+            queues,
+            cfg.heap_mb << 20,
+            cfg.buffers_mb << 20,
+        );
+        if grows {
+            l.buf_max = ((cfg.max_buffers_mb << 20).next_multiple_of(page)).max(l.buf_len);
+        }
+        l
+    };
+    let map = |fd: OwnedFd, l: &Layout| {
+        Region::map_growable(
+            fd,
+            l.region_size as usize,
+            (l.buf_off + l.buf_max) as usize,
+            l.page_size as usize,
+        )
+        .map_err(|e| ProxyError::io("mmap", e))
+    };
+    let huge_layout = layout_for(HUGE_2M);
+    if let Ok((fd, true)) = sealed_memfd(name, huge_layout.region_size, true) {
+        if let Ok(r) = map(fd, &huge_layout) {
+            return Ok((r, huge_layout, true));
+        }
+    }
+    let layout = layout_for(4096);
+    let (fd, _) = sealed_memfd(name, layout.region_size, false)?;
+    Ok((map(fd, &layout)?, layout, false))
 }
 
 fn wait_readable(fd: &OwnedFd, ms: u16) -> bool {
@@ -301,6 +354,7 @@ pub fn handshake(
         Some(_) => RegionConfig {
             heap_mb: 0,
             buffers_mb: 0,
+            max_buffers_mb: 0,
             ..*cfg
         },
         None => *cfg,
@@ -309,6 +363,7 @@ pub fn handshake(
         &cfg,
         offered as u16,
         &format!("io-proxy-p{}q{}", port.id, queues[0]),
+        version >= 6,
     )?;
     let layout = layout.validate(region.len() as u64)?;
     let buffers = match shared {
@@ -320,6 +375,7 @@ pub fn handshake(
                 pid: cred.pid(),
                 uid: cred.uid(),
                 inode: inode_of(region.fd())?,
+                grown: std::sync::Mutex::new(Vec::new()),
             });
             known.retain(|w| w.strong_count() > 0);
             known.push(Arc::downgrade(&b));
@@ -400,6 +456,7 @@ pub fn handshake(
         buffers,
         shares_buffers: share,
         dma: None,
+        dma_grown: Vec::new(),
         layout,
         guest,
         started: vec![false; offered],

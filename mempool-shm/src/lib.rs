@@ -76,21 +76,46 @@ unsafe fn pool_bytes(mp: *const sys::rte_mempool) -> (usize, String) {
     }
 }
 
-/// Says why a pool of `bytes` does not fit the buffer area, naming the
-/// limit the operator sets.
-fn log_no_room(name: &str, objs: u32, bytes: usize) {
+/// Says why a pool of `bytes` does not fit the buffer area (`why`: the
+/// proxy's or the arena's reason it could not grow), naming the limit the
+/// operator sets.
+fn log_no_room(name: &str, objs: u32, bytes: usize, why: &str) {
     let (free, size) = bus_shm::guest::buffer_space().unwrap_or((0, 0));
     log(
         sys::RTE_LOG_ERR,
         &format!(
-            "pool {name}: {objs} objects need {} MiB of shared buffers, {} of {} MiB free; \
-             give the socket more on the proxy (add socket ... buffers <MiB>) or create a smaller pool{}",
+            "pool {name}: {objs} objects need {} MiB of shared buffers, {} of {} MiB free, \
+             and the area cannot grow: {why}; give the socket more on the proxy \
+             (add socket ... max_buffers <MiB>) or create a smaller pool{}",
             bytes.div_ceil(1 << 20),
             free >> 20,
             size >> 20,
-            if size == 0 { " (no sock device connected)" } else { "" }
+            if size == 0 {
+                " (no sock device connected)"
+            } else {
+                ""
+            }
         ),
     );
+}
+
+/// Room for `bytes` in the buffer area: there already, or asked of the
+/// proxy (the area grows, protocol v6). Logs why not.
+fn make_room(name: &str, objs: u32, bytes: usize) -> bool {
+    if bus_shm::guest::buffer_fits(bytes, 64) {
+        return true;
+    }
+    match bus_shm::guest::buffer_grow(bytes + 64) {
+        Ok(()) if bus_shm::guest::buffer_fits(bytes, 64) => true,
+        Ok(()) => {
+            log_no_room(name, objs, bytes, "it grew, yet not enough");
+            false
+        }
+        Err(e) => {
+            log_no_room(name, objs, bytes, &e.text);
+            false
+        }
+    }
 }
 
 unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
@@ -101,8 +126,7 @@ unsafe extern "C" fn ops_alloc(mp: *mut sys::rte_mempool) -> c_int {
             // (OVS among them) take as "retry with fewer mbufs". (A failure
             // in populate() would reach the app as ENOBUFS.)
             let (bytes, pool_name) = pool_bytes(mp);
-            if !bus_shm::guest::buffer_fits(bytes, 64) {
-                log_no_room(&pool_name, (*mp).size, bytes);
+            if !make_room(&pool_name, (*mp).size, bytes) {
                 return -libc::ENOMEM;
             }
             let mut name = [0u8; sys::RTE_RING_NAMESIZE as usize];
@@ -222,7 +246,7 @@ unsafe extern "C" fn ops_populate(
         };
         let bytes = total * max_objs as usize + 64;
         let Some(p) = bus_shm::guest::buffer_alloc(bytes, 64) else {
-            log_no_room(&name, max_objs, bytes);
+            log_no_room(&name, max_objs, bytes, "taken since the pool was created");
             return 0;
         };
         // SAFETY: plain query.

@@ -824,8 +824,9 @@ unsafe extern "C" fn rx_queue_setup(
                 return -libc::ENOMEM;
             }
             let buf = (*m).buf_addr as usize;
-            let inside = p
-                .area
+            // The area as it is now: it may have grown for this pool.
+            let area = conn.buffer_area().unwrap_or(p.area);
+            let inside = area
                 .offset_of(buf as *const u8, (*m).buf_len as u64)
                 .is_some();
             let extent = bus_shm::guest::find_extent(buf);
@@ -876,7 +877,7 @@ unsafe extern "C" fn rx_queue_setup(
                 rx,
                 mp,
                 extent,
-                area: p.area,
+                area,
                 port_id: p.port_id,
                 headroom,
                 // As the proxy decides it, from the same HELLO_ACK.
@@ -972,7 +973,8 @@ unsafe extern "C" fn tx_queue_setup(
                 tx,
                 done,
                 copy_pool,
-                area: p.area,
+                // As it is now (the copy pool may have grown it).
+                area: conn.buffer_area().unwrap_or(p.area),
                 outstanding: 0,
                 limit: l.ring_entries,
                 recycle_pool: std::ptr::null_mut(),

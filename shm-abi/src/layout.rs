@@ -27,6 +27,9 @@ pub struct Layout {
     /// a NIC read or write.
     pub buf_off: u64,
     pub buf_len: u64,
+    /// v6: the most the buffer area may grow to (GROW appends to it, at the
+    /// region's end); `buf_len` before v6.
+    pub buf_max: u64,
 }
 
 /// Largest region: buffer offsets travel as u32 multiples of 8, and the
@@ -139,6 +142,7 @@ impl Layout {
             heap_len,
             buf_off,
             buf_len,
+            buf_max: buf_len,
         }
     }
 
@@ -198,6 +202,19 @@ impl Layout {
         // heap_off + heap_len cannot overflow: within() checked it.
         if !within(self.buf_off, self.buf_len) || self.buf_off < self.heap_off + self.heap_len {
             return bad("buffer area");
+        }
+        // The buffers end the region: that is where they grow (v6).
+        if self.buf_off + self.buf_len != mapped {
+            return bad("buffer area is not the region's end");
+        }
+        if self.buf_max < self.buf_len
+            || self
+                .buf_off
+                .checked_add(self.buf_max)
+                .is_none_or(|e| e > REGION_MAX)
+            || !self.buf_max.is_multiple_of(self.page_size)
+        {
+            return bad("buffer area limit");
         }
         Ok(ValidLayout(*self))
     }
@@ -266,5 +283,14 @@ mod tests {
         let mut bad = l;
         bad.heap_len = u64::MAX - bad.heap_off + 1;
         assert!(bad.validate(l.region_size).is_err());
+        let mut bad = l;
+        bad.buf_max = l.buf_len - 4096;
+        assert!(bad.validate(l.region_size).is_err());
+        let mut bad = l;
+        bad.buf_max = REGION_MAX;
+        assert!(bad.validate(l.region_size).is_err());
+        let mut grows = l;
+        grows.buf_max = 1 << 30;
+        assert!(grows.validate(l.region_size).is_ok());
     }
 }

@@ -14,9 +14,10 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// v2: 8-byte descriptors without ids (v1: 16 bytes with ids);
 /// v3: rx fill minimum in HELLO_ACK; v4: rx metadata; v5: several queue
 /// pairs per socket (layout and RSS in HELLO_ACK, the queue in START), and
-/// one buffer area for all of a guest's sockets (HELLO's SHARE_BUFFERS).
+/// one buffer area for all of a guest's sockets (HELLO's SHARE_BUFFERS);
+/// v6: the buffer area grows on request (its limit in HELLO_ACK, GROW).
 pub const VERSION_MIN: u16 = 3;
-pub const VERSION_MAX: u16 = 5;
+pub const VERSION_MAX: u16 = 6;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 512;
 /// Bytes of the header every message starts with.
@@ -30,6 +31,10 @@ pub const MSG_STOP: u16 = 5;
 pub const MSG_STOP_ACK: u16 = 6;
 pub const MSG_LINK: u16 = 7;
 pub const MSG_ERROR: u16 = 8;
+/// v6: the guest asks for more buffer area; GROW_ACK brings it (a memfd
+/// to map at the region's end), ERROR (ENOMEM) refuses.
+pub const MSG_GROW: u16 = 9;
+pub const MSG_GROW_ACK: u16 = 10;
 
 /// Why received bytes are not a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +273,23 @@ pub enum Msg {
     StopAck(Status),
     Link(Link),
     Error(Status),
+    Grow(Grow),
+    GrowAck(GrowAck),
+}
+
+/// v6: at least `bytes` more buffer area, please.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grow {
+    pub bytes: u64,
+}
+
+/// v6: the buffer area grew by `len` bytes at region offset `offset` (the
+/// region's end before), backed by the memfd that comes with it, mapped
+/// from its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrowAck {
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl Msg {
@@ -282,15 +304,21 @@ impl Msg {
             Msg::StopAck(_) => MSG_STOP_ACK,
             Msg::Link(_) => MSG_LINK,
             Msg::Error(_) => MSG_ERROR,
+            Msg::Grow(_) => MSG_GROW,
+            Msg::GrowAck(_) => MSG_GROW_ACK,
         }
     }
 
     /// File descriptors this message type may carry: the region's memfd
     /// with HELLO_ACK, the region to share with HELLO (v5,
-    /// [`HELLO_SHARE_BUFFERS`]), none with anything else. Whatever else
-    /// arrives is closed ([`crate::socket::recv`]).
+    /// [`HELLO_SHARE_BUFFERS`]), the new buffers with GROW_ACK (v6), none
+    /// with anything else. Whatever else arrives is closed
+    /// ([`crate::socket::recv`]).
     pub fn fds_expected(type_code: u16) -> usize {
-        usize::from(type_code == MSG_HELLO_ACK || type_code == MSG_HELLO)
+        usize::from(matches!(
+            type_code,
+            MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK
+        ))
     }
 
     /// The message in `version`'s format (HELLO is always sent as
@@ -342,6 +370,9 @@ impl Msg {
                     }
                     w.u8(a.shared_buffers as u8);
                 }
+                if a.version >= 6 {
+                    w.u64(a.layout.buf_max);
+                }
             }
             Msg::Start(s) => {
                 w.u16(s.rx_buf_len).u16(s.rx_headroom);
@@ -355,6 +386,12 @@ impl Msg {
             Msg::Stop => {}
             Msg::Link(l) => {
                 w.u8(l.up as u8).u32(l.speed);
+            }
+            Msg::Grow(g) => {
+                w.u64(g.bytes);
+            }
+            Msg::GrowAck(g) => {
+                w.u64(g.offset).u64(g.len);
             }
         }
         w.buf
@@ -391,6 +428,11 @@ impl Msg {
                 speed: r.u32()?,
             }),
             MSG_ERROR => Msg::Error(decode_status(&mut r)?),
+            MSG_GROW if version >= 6 => Msg::Grow(Grow { bytes: r.u64()? }),
+            MSG_GROW_ACK if version >= 6 => Msg::GrowAck(GrowAck {
+                offset: r.u64()?,
+                len: r.u64()?,
+            }),
             t => return Err(ProtoError::UnknownType(t)),
         };
         Ok((version, msg))
@@ -452,6 +494,9 @@ fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
         }
         a.shared_buffers = r.u8()? != 0;
     }
+    if version >= 6 {
+        a.layout.buf_max = r.u64()?;
+    }
     Ok(a)
 }
 
@@ -485,6 +530,12 @@ fn decode_layout(r: &mut Reader) -> Result<Layout, ProtoError> {
         heap_len: r.u64()?,
         buf_off: r.u64()?,
         buf_len: r.u64()?,
+        buf_max: 0,
+    })
+    .map(|mut l| {
+        // No growth unless a v6 HELLO_ACK gives a limit.
+        l.buf_max = l.buf_len;
+        l
     })
 }
 
@@ -501,7 +552,10 @@ mod tests {
     fn ack() -> HelloAck {
         HelloAck {
             version: VERSION_MAX,
-            layout: Layout::compute_queues(4096, 1024, 4, 32 << 20, 512 << 20),
+            layout: Layout {
+                buf_max: 2 << 30,
+                ..Layout::compute_queues(4096, 1024, 4, 32 << 20, 512 << 20)
+            },
             mac: [2, 0, 0, 0, 0, 1],
             mtu: 1500,
             max_rx_pktlen: 1518,
@@ -544,6 +598,11 @@ mod tests {
                 speed: 25000,
             }),
             Msg::Error(Status::error(libc::EACCES, "no")),
+            Msg::Grow(Grow { bytes: 3 << 30 }),
+            Msg::GrowAck(GrowAck {
+                offset: 600 << 20,
+                len: 256 << 20,
+            }),
         ];
         for m in msgs {
             let bytes = m.encode(VERSION_MAX);
@@ -569,6 +628,20 @@ mod tests {
         let bytes = Msg::HelloAck(v3.clone()).encode(VERSION_MAX);
         assert!(bytes.len() <= 256, "a v3 guest reads 256 bytes at most");
         assert_eq!(Msg::decode(&bytes), Ok((3, Msg::HelloAck(v3))));
+    }
+
+    #[test]
+    fn before_v6_the_buffer_area_does_not_grow() {
+        let a = HelloAck {
+            version: 5,
+            ..ack()
+        };
+        let Ok((5, Msg::HelloAck(got))) = Msg::decode(&Msg::HelloAck(a.clone()).encode(5)) else {
+            panic!("v5 hello ack does not decode");
+        };
+        assert_eq!(got.layout.buf_max, a.layout.buf_len);
+        let grow = Msg::Grow(Grow { bytes: 1 << 20 }).encode(5);
+        assert_eq!(Msg::decode(&grow), Err(ProtoError::UnknownType(MSG_GROW)));
     }
 
     #[test]
@@ -631,16 +704,17 @@ mod tests {
     }
 
     #[test]
-    fn only_hello_and_hello_ack_carry_a_descriptor() {
+    fn only_hello_hello_ack_and_grow_ack_carry_a_descriptor() {
         for t in 0..20u16 {
-            let want = usize::from(t == MSG_HELLO_ACK || t == MSG_HELLO);
+            let want = usize::from(t == MSG_HELLO_ACK || t == MSG_HELLO || t == MSG_GROW_ACK);
             assert_eq!(Msg::fds_expected(t), want, "type {t}");
         }
     }
 
     #[test]
     fn version_negotiation() {
-        assert_eq!(negotiate(1, 5), Some(VERSION_MAX));
+        assert_eq!(negotiate(1, VERSION_MAX + 1), Some(VERSION_MAX));
+        assert_eq!(negotiate(1, 5), Some(5));
         assert_eq!(negotiate(1, VERSION_MIN - 1), None);
         assert_eq!(negotiate(VERSION_MAX + 1, VERSION_MAX + 3), None);
     }

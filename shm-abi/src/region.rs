@@ -13,14 +13,22 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// One `MAP_SHARED` mapping of a memfd, unmapped when its last holder
-/// (the [`Region`], or a ring) drops it.
+/// (the [`Region`], or a ring) drops it. It may sit at the start of a
+/// larger reservation of address space, into which it grows by mapping
+/// further memfds after its end ([`Region::grow`]); `len` only grows.
 pub(crate) struct Mapping {
     base: NonNull<u8>,
-    len: usize,
+    /// Bytes mapped from `base`: the first memfd, then each grown part.
+    len: AtomicUsize,
+    /// Bytes of address space reserved from `base` (at least `len`).
+    reserve: usize,
     fd: OwnedFd,
+    /// Held while a part is being mapped: one grower at a time.
+    grow_lock: Mutex<()>,
 }
 
 // SAFETY: the mapping is process-wide memory. Its contents are only ever
@@ -32,10 +40,11 @@ unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly what Region::map mapped; this is the
+        // SAFETY: unmapping exactly the reservation Region::map made (the
+        // memfd and every grown part are mapped inside it); this is the
         // last holder (the Arc's count reached zero), so no ring or view
         // refers to it any more.
-        unsafe { unmap(self.base, self.len) }
+        unsafe { unmap(self.base, self.reserve) }
     }
 }
 
@@ -49,27 +58,88 @@ pub struct Region {
 impl Region {
     /// Maps `len` bytes of `fd` (which must be at least that long).
     pub fn map(fd: OwnedFd, len: usize) -> io::Result<Region> {
-        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
-        if (st.st_size as u64) < len as u64 || len == 0 {
+        Region::map_growable(fd, len, len, 4096)
+    }
+
+    /// Maps `len` bytes of `fd` at the start of `reserve` bytes of address
+    /// space (at least `len`; a multiple of `align`, a power of two at least
+    /// the page size, which the base is aligned to): the region can then
+    /// grow in place up to `reserve` ([`Region::grow`]).
+    pub fn map_growable(
+        fd: OwnedFd,
+        len: usize,
+        reserve: usize,
+        align: usize,
+    ) -> io::Result<Region> {
+        check_size(fd.as_fd(), len)?;
+        if reserve < len || !align.is_power_of_two() || !reserve.is_multiple_of(align) {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("memfd is {} bytes, layout needs {len}", st.st_size),
+                io::ErrorKind::InvalidInput,
+                format!("cannot reserve {reserve} bytes aligned to {align} for {len}"),
             ));
         }
-        let base = map_shared(fd.as_raw_fd(), len, libc::PROT_READ | libc::PROT_WRITE)?;
+        let base = if reserve == len {
+            map_shared(fd.as_raw_fd(), len, libc::PROT_READ | libc::PROT_WRITE)?
+        } else {
+            let base = reserve_space(reserve, align)?;
+            // SAFETY: the start of the reservation just made, which nothing
+            // else uses; a failure leaves it as it was, and it is released.
+            if let Err(e) = unsafe { map_fixed(base, fd.as_fd(), len) } {
+                // SAFETY: the reservation made above, unused.
+                unsafe { unmap(base, reserve) };
+                return Err(e);
+            }
+            base
+        };
         Ok(Region {
-            map: Arc::new(Mapping { base, len, fd }),
+            map: Arc::new(Mapping {
+                base,
+                len: AtomicUsize::new(len),
+                reserve,
+                fd,
+                grow_lock: Mutex::new(()),
+            }),
         })
+    }
+
+    /// Maps the first `len` bytes of `fd` right after the region's end,
+    /// inside its reservation; returns the region offset they start at.
+    /// Views made before keep their bounds; views made after see the whole.
+    pub fn grow(&self, fd: BorrowedFd<'_>, len: usize) -> io::Result<u64> {
+        check_size(fd, len)?;
+        let _one = self.map.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = self.map.len.load(Ordering::Relaxed);
+        if cur
+            .checked_add(len)
+            .is_none_or(|end| end > self.map.reserve)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{len} more bytes exceed the {} reserved", self.map.reserve),
+            ));
+        }
+        // SAFETY: `base + cur` is inside this mapping's reservation, past
+        // every byte any view or ring may reach (all are bounded by `len`,
+        // which only grows after this mapping is in place).
+        unsafe { map_fixed(self.map.base.add(cur), fd, len)? };
+        self.map.len.store(cur + len, Ordering::Release);
+        Ok(cur as u64)
+    }
+
+    /// Bytes of address space the region may grow into.
+    pub fn reserved(&self) -> usize {
+        self.map.reserve
     }
 
     pub fn base(&self) -> *mut u8 {
         self.map.base.as_ptr()
     }
+    /// Bytes mapped (grows, see [`Region::grow`]).
     pub fn len(&self) -> usize {
-        self.map.len
+        self.map.len.load(Ordering::Acquire)
     }
     pub fn is_empty(&self) -> bool {
-        self.map.len == 0
+        self.len() == 0
     }
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.map.fd.as_fd()
@@ -103,9 +173,10 @@ impl Region {
         })
     }
 
-    /// The buffer area of `l` (a layout validated for this region).
+    /// The buffer area of `l` (a layout validated for this region): from
+    /// `buf_off` to the region's end, which is where it grows.
     pub fn buffers(&self, l: &ValidLayout) -> Option<AreaView<'_>> {
-        self.area(l.buf_off, l.buf_len)
+        self.area(l.buf_off, (self.len() as u64).checked_sub(l.buf_off)?)
     }
 
     fn ring_base(&self, off: u64, entries: u32) -> Result<*mut u8, ProtoError> {
@@ -258,6 +329,78 @@ impl Drop for RingWatch {
     }
 }
 
+/// Fails unless `fd` holds at least `len` bytes (and `len` is not 0).
+fn check_size(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
+    if (st.st_size as u64) < len as u64 || len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("memfd is {} bytes, {len} needed", st.st_size),
+        ));
+    }
+    Ok(())
+}
+
+/// `len` bytes of address space, aligned to `align`, that nothing can
+/// touch (PROT_NONE, no memory behind it).
+fn reserve_space(len: usize, align: usize) -> io::Result<NonNull<u8>> {
+    let total = len
+        .checked_add(align)
+        .ok_or_else(|| io::Error::other("reservation too large"))?;
+    // SAFETY: a new anonymous mapping where the kernel chooses.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let start = p as usize;
+    let base = start.next_multiple_of(align);
+    // SAFETY: the slack before and after the aligned part is ours (just
+    // mapped) and unused.
+    unsafe {
+        if base > start {
+            libc::munmap(p, base - start);
+        }
+        let tail = start + total - (base + len);
+        if tail > 0 {
+            libc::munmap((base + len) as *mut libc::c_void, tail);
+        }
+    }
+    NonNull::new(base as *mut u8).ok_or_else(|| io::Error::other("mmap returned NULL"))
+}
+
+/// Maps the first `len` bytes of `fd` read-write at `at`, replacing what
+/// was there.
+///
+/// # Safety
+/// `[at, at + len)` is address space this process reserved for it, which
+/// nothing reads or writes.
+unsafe fn map_fixed(at: NonNull<u8>, fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    // SAFETY: per the contract, MAP_FIXED replaces only our reservation.
+    let p = unsafe {
+        libc::mmap(
+            at.as_ptr() as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A fresh `MAP_SHARED` mapping of the first `len` bytes of `fd`.
 fn map_shared(fd: RawFd, len: usize, prot: libc::c_int) -> io::Result<NonNull<u8>> {
     // SAFETY: a new mapping where the kernel chooses; nothing else is
@@ -288,6 +431,56 @@ pub(crate) mod tests {
         let m = memfd::MemfdOptions::default().create("abi-test").unwrap();
         m.as_file().set_len(len as u64).unwrap();
         Region::map(OwnedFd::from(m.into_file()), len).unwrap()
+    }
+
+    fn memfd(len: usize) -> OwnedFd {
+        let m = memfd::MemfdOptions::default().create("abi-grow").unwrap();
+        m.as_file().set_len(len as u64).unwrap();
+        OwnedFd::from(m.into_file())
+    }
+
+    #[test]
+    fn a_region_grows_in_place_within_its_reservation() {
+        let l = Layout {
+            buf_max: 3 << 20,
+            ..Layout::compute(4096, 64, 1 << 20, 1 << 20)
+        };
+        let v = l.validate(l.region_size).unwrap();
+        let reserve = (l.buf_off + l.buf_max) as usize;
+        let r = Region::map_growable(
+            memfd(l.region_size as usize),
+            l.region_size as usize,
+            reserve,
+            4096,
+        )
+        .unwrap();
+        let before = r.buffers(&v).unwrap();
+        assert_eq!(before.end(), l.region_size);
+        // SAFETY: inside the mapped area (test).
+        unsafe { before.at_checked(l.buf_off).write(7) };
+        let seg = memfd(1 << 20);
+        assert_eq!(r.grow(seg.as_fd(), 1 << 20).unwrap(), l.region_size);
+        assert_eq!(r.len() as u64, l.region_size + (1 << 20));
+        // Old views keep their bounds, new ones cover the new part, which
+        // is the segment's memory.
+        assert!(!before.contains(l.region_size, 1));
+        let after = r.buffers(&v).unwrap();
+        assert!(after.contains(l.region_size, 1 << 20));
+        // SAFETY: the grown part is mapped (test).
+        unsafe { after.at_checked(l.region_size + 4096).write(9) };
+        let mut b = [0u8; 1];
+        nix::sys::uio::pread(seg.as_fd(), &mut b, 4096).unwrap();
+        assert_eq!(b[0], 9);
+        let first = {
+            // SAFETY: mapped since the start (test).
+            unsafe { after.at_checked(l.buf_off).read() }
+        };
+        assert_eq!(first, 7);
+        // Never past the reservation, never from a short memfd.
+        assert!(r.grow(memfd(2 << 20).as_fd(), 2 << 20).is_err());
+        assert!(r.grow(memfd(4096).as_fd(), 1 << 20).is_err());
+        assert!(r.grow(memfd(1 << 20).as_fd(), 1 << 20).is_ok());
+        assert_eq!(r.len(), reserve);
     }
 
     #[test]
