@@ -318,6 +318,9 @@ fn a_pool_larger_than_the_buffer_area_grows_it() {
     let mut g = Guest::start_interactive(&dir, "g", &sock);
     let log = proxy.proc.text();
     assert!(log.contains("buffers grew by"), "{log}");
+    let area = proxy.socket_field(&sock, "buffers_mb");
+    assert!(area > 300, "buffer area {area} MiB after growth");
+    assert_eq!(proxy.socket_field(&sock, "max_buffers_mb"), 2048);
     g.cmd("start");
     std::thread::sleep(Duration::from_millis(1000));
     g.cmd("stop");

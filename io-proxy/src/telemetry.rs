@@ -33,6 +33,8 @@ struct SocketRow {
     rings: Option<Arc<RingDepths>>,
     /// DMA state of the guest's buffers and their first IOVA, while started.
     dma: Option<(String, u64)>,
+    /// The guest's buffer area (it may grow while this snapshot lives).
+    buffers: Option<Arc<crate::session::GuestBuffers>>,
 }
 #[derive(Default)]
 struct Snapshot {
@@ -77,6 +79,7 @@ pub fn publish(p: &Proxy) {
                     let a = x.dma.as_ref()?;
                     Some((a.state.clone(), a.iova()))
                 }),
+                buffers: s.session.as_ref().map(|x| x.buffers.clone()),
             })
             .collect(),
         datapath: Some(p.dp.clone()),
@@ -227,6 +230,11 @@ unsafe extern "C" fn tel_sockets(
                             }
                         }
                     }
+                }
+                if let Some(b) = &s.buffers {
+                    // The guest's buffer area now, and what it may grow to.
+                    add_u64(c, "buffers_mb", (b.end() - b.layout.buf_off) >> 20);
+                    add_u64(c, "max_buffers_mb", b.layout.buf_max >> 20);
                 }
                 if let Some((state, iova)) = &s.dma {
                     add_str(c, "dma", state);
