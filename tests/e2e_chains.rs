@@ -20,17 +20,7 @@ fn frames_longer_than_a_buffer_cross_as_chains_both_ways() {
     ]);
     sh(&["ip", "link", "set", iface, "up"]);
     // Without scatter the app is told why it cannot start.
-    let out = Guest::command(&sock, &["--mbuf-size=512"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started without scatter:\n{text}");
-    assert!(
-        text.contains("enable rx scatter"),
-        "no reason given:\n{text}"
-    );
+    Guest::refused(&sock, &["--mbuf-size=512"], "enable rx scatter");
     let mut g =
         Guest::start_interactive_with(&dir, "g", &sock, &["--mbuf-size=512", "--enable-scatter"]);
     g.cmd("start");

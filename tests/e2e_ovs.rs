@@ -226,19 +226,7 @@ fn open_vswitch_bridges_two_sock_ports() {
             ovs.ofctl(&["dump-flows", &br])
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
-    for port in 0..2 {
-        let x = telemetry(GUEST_PREFIX, &format!("/ethdev/xstats,{port}"));
-        assert_eq!(json_number::<u64>(&x, "tx_copies"), 0, "port {port}: {x}");
-        assert!(
-            json_number::<u64>(&x, "tx_good_packets") >= FRAMES as u64,
-            "{x}"
-        );
-    }
-    for s in &socks {
-        assert_eq!(proxy.socket_field(s, "payload_copies"), 0, "{s}");
-        assert!(proxy.socket_field(s, "tx_packets") >= FRAMES as i64, "{s}");
-    }
+    no_copies_either_end(GUEST_PREFIX, &proxy, &socks, FRAMES);
 
     // Removing a port detaches its vdev: the proxy frees that socket's
     // guest, the other port keeps its.

@@ -389,6 +389,19 @@ impl Guest {
         Self::command_ports(&[sock], app_args)
     }
 
+    /// Runs testpmd on `sock` with `app_args` to its end: it must fail to
+    /// start, and its output must say `reason`.
+    pub fn refused(sock: &str, app_args: &[&str], reason: &str) {
+        let out = Self::command(sock, app_args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with {app_args:?}:\n{text}");
+        assert!(text.contains(reason), "no '{reason}' in:\n{text}");
+    }
+
     /// testpmd with one `sock:` port per socket, in order; an entry
     /// `net_shmN,path=...` is a `net_shm` vdev instead.
     pub fn command_ports(socks: &[&str], app_args: &[&str]) -> Command {
@@ -597,6 +610,25 @@ pub fn telemetry(prefix: &str, command: &str) -> String {
         .rfind(|l| l.trim_start().starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON from dpdk-telemetry.py: {text}"))
         .to_string()
+}
+
+/// After `frames` crossed both ways between the two ports of the guest
+/// with EAL prefix `guest_prefix` (sockets `socks`): no payload was copied
+/// at either end, and each port sent at least that many.
+pub fn no_copies_either_end(guest_prefix: &str, proxy: &Proxy, socks: &[String; 2], frames: u32) {
+    std::thread::sleep(Duration::from_millis(300));
+    for port in 0..2 {
+        let x = telemetry(guest_prefix, &format!("/ethdev/xstats,{port}"));
+        assert_eq!(json_number::<u64>(&x, "tx_copies"), 0, "port {port}: {x}");
+        assert!(
+            json_number::<u64>(&x, "tx_good_packets") >= frames as u64,
+            "{x}"
+        );
+    }
+    for s in socks {
+        assert_eq!(proxy.socket_field(s, "payload_copies"), 0, "{s}");
+        assert!(proxy.socket_field(s, "tx_packets") >= frames as i64, "{s}");
+    }
 }
 
 /// Runs a command (program and arguments) and asserts it succeeded.
