@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace (unit, integration, end-to-end) and ends
+# Runs every test of the workspace (unit, integration, end-to-end; all of
+# them, a failure does not stop the rest) and ends
 # with one summary line: "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --release --workspace --lib --bins --tests -- --test-threads=1 2>&1 | tee "$log"
+cargo test --release --workspace --no-fail-fast --lib --bins --tests -- --test-threads=1 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # A bounded smoke of every fuzz target (seconds each): scripts/fuzz.sh.
 bash scripts/fuzz.sh smoke 2>&1 | tee -a "$log"
