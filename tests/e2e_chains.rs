@@ -35,9 +35,8 @@ fn frames_longer_than_a_buffer_cross_as_chains_both_ways() {
     assert_eq!(
         r.matched,
         500,
-        "not every frame came back intact: {r:?}\nNIC: {}\nsocket: {}",
-        proxy.telemetry("/ethdev/stats,0"),
-        proxy.telemetry("/io_proxy/sockets")
+        "not every frame came back intact: {r:?}\n{}",
+        proxy.counters()
     );
     std::thread::sleep(Duration::from_millis(300));
     g.cmd("stop");

@@ -65,23 +65,8 @@ fn testpmd_forward_modes_on_one_port() {
     let mut g = Guest::start_interactive_with(&dir, "icmp", &sock, &["--forward-mode=icmpecho"]);
     g.cmd("start");
     let mac = net.host_mac();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &net.ns,
-        "ip",
-        "addr",
-        "add",
-        "10.211.0.1/24",
-        "dev",
-        &net.peer,
-    ]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &net.ns,
+    net.run(&["ip", "addr", "add", "10.211.0.1/24", "dev", &net.peer]);
+    net.run(&[
         "ip",
         "neigh",
         "replace",

@@ -57,9 +57,8 @@ fn jumbo_frames_as_chains_and_in_one_buffer() {
         assert_eq!(
             r.matched,
             FRAMES,
-            "{name}: not every frame came back: {r:?}\nNIC: {}\nsocket: {}",
-            proxy.telemetry("/ethdev/stats,0"),
-            proxy.telemetry("/io_proxy/sockets")
+            "{name}: not every frame came back: {r:?}\n{}",
+            proxy.counters()
         );
         std::thread::sleep(Duration::from_millis(300));
         g.cmd("stop");

@@ -486,10 +486,9 @@ impl Proxy {
                 part.page_size as usize,
             )?);
         }
-        let buf_end = grown.last().map_or(
-            sess.buffers.layout.buf_off + sess.buffers.layout.buf_len,
-            |p| p.off + p.len,
-        );
+        // Every part is mapped for the NIC now: descriptors may reach the
+        // area's end.
+        let buf_end = sess.buffers.end();
         let area = sess.dma.as_ref().expect("mapped above");
         // SAFETY: not attached (above): control is the only party, and the
         // scope calls no DPDK function.

@@ -285,6 +285,16 @@ impl Proxy {
         telemetry(&self.prefix, command)
     }
 
+    /// The NIC's and the sockets' counters, for an assertion's message
+    /// (where frames went missing: `rx_nombuf`, `rx_no_buffer`, ...).
+    pub fn counters(&self) -> String {
+        format!(
+            "NIC: {}\nsocket: {}",
+            self.telemetry("/ethdev/stats,0"),
+            self.telemetry("/io_proxy/sockets")
+        )
+    }
+
     /// A numeric field of the socket at `path` in /io_proxy/sockets.
     pub fn socket_field(&self, path: &str, field: &str) -> i64 {
         let json = self.telemetry("/io_proxy/sockets");
@@ -707,6 +717,35 @@ impl Netns {
         }
     }
 
+    /// Runs a command inside the namespace and asserts it succeeded.
+    pub fn run(&self, args: &[&str]) {
+        let mut all = vec!["ip", "netns", "exec", &self.ns];
+        all.extend_from_slice(args);
+        sh(&all);
+    }
+
+    /// A veth pair `host`/`peer`, the peer moved into the namespace, both
+    /// up without IPv6 (the kernel would send router and neighbour
+    /// solicitations).
+    fn veth_pair(&self, host: &str, peer: &str) {
+        sh(&[
+            "ip", "link", "add", host, "type", "veth", "peer", "name", peer,
+        ]);
+        sh(&["ip", "link", "set", peer, "netns", &self.ns]);
+        sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{host}.disable_ipv6=1"),
+        ]);
+        sh(&["ip", "link", "set", host, "up"]);
+        self.run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{peer}.disable_ipv6=1"),
+        ]);
+        self.run(&["ip", "link", "set", peer, "up"]);
+    }
+
     /// Another veth pair into the namespace: returns its host end.
     pub fn add_veth(&mut self) -> String {
         let n = self.more.len() + 2;
@@ -715,29 +754,8 @@ impl Netns {
             .args(["link", "del", &host])
             .stderr(Stdio::null())
             .status();
-        sh(&[
-            "ip", "link", "add", &host, "type", "veth", "peer", "name", &peer,
-        ]);
         self.more.push((host.clone(), peer.clone()));
-        sh(&["ip", "link", "set", &peer, "netns", &self.ns]);
-        sh(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{host}.disable_ipv6=1"),
-        ]);
-        sh(&["ip", "link", "set", &host, "up"]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{peer}.disable_ipv6=1"),
-        ]);
-        sh(&[
-            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &peer, "up",
-        ]);
+        self.veth_pair(&host, &peer);
         host
     }
 
@@ -805,29 +823,7 @@ impl Netns {
         // Left over from an earlier run that was killed.
         n.delete();
         sh(&["ip", "netns", "add", &n.ns]);
-        sh(&[
-            "ip", "link", "add", &n.host, "type", "veth", "peer", "name", &n.peer,
-        ]);
-        sh(&["ip", "link", "set", &n.peer, "netns", &n.ns]);
-        // No IPv6: the kernel would send router/neighbour solicitations.
-        sh(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", n.host),
-        ]);
-        sh(&["ip", "link", "set", &n.host, "up"]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &n.ns,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", n.peer),
-        ]);
-        sh(&[
-            "ip", "netns", "exec", &n.ns, "ip", "link", "set", &n.peer, "up",
-        ]);
+        n.veth_pair(&n.host, &n.peer);
         n
     }
 
@@ -859,9 +855,7 @@ impl Netns {
     pub fn set_mtu(&self, mtu: u32) {
         let mtu = mtu.to_string();
         sh(&["ip", "link", "set", &self.host, "mtu", &mtu]);
-        sh(&[
-            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &self.peer, "mtu", &mtu,
-        ]);
+        self.run(&["ip", "link", "set", &self.peer, "mtu", &mtu]);
     }
 
     /// As [`Netns::flows`], waiting at most `secs` for the replies.
