@@ -306,6 +306,45 @@ impl Conn {
         self.exchange(msg, expected).map(|_| ()).map_err(|e| e.text)
     }
 
+    /// The NIC's RSS redirection table as this socket's queue indexes
+    /// (RETA_QUERY, v7): all `size` entries, fetched in chunks. Each
+    /// answer is checked: the size as HELLO_ACK said, the chunk where
+    /// asked, every entry one of the socket's queues.
+    pub fn reta(&self) -> Result<Vec<u16>, RequestError> {
+        let size = self.info.reta_size as usize;
+        if self.version < 7 || size == 0 {
+            return Err(RequestError {
+                errno: libc::ENOTSUP,
+                text: "the proxy's NIC has no RSS redirection table to show".into(),
+            });
+        }
+        let mut table = Vec::with_capacity(size);
+        while table.len() < size {
+            let first = table.len() as u16;
+            let (reply, _) =
+                self.exchange(&Msg::RetaQuery(msg::RetaQuery { first }), msg::MSG_RETA)?;
+            let Msg::Reta(r) = reply else {
+                return Err(RequestError::other("RETA reply of another type"));
+            };
+            let queues = self.layout.queue_count;
+            if r.size as usize != size
+                || r.first != first
+                || r.entries.is_empty()
+                || table.len() + r.entries.len() > size
+                || r.entries.iter().any(|&q| q >= queues)
+            {
+                return Err(RequestError::other(format!(
+                    "invalid RETA reply (size {}, first {}, {} entries) for a table of {size} over {queues} queues",
+                    r.size,
+                    r.first,
+                    r.entries.len()
+                )));
+            }
+            table.extend_from_slice(&r.entries);
+        }
+        Ok(table)
+    }
+
     pub fn start(&self, s: msg::Start) -> Result<(), String> {
         self.request(&Msg::Start(s))
     }
@@ -1050,7 +1089,7 @@ fn handle_events(d: &'static SockDevice) {
 
 fn handle_message(d: &'static SockDevice, conn: &Conn, m: Msg, fd: Option<OwnedFd>) {
     match m {
-        Msg::StartAck(_) | Msg::StopAck(_) | Msg::Error(_) | Msg::GrowAck(_) => {
+        Msg::StartAck(_) | Msg::StopAck(_) | Msg::Error(_) | Msg::GrowAck(_) | Msg::Reta(_) => {
             let mut st = conn.state.lock().unwrap();
             st.reply = Some(m);
             st.reply_fd = fd;

@@ -66,6 +66,9 @@ fn state() -> State {
     g.rules.max_frame = 1518;
     // Protocol v5: buffers chained into packets (SEG_MORE).
     g.rules.chains = true;
+    // v7: tx metadata, read from the buffers the input wrote.
+    g.rules.tx_meta = true;
+    g.tx_meta_flags = shm_abi::desc::tx_meta_flags(shm_abi::desc::TX_OFFLOADS_PASSED);
     let (rx, tx) = (headers(HEADERS), headers(HEADERS));
     g.add_free_headers(&rx, &tx);
     let rx_hdrs: HashSet<usize> = rx.iter().map(|&m| m as usize).collect();
@@ -150,7 +153,7 @@ fuzz_target!(|data: &[u8]| {
                     let mut out = [std::ptr::null_mut(); 32];
                     let n = (op as usize >> 3) % 33;
                     // SAFETY: see above.
-                    let (k, _) = unsafe { GuestSlot::enter(g).take_tx(&mut out[..n]) };
+                    let (k, _, _) = unsafe { GuestSlot::enter(g).take_tx(&mut out[..n]) };
                     // Every segment of every packet, unlinked as the NIC's
                     // free would (rte_pktmbuf_prefree_seg).
                     let mut segs = Vec::new();

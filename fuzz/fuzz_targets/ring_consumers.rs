@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         rx_headroom: 128,
         max_frame: 1518,
         chains: true,
+        tx_meta: true,
     };
     let mut i = 0;
     while i + 2 <= data.len() {

@@ -7,7 +7,7 @@
 use crate::guest_region::{self, hdr_priv, GuestPtr, GuestSlot, BURST};
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
-use shm_abi::desc::LEN_NOT_SENT;
+use shm_abi::desc::{LEN_NOT_SENT, LEN_REJECTED};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -277,10 +277,14 @@ pub unsafe fn tx_from_guest(
     taken_at: Option<&mut u64>,
 ) -> usize {
     // SAFETY: take_tx calls no DPDK function; nothing else uses g.
-    let (k, bytes) = unsafe { GuestSlot::enter(g).take_tx(tx) };
+    let (mut k, mut bytes, offloads) = unsafe { GuestSlot::enter(g).take_tx(tx) };
     if let Some(t) = taken_at {
         // SAFETY: reads the TSC, nothing else.
         *t = unsafe { sys::dpdk_sys_tsc_cycles() };
+    }
+    if offloads {
+        // SAFETY: as for tx_burst below.
+        (k, bytes) = unsafe { prepare_tx(port, queue, stats, &mut tx[..k], bytes) };
     }
     if k == 0 {
         return 0;
@@ -310,6 +314,53 @@ pub unsafe fn tx_from_guest(
         SocketStats::add(&stats.tx_drops, (k - sent) as u64);
     }
     k
+}
+
+/// Runs the NIC's tx_prepare over headers that ask for tx offloads (it
+/// writes what the NIC needs, such as pseudo-header checksums, into the
+/// packets). A packet it refuses goes back to the guest as rejected and
+/// is counted (`tx_offload_errors`); the rest close up. Returns how many
+/// headers are left at the front of `tx`, and their bytes.
+///
+/// # Safety
+/// As [`tx_from_guest`]: `tx` holds headers of ours, not yet sent.
+#[cold]
+#[inline(never)]
+unsafe fn prepare_tx(
+    port: u16,
+    queue: u16,
+    stats: &SocketStats,
+    tx: &mut [*mut sys::rte_mbuf],
+    mut bytes: u64,
+) -> (usize, u64) {
+    let mut k = tx.len();
+    let mut at = 0;
+    while at < k {
+        // SAFETY: the caller's contract; tx[at..k] are our headers.
+        let ok = unsafe {
+            sys::dpdk_sys_eth_tx_prepare(port, queue, tx[at..].as_mut_ptr(), (k - at) as u16)
+        } as usize;
+        at += ok;
+        if at == k {
+            break;
+        }
+        let m = tx[at];
+        // SAFETY: a header the NIC refused to prepare: still ours, each
+        // segment of its chain too.
+        unsafe {
+            bytes -= (*m).pkt_len as u64;
+            let mut seg = m;
+            while !seg.is_null() {
+                hdr_priv(seg).status = LEN_REJECTED;
+                seg = (*seg).next;
+            }
+            sys::dpdk_sys_pktmbuf_free(m);
+        }
+        SocketStats::add(&stats.tx_offload_errors, 1);
+        tx.copy_within(at + 1..k, at);
+        k -= 1;
+    }
+    (k, bytes)
 }
 
 /// Sends what the guest had queued for tx before its queue is detached, so

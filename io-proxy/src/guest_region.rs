@@ -21,9 +21,9 @@ use crate::dma::BAD_IOVA;
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::desc::{
-    BufferRules, Desc, Rejected, RxMeta, ValidFill, ValidTx, DATA_OFF_MASK, LEN_EMPTY,
-    LEN_NOT_SENT, LEN_SENT, MAX_SEGS, RX_META, RX_META_LEN, RX_META_OL_FLAGS, RX_RSS_HASH,
-    SEG_MORE, TX_RECYCLE,
+    BufferRules, Desc, Rejected, RxMeta, TxMeta, ValidFill, ValidTx, ValidTxMeta, DATA_OFF_MASK,
+    LEN_EMPTY, LEN_NOT_SENT, LEN_SENT, MAX_SEGS, RX_META, RX_META_LEN, RX_META_OL_FLAGS,
+    RX_RSS_HASH, SEG_MORE, TX_RECYCLE,
 };
 use shm_abi::hint;
 use shm_abi::layout::ValidLayout;
@@ -59,6 +59,23 @@ pub struct HdrPriv {
 }
 pub const HDR_PRIV_SIZE: u16 = 16;
 const _: () = assert!(std::mem::size_of::<HdrPriv>() <= HDR_PRIV_SIZE as usize);
+
+// The protocol's tx metadata flags are DPDK's mbuf flags, bit for bit.
+const _: () = assert!(
+    shm_abi::desc::TX_META_OL_FLAGS
+        == sys::RTE_MBUF_F_TX_IP_CKSUM
+            | sys::RTE_MBUF_F_TX_IPV4
+            | sys::RTE_MBUF_F_TX_IPV6
+            | sys::RTE_MBUF_F_TX_VLAN
+            | sys::RTE_MBUF_F_TX_L4_MASK
+        && shm_abi::desc::TX_TCP_CKSUM == sys::RTE_MBUF_F_TX_TCP_CKSUM
+        && shm_abi::desc::TX_UDP_CKSUM == sys::RTE_MBUF_F_TX_UDP_CKSUM
+        && shm_abi::desc::TX_OFFLOADS_PASSED
+            == (sys::RTE_ETH_TX_OFFLOAD_VLAN_INSERT
+                | sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM
+                | sys::RTE_ETH_TX_OFFLOAD_UDP_CKSUM
+                | sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM) as u64
+);
 
 /// # Safety
 /// `m` must be a header of a `shm_proxy` pool, not used through another
@@ -111,6 +128,9 @@ pub struct GuestRegion {
     /// The guest takes frames of several buffers on rx (v5 START with
     /// scatter, on a NIC that scatters); else a chain is dropped.
     pub rx_chains: bool,
+    /// The mbuf tx offload flags the guest may ask for in tx metadata
+    /// (v7, `shm_abi::desc::tx_meta_flags` of the NIC's passed offloads).
+    pub tx_meta_flags: u64,
     /// The tx ring is in the middle of a chain that was rejected: its
     /// remaining buffers are rejected too.
     pub(crate) tx_skip: bool,
@@ -251,6 +271,10 @@ struct HeaderStock<'a> {
     free_tx_hdrs: &'a mut Vec<*mut sys::rte_mbuf>,
     port_id: u16,
     rx_room: u16,
+    /// What tx metadata may ask for; whether a header of this round got
+    /// offload flags.
+    meta_flags: u64,
+    offloads: bool,
 }
 
 impl HeaderStock<'_> {
@@ -310,7 +334,8 @@ impl Giveback<'_> {
 }
 
 /// The header for a packet in one buffer, `d`, and its length; or None,
-/// with the buffer given back rejected, if `d` fails its check.
+/// with the buffer given back rejected, if `d` or its tx metadata fails its
+/// check.
 #[inline(always)]
 fn take_one(
     stock: &mut HeaderStock<'_>,
@@ -320,7 +345,15 @@ fn take_one(
     area: &AreaView<'_>,
     iova_base: u64,
 ) -> Option<(*mut sys::rte_mbuf, u16)> {
-    let Some(v) = rules.check_tx(d) else {
+    let checked = rules.check_tx(d).and_then(|v| {
+        let meta = if v.meta() {
+            Some(tx_meta(area, &v, v.data_len(), stock.meta_flags)?)
+        } else {
+            None
+        };
+        Some((v, meta))
+    });
+    let Some((v, meta)) = checked else {
         SocketStats::add(&back.stats.bad_descriptors, 1);
         back.give(BufferRules::reject_tx(d));
         return None;
@@ -330,7 +363,39 @@ fn take_one(
         area.at_checked(v.offset()),
         iova_at(iova_base, v.offset()),
     );
+    if let Some(meta) = meta {
+        // SAFETY: m was just attached, not yet handed to DPDK.
+        unsafe { apply_tx_meta(m, &meta) };
+        stock.offloads = true;
+    }
     Some((m, v.data_len()))
+}
+
+/// The tx metadata before checked buffer `v` (flagged [`ValidTx::meta`]),
+/// copied out and checked against the offloads the guest may ask for and
+/// the `head_len` bytes of the packet's first buffer.
+#[cold]
+#[inline(never)]
+fn tx_meta(area: &AreaView<'_>, v: &ValidTx, head_len: u16, allowed: u64) -> Option<ValidTxMeta> {
+    TxMeta::from_words(area.read_words(v.meta_offset())?).check(allowed, head_len)
+}
+
+/// Sets checked tx metadata on a header: the NIC applies it on send.
+///
+/// # Safety
+/// `m` is a header of ours, attached and not yet handed to DPDK.
+#[cold]
+#[inline(never)]
+unsafe fn apply_tx_meta(m: *mut sys::rte_mbuf, meta: &ValidTxMeta) {
+    let t = meta.get();
+    // SAFETY: per the contract, m is ours alone to write. The lengths fit
+    // DPDK's bit fields (l2_len 7 bits, l3_len 9, l4_len 8: checked).
+    unsafe {
+        (*m).ol_flags = t.ol_flags;
+        (*m).__bindgen_anon_3.tx_offload =
+            t.l2_len as u64 | (t.l3_len as u64) << 7 | (t.l4_len as u64) << 16;
+        (*m).vlan_tci = t.vlan_tci;
+    }
 }
 
 /// The chain of headers for packet `pkt` (its descriptors, the last
@@ -351,10 +416,17 @@ fn take_chain(
     let mut segs = [None::<ValidTx>; MAX_SEGS];
     let mut len = 0u32;
     let mut ok = ok && pkt.len() <= MAX_SEGS;
+    let mut meta = None;
     if ok {
         for (k, &d) in pkt.iter().enumerate() {
             match rules.check_tx_seg(d) {
+                // Tx metadata goes with the first buffer only.
+                Some(v) if v.meta() && k > 0 => ok = false,
                 Some(v) => {
+                    if v.meta() {
+                        meta = tx_meta(area, &v, v.data_len(), stock.meta_flags);
+                        ok = ok && meta.is_some();
+                    }
                     len += v.data_len() as u32;
                     segs[k] = Some(v);
                 }
@@ -391,6 +463,10 @@ fn take_chain(
     unsafe {
         (*first).nb_segs = pkt.len() as u16;
         (*first).pkt_len = len;
+        if let Some(meta) = meta {
+            apply_tx_meta(first, &meta);
+            stock.offloads = true;
+        }
     }
     Some((first, len))
 }
@@ -572,6 +648,7 @@ impl GuestRegion {
             port_id,
             rx_meta: false,
             rx_chains: false,
+            tx_meta_flags: 0,
             tx_skip: false,
             iova_base: BAD_IOVA,
             mp: std::ptr::null_mut(),
@@ -664,17 +741,18 @@ impl GuestRegion {
 
     /// Takes up to `out.len()` guest tx descriptors, checked and attached
     /// to headers; rejected ones go back as such. Returns how many headers
-    /// it put in `out`, and their bytes. Calls no DPDK function.
-    pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> (usize, u64) {
+    /// it put in `out`, their bytes, and whether any carries tx offload
+    /// flags (then the NIC's tx_prepare runs first). Calls no DPDK function.
+    pub fn take_tx(&mut self, out: &mut [*mut sys::rte_mbuf]) -> (usize, u64, bool) {
         let want = out.len().min(self.free_tx_hdrs.len()).min(BURST) as u32;
         if want == 0 {
-            return (0, 0);
+            return (0, 0, false);
         }
         let avail = match self.tx.available(want) {
             Ok(a) => a.min(want) as usize,
             Err(RingError::Corrupt) => {
                 self.broken = true;
-                return (0, 0);
+                return (0, 0, false);
             }
         };
         // The fields this uses, apart: the buffer area view borrows one.
@@ -687,6 +765,7 @@ impl GuestRegion {
             free_hdrs,
             free_tx_hdrs,
             port_id,
+            tx_meta_flags,
             rx,
             txdone,
             stats,
@@ -701,6 +780,8 @@ impl GuestRegion {
             free_tx_hdrs,
             port_id: *port_id,
             rx_room: rules.rx_room,
+            meta_flags: *tx_meta_flags,
+            offloads: false,
         };
         let mut back = Giveback {
             rx,
@@ -745,7 +826,7 @@ impl GuestRegion {
                     bytes += len as u64;
                 }
             }
-            return (n, bytes);
+            return (n, bytes, stock.offloads);
         }
         // Whole packets only: a chain that `want` cut waits for the next
         // round, unless it is longer than a round (then it is rejected, and
@@ -797,7 +878,7 @@ impl GuestRegion {
                 bytes += len as u64;
             }
         }
-        (n, bytes)
+        (n, bytes, stock.offloads)
     }
 
     /// Headers given back to a pool (`ops_enqueue`: the NIC freed them

@@ -2,6 +2,7 @@
 //! mempool behind one rx queue when a guest attaches or leaves.
 
 use crate::error::ProxyError;
+use crate::log;
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::msg::MAX_PTYPES;
@@ -40,6 +41,12 @@ pub struct NicPort {
     pub rx_offloads: u64,
     /// Packet types the PMD recognizes (`rte_eth_dev_get_supported_ptypes`).
     pub ptypes: Vec<u32>,
+    /// Tx offloads turned on that guests may ask for per packet
+    /// (checksums, VLAN insertion: `shm_abi::desc::TX_OFFLOADS_PASSED`).
+    pub tx_offloads: u64,
+    /// Entries of the RSS redirection table (0: no RSS, or the PMD cannot
+    /// show it).
+    pub reta_size: u16,
     /// Pool of the rx queues that have no guest (their packets are dropped),
     /// its buffers' data room (a frame of the MTU fits), and its size.
     pub idle_pool: *mut sys::rte_mempool,
@@ -110,6 +117,11 @@ impl NicPort {
             // buffer then arrives in several (for guests that take chains).
             wanted_rx |= sys::RTE_ETH_RX_OFFLOAD_SCATTER as u64;
             conf.rxmode.offloads = info.rx_offload_capa & wanted_rx;
+            // On tx: chains (guests send them), and the offloads guests may
+            // ask for per packet. A NIC applies them only to packets that
+            // ask, though some pick a slower tx path once any is on.
+            conf.txmode.offloads = info.tx_offload_capa
+                & (shm_abi::desc::TX_OFFLOADS_PASSED | sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64);
             // The MTU at configure too: a PMD without mtu_set (net_pcap)
             // takes it only there.
             conf.rxmode.mtu = mtu as u32;
@@ -192,6 +204,14 @@ impl NicPort {
                     conf.rx_adv_conf.rss_conf.rss_hf
                 };
             }
+            if rss {
+                spread_reta(id, info.reta_size, nb_queues);
+            }
+            let reta_size = if rss && reta_of(id, info.reta_size).is_ok() {
+                info.reta_size
+            } else {
+                0
+            };
             let _ = sys::rte_eth_promiscuous_enable(id);
             let mut mac: sys::rte_ether_addr = std::mem::zeroed();
             sys::rte_eth_macaddr_get(id, &mut mac);
@@ -230,6 +250,8 @@ impl NicPort {
                     != 0,
                 rx_offloads: conf.rxmode.offloads,
                 ptypes,
+                tx_offloads: conf.txmode.offloads & shm_abi::desc::TX_OFFLOADS_PASSED,
+                reta_size,
                 idle_pool,
                 idle_room,
                 idle_count,
@@ -403,6 +425,56 @@ impl NicPort {
 const CHAINS_ALWAYS: &[&str] = &["net_pcap"];
 
 /// The largest frame of an MTU: Ethernet header and CRC around it.
+/// Spreads the RSS redirection table of port `id` (`size` entries) over
+/// its `queues` in turn, as most NIC drivers do at configure (some, such
+/// as net_null, leave every entry at queue 0). Best effort: a PMD that
+/// cannot update its table keeps its own.
+fn spread_reta(id: u16, size: u16, queues: u16) {
+    let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+    if size == 0 || !(size as usize).is_multiple_of(group) {
+        return;
+    }
+    // SAFETY: plain C structs; zero is a valid value.
+    let mut conf: Vec<sys::rte_eth_rss_reta_entry64> =
+        vec![unsafe { std::mem::zeroed() }; size as usize / group];
+    for (g, c) in conf.iter_mut().enumerate() {
+        c.mask = u64::MAX;
+        for (k, e) in c.reta.iter_mut().enumerate() {
+            *e = ((g * group + k) % queues as usize) as u16;
+        }
+    }
+    // SAFETY: a control-thread ethdev call; `conf` has size / 64 groups.
+    let r = unsafe { sys::rte_eth_dev_rss_reta_update(id, conf.as_mut_ptr(), size) };
+    if r < 0 {
+        log::info(&format!(
+            "port {id}: RSS redirection table left as the PMD set it ({})",
+            ProxyError::dpdk("RETA update", r)
+        ));
+    }
+}
+
+/// The RSS redirection table of port `id`, of `size` entries (as its
+/// `dev_info` says): the NIC queue each hash bucket goes to.
+pub fn reta_of(id: u16, size: u16) -> Result<Vec<u16>, ProxyError> {
+    let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+    if size == 0 || !(size as usize).is_multiple_of(group) {
+        return Err(ProxyError::Unsupported(format!(
+            "port {id} has no RSS redirection table to show (size {size})"
+        )));
+    }
+    // SAFETY: plain C structs; zero is a valid value.
+    let mut conf: Vec<sys::rte_eth_rss_reta_entry64> =
+        vec![unsafe { std::mem::zeroed() }; size as usize / group];
+    for c in &mut conf {
+        c.mask = u64::MAX;
+    }
+    // SAFETY: a control-thread ethdev call; `conf` has size / 64 groups.
+    check("RETA query", unsafe {
+        sys::rte_eth_dev_rss_reta_query(id, conf.as_mut_ptr(), size)
+    })?;
+    Ok(conf.iter().flat_map(|c| c.reta.iter().copied()).collect())
+}
+
 fn frame_for(mtu: u16) -> u32 {
     mtu as u32 + sys::RTE_ETHER_HDR_LEN + sys::RTE_ETHER_CRC_LEN
 }

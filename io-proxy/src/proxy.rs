@@ -6,11 +6,11 @@ use crate::dma;
 use crate::error::ProxyError;
 use crate::guest_region::{self, GuestPtr, GuestSlot};
 use crate::log;
-use crate::nic::{mac_str, NicPort};
+use crate::nic::{self, mac_str, NicPort};
 use crate::pool_ops;
 use crate::session::{self, GrownPart, GuestBuffers, RegionConfig, Session};
 use crate::stats::SocketStats;
-use shm_abi::msg::{self, GrowAck, Msg, Start, Status};
+use shm_abi::msg::{self, GrowAck, Msg, Reta, Start, Status};
 use shm_abi::socket::{self as wire, RecvError};
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -315,6 +315,21 @@ impl Proxy {
             }
             return;
         }
+        if let Msg::RetaQuery(q) = m {
+            let reply = match self.reta_chunk(i, q.first) {
+                Ok(r) => Msg::Reta(r),
+                Err(e) => {
+                    log::err(&format!("{}: {e}", self.sockets[i].path));
+                    Msg::Error(Status::error(e.errno(), e.to_string()))
+                }
+            };
+            if let Some(sess) = &self.sockets[i].session {
+                if wire::send(sess.fd.as_raw_fd(), &reply, version, None).is_err() {
+                    self.disconnect(i, "cannot reply");
+                }
+            }
+            return;
+        }
         let (reply, result): (fn(Status) -> Msg, _) = match m {
             Msg::Start(s) => (Msg::StartAck, self.start_guest(i, s)),
             Msg::Stop => (Msg::StopAck, self.stop_guest(i, true)),
@@ -335,6 +350,41 @@ impl Proxy {
                 self.disconnect(i, "cannot reply");
             }
         }
+    }
+
+    /// RETA_QUERY (v7): entries of the NIC's RSS redirection table from
+    /// `first` on, as guest `i`'s queue indexes. Refused if the table sends
+    /// some hashes to NIC queues this socket does not serve: the guest
+    /// could only be shown a table that is not the NIC's.
+    fn reta_chunk(&self, i: usize, first: u16) -> Result<Reta, ProxyError> {
+        let s = &self.sockets[i];
+        let offered = s.session.as_ref().map_or(0, |sess| sess.guest.len());
+        let served = &s.queues[..offered.min(s.queues.len())];
+        let port = self
+            .ports
+            .get(&s.port)
+            .ok_or_else(|| ProxyError::NotFound(format!("no port {}", s.port)))?;
+        let table = nic::reta_of(s.port, port.reta_size)?;
+        let mut entries = Vec::with_capacity(table.len());
+        for (k, &q) in table.iter().enumerate() {
+            match served.iter().position(|&sq| sq == q) {
+                Some(g) => entries.push(g as u16),
+                None => {
+                    return Err(ProxyError::Unsupported(format!(
+                        "port {}'s RSS redirection table sends entry {k} to queue {q}, which this socket (queues {}) does not serve",
+                        s.port,
+                        s.queue_list()
+                    )))
+                }
+            }
+        }
+        let from = (first as usize).min(entries.len());
+        let to = (from + shm_abi::msg::MAX_RETA_CHUNK).min(entries.len());
+        Ok(Reta {
+            size: entries.len() as u16,
+            first: from as u16,
+            entries: entries[from..to].to_vec(),
+        })
     }
 
     /// GROW (v6): the buffer area of guest `i` grows by at least `bytes`

@@ -411,8 +411,11 @@ pub fn handshake(
         rss_hf: port.rss_hf,
         rss_key: port.rss_key.clone(),
         shared_buffers: share,
+        tx_offloads: if version >= 7 { port.tx_offloads } else { 0 },
+        reta_size: if version >= 7 { port.reta_size } else { 0 },
     };
     let rx_meta = ack.rx_meta();
+    let tx_meta_flags = shm_abi::desc::tx_meta_flags(ack.tx_offloads);
     socket::send(
         fd.as_raw_fd(),
         &Msg::HelloAck(ack),
@@ -443,6 +446,8 @@ pub fn handshake(
         )?;
         g.rules.max_frame = port.max_rx_pktlen.max(64);
         g.rules.chains = version >= 5;
+        g.rules.tx_meta = version >= 7;
+        g.tx_meta_flags = tx_meta_flags;
         g.rx_meta = rx_meta;
         guest.push(GuestCell::new(g));
     }

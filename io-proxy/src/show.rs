@@ -84,7 +84,7 @@ impl Proxy {
                     (e.port == p.id).then_some((e, k as u16))
                 });
                 s += &format!(
-                    "  queue {q} {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, payload copies {}\n",
+                    "  queue {q} {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, tx offload errors {}, payload copies {}\n",
                     served.map_or("(no socket)".to_string(), |(e, k)| if e.queues.len() > 1 {
                         format!("{} queue {k}", e.path)
                     } else {
@@ -98,6 +98,7 @@ impl Proxy {
                     get(&qs.tx_drops),
                     get(&qs.rx_no_buffer),
                     get(&qs.bad_descriptors),
+                    get(&qs.tx_offload_errors),
                     get(&qs.payload_copies),
                 );
                 if let Some((r, k)) =

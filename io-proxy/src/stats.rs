@@ -17,6 +17,8 @@ pub struct SocketStats {
     pub tx_drops: AtomicU64,
     /// Descriptors from the guest that failed validation.
     pub bad_descriptors: AtomicU64,
+    /// Guest packets with tx offloads the NIC's tx_prepare refused.
+    pub tx_offload_errors: AtomicU64,
     /// Buffers that could not be returned (guest ring full: a broken guest).
     pub lost_returns: AtomicU64,
     /// Packets whose payload the proxy copied. The proxy has no copy path:

@@ -206,6 +206,7 @@ unsafe extern "C" fn tel_sockets(
                 add_u64(c, "tx_drops", sum(|st| &st.tx_drops));
                 add_u64(c, "rx_no_buffer", sum(|st| &st.rx_no_buffer));
                 add_u64(c, "bad_descriptors", sum(|st| &st.bad_descriptors));
+                add_u64(c, "tx_offload_errors", sum(|st| &st.tx_offload_errors));
                 add_u64(c, "lost_returns", sum(|st| &st.lost_returns));
                 add_u64(c, "payload_copies", sum(|st| &st.payload_copies));
                 if s.stats.len() > 1 {

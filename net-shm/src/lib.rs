@@ -75,6 +75,13 @@ struct Port {
     /// RTE_PTYPE_UNKNOWN as ethdev wants them.
     rx_offloads: u64,
     ptypes: Vec<u32>,
+    /// Tx offloads the proxy's NIC applies per packet (protocol v7), and
+    /// the entries of its RSS redirection table (0: none to show).
+    tx_offloads: u64,
+    reta_size: u16,
+    /// Protocol v7: tx descriptors may carry tx metadata, and data_off
+    /// stays below [`shm_abi::desc::TX_META`].
+    tx_meta: bool,
 }
 
 /// # Safety
@@ -106,6 +113,9 @@ static OPS: sys::eth_dev_ops = sys::eth_dev_ops {
     mtu_set: Some(mtu_set),
     rss_hash_conf_get: Some(rss_hash_conf_get),
     rss_hash_update: Some(rss_hash_update),
+    reta_query: Some(reta_query),
+    reta_update: Some(reta_update),
+    vlan_offload_set: Some(vlan_offload_set),
     rx_queue_setup: Some(rx_queue_setup),
     tx_queue_setup: Some(tx_queue_setup),
     rx_queue_release: Some(rx_queue_release),
@@ -217,6 +227,9 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
                 .filter(|&t| t != sys::RTE_PTYPE_UNKNOWN)
                 .chain([sys::RTE_PTYPE_UNKNOWN])
                 .collect(),
+            tx_offloads: conn.info.tx_offloads & shm_abi::desc::TX_OFFLOADS_PASSED,
+            reta_size: conn.info.reta_size,
+            tx_meta: conn.version >= 7,
         });
         *holder = Box::into_raw(p);
         (*data).dev_private = holder as *mut c_void;
@@ -384,6 +397,120 @@ unsafe extern "C" fn rss_hash_conf_get(
     }
 }
 
+/// The NIC's RSS redirection table, as this port's queue indexes (the
+/// proxy translates it; it refuses if some entries go to NIC queues this
+/// socket does not serve).
+unsafe extern "C" fn reta_query(
+    dev: *mut sys::rte_eth_dev,
+    conf: *mut sys::rte_eth_rss_reta_entry64,
+    size: u16,
+) -> c_int {
+    // SAFETY: ethdev calls its ops only with a port this driver made, from
+    // the thread controlling the port; `conf` has size / 64 groups.
+    unsafe {
+        sys::ffi_guard("net_shm reta_query", -libc::EIO, || {
+            let p = port(dev);
+            let table = match reta_table(p, size) {
+                Ok(t) => t,
+                Err(e) => return e,
+            };
+            let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+            for (k, &q) in table.iter().enumerate() {
+                let c = &mut *conf.add(k / group);
+                if c.mask >> (k % group) & 1 != 0 {
+                    c.reta[k % group] = q;
+                }
+            }
+            0
+        })
+    }
+}
+
+/// The redirection table of `size` entries, fetched from the proxy, or
+/// the errno (logged).
+fn reta_table(p: &Port, size: u16) -> Result<Vec<u16>, c_int> {
+    if size != p.reta_size || p.reta_size == 0 {
+        err!(
+            "port {}: the RSS redirection table has {} entries, asked {size}",
+            p.port_id,
+            p.reta_size
+        );
+        return Err(-libc::EINVAL);
+    }
+    let Some(conn) = p.sock.conn() else {
+        return Err(-libc::ENOTCONN);
+    };
+    conn.reta().map_err(|e| {
+        err!("port {}: RSS redirection table: {}", p.port_id, e.text);
+        -e.errno
+    })
+}
+
+/// Accepted when it asks for the table the NIC already has (the proxy's
+/// NIC is shared: a guest cannot change it); refused otherwise.
+unsafe extern "C" fn reta_update(
+    dev: *mut sys::rte_eth_dev,
+    conf: *mut sys::rte_eth_rss_reta_entry64,
+    size: u16,
+) -> c_int {
+    // SAFETY: as reta_query.
+    unsafe {
+        sys::ffi_guard("net_shm reta_update", -libc::EIO, || {
+            let p = port(dev);
+            let table = match reta_table(p, size) {
+                Ok(t) => t,
+                Err(e) => return e,
+            };
+            let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+            for (k, &q) in table.iter().enumerate() {
+                let c = &*conf.add(k / group);
+                if c.mask >> (k % group) & 1 != 0 && c.reta[k % group] != q {
+                    err!(
+                        "port {}: RSS redirection table entry {k} is queue {q} at the proxy's NIC, which this port cannot change (asked {})",
+                        p.port_id,
+                        c.reta[k % group]
+                    );
+                    return -libc::ENOTSUP;
+                }
+            }
+            0
+        })
+    }
+}
+
+/// VLAN stripping on or off (done in rx_burst): taken while the port is
+/// stopped, for the queues set up and those to come.
+unsafe extern "C" fn vlan_offload_set(dev: *mut sys::rte_eth_dev, mask: c_int) -> c_int {
+    // SAFETY: as the other ops; the queues are not polled while the port
+    // is stopped (checked first).
+    unsafe {
+        sys::ffi_guard("net_shm vlan_offload_set", -libc::EIO, || {
+            let p = port(dev);
+            if mask & sys::RTE_ETH_VLAN_STRIP_MASK as c_int == 0 {
+                return 0;
+            }
+            if p.started {
+                err!(
+                    "port {}: VLAN stripping is set while the port is stopped (port stop {} first)",
+                    p.port_id,
+                    p.port_id
+                );
+                return -libc::EBUSY;
+            }
+            let data = (*dev).data;
+            let on =
+                (*data).dev_conf.rxmode.offloads & sys::RTE_ETH_RX_OFFLOAD_VLAN_STRIP as u64 != 0;
+            for k in 0..(*data).nb_rx_queues as usize {
+                let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
+                if !rxq.is_null() {
+                    (*rxq).vlan_strip = on;
+                }
+            }
+            0
+        })
+    }
+}
+
 unsafe extern "C" fn dev_infos_get(
     dev: *mut sys::rte_eth_dev,
     info: *mut sys::rte_eth_dev_info,
@@ -412,11 +539,17 @@ unsafe extern "C" fn dev_infos_get(
             info.tx_desc_lim.nb_max = p.ring_entries as u16;
             info.tx_desc_lim.nb_min = 64;
             info.tx_desc_lim.nb_align = 1;
-            info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64;
+            // Checksums and VLAN insertion as the proxy's NIC has them: it
+            // applies them, asked per packet with tx metadata.
+            info.tx_offload_capa = sys::RTE_ETH_TX_OFFLOAD_MULTI_SEGS as u64 | p.tx_offloads;
+            info.tx_queue_offload_capa = info.tx_offload_capa;
             // The results of the proxy's NIC rx offloads arrive as rx metadata.
             // Checksum verdicts always: the NIC's, or computed in rx_burst
-            // for an app that enables them.
-            info.rx_offload_capa = p.rx_offloads | sys::RTE_ETH_RX_OFFLOAD_CHECKSUM as u64;
+            // for an app that enables them; VLAN stripping in rx_burst.
+            info.rx_offload_capa = p.rx_offloads
+                | sys::RTE_ETH_RX_OFFLOAD_CHECKSUM as u64
+                | sys::RTE_ETH_RX_OFFLOAD_VLAN_STRIP as u64;
+            info.reta_size = p.reta_size;
             info.speed_capa = sys::RTE_ETH_LINK_SPEED_FIXED;
             info.default_rxportconf.ring_size = p.rx_desc_min;
             info.default_txportconf.ring_size = p.ring_entries as u16;
@@ -701,6 +834,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
                     &q.oversize,
                     &q.bad_desc,
                     &q.recycled,
+                    &q.offloaded,
                 ] {
                     c.reset();
                 }
@@ -710,7 +844,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
     }
 }
 
-const XSTATS: [&str; 9] = [
+const XSTATS: [&str; 10] = [
     "rx_discarded_at_stop",
     "tx_recycled",
     "rx_empty_returns",
@@ -720,6 +854,7 @@ const XSTATS: [&str; 9] = [
     "tx_rejected",
     "tx_oversize",
     "rx_chain_drops",
+    "tx_offloaded",
 ];
 
 unsafe extern "C" fn xstats_get_names(
@@ -772,6 +907,7 @@ unsafe extern "C" fn xstats_get(
                 tx_sum(|q| q.rejected.get()),
                 tx_sum(|q| q.oversize.get()),
                 rx_sum(|q| q.chain_drops.get()),
+                tx_sum(|q| q.offloaded.get()),
             ];
             for (i, v) in values.iter().enumerate() {
                 (*xs.add(i)).id = i as u64;
@@ -904,6 +1040,11 @@ unsafe extern "C" fn rx_queue_setup(
                     }
                     sw != 0
                 },
+                vlan_strip: {
+                    let asked = (*(*dev).data).dev_conf.rxmode.offloads
+                        | conf.as_ref().map_or(0, |c| c.offloads);
+                    asked & sys::RTE_ETH_RX_OFFLOAD_VLAN_STRIP as u64 != 0
+                },
                 budget: &p.budgets[qid as usize],
                 // ethdev checked nb_desc against the limits in dev_info.
                 fill_target: nb_desc.clamp(p.rx_desc_min, p.rx_desc_max) as u32,
@@ -926,7 +1067,7 @@ unsafe extern "C" fn tx_queue_setup(
     qid: u16,
     _nb_desc: u16,
     socket: u32,
-    _conf: *const sys::rte_eth_txconf,
+    conf: *const sys::rte_eth_txconf,
 ) -> c_int {
     sys::ffi_guard("net_shm tx_queue_setup", -libc::EIO, || {
         // SAFETY: ethdev contract: valid, stopped port.
@@ -969,6 +1110,17 @@ unsafe extern "C" fn tx_queue_setup(
                     sys::strerror(sys::rte_errno())
                 );
             }
+            // The offloads the app enabled that the NIC applies.
+            let asked =
+                (*(*dev).data).dev_conf.txmode.offloads | conf.as_ref().map_or(0, |c| c.offloads);
+            let meta_flags = shm_abi::desc::tx_meta_flags(asked & p.tx_offloads);
+            if meta_flags != 0 {
+                info!(
+                    "port {} tx queue {qid}: offloads 0x{:x} applied by the proxy's NIC",
+                    p.port_id,
+                    asked & p.tx_offloads
+                );
+            }
             let q = Box::new(TxQueue {
                 tx,
                 done,
@@ -989,11 +1141,16 @@ unsafe extern "C" fn tx_queue_setup(
                 unsent_bytes: Default::default(),
                 oversize: Default::default(),
                 chains: p.chains,
-                data_off_limit: if p.chains {
+                data_off_limit: if p.tx_meta {
+                    shm_abi::desc::TX_META
+                } else if p.chains {
                     shm_abi::desc::SEG_MORE
                 } else {
                     shm_abi::desc::TX_RECYCLE
                 },
+                meta_flags,
+                slow_flags: queue::NOT_ZERO_COPY | (meta_flags & shm_abi::desc::TX_ACTION_FLAGS),
+                offloaded: Default::default(),
                 max_frame: p.max_rx_pktlen.max(64),
                 bad_desc: Default::default(),
             });

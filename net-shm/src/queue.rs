@@ -13,8 +13,9 @@
 use bus_shm::guest::{find_extent, Extent};
 use dpdk_sys as sys;
 use shm_abi::desc::{
-    Desc, RxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, MAX_SEGS, RX_META, RX_META_LEN,
-    RX_META_OL_FLAGS, RX_OFFLOAD_SCATTER, SEG_MORE, TX_RECYCLE,
+    Desc, RxMeta, TxMeta, LEN_EMPTY, LEN_NOT_SENT, LEN_REJECTED, LEN_SENT, MAX_SEGS, RX_META,
+    RX_META_LEN, RX_META_OL_FLAGS, RX_OFFLOAD_SCATTER, SEG_MORE, TX_ACTION_FLAGS, TX_META,
+    TX_META_LEN, TX_RECYCLE,
 };
 use shm_abi::hint;
 use shm_abi::region::AreaView;
@@ -125,6 +126,9 @@ pub struct RxQueue {
     /// The app enabled rx checksum offloads the proxy's NIC does not have:
     /// the verdicts are computed here.
     pub sw_cksum: bool,
+    /// The app enabled VLAN stripping: done here (the proxy's NIC hands
+    /// tagged frames on as they are).
+    pub vlan_strip: bool,
     /// Protocol v5: rx descriptors may say [`SEG_MORE`]; `scatter`: the
     /// app takes chained mbufs (else a chain is dropped and counted).
     pub chains: bool,
@@ -167,6 +171,12 @@ pub struct TxQueue {
     /// ([`SEG_MORE`]); data_off must then stay below the flag bits.
     pub data_off_limit: u16,
     pub chains: bool,
+    /// Mbuf flags that keep a packet off the common path: not zero-copy
+    /// (indirect, external), or asking for a tx offload the NIC applies
+    /// (then it carries tx metadata, v7).
+    pub slow_flags: u64,
+    /// The tx offload flags the app enabled that the proxy's NIC applies.
+    pub meta_flags: u64,
     /// The rx queue's pool and budget while the port runs (else null):
     /// buffers of that pool go back to the proxy as fill buffers.
     pub recycle_pool: *mut sys::rte_mempool,
@@ -184,6 +194,42 @@ pub struct TxQueue {
     pub unsent_bytes: Counter,
     /// Frames longer than the NIC's largest, dropped here (as a NIC would).
     pub oversize: Counter,
+    /// Packets sent with tx offloads for the proxy's NIC to apply.
+    pub offloaded: Counter,
+}
+
+/// The tx metadata for packet `m`: its offload flags the NIC applies
+/// (`allowed`), its header lengths and VLAN tag.
+///
+/// # Safety
+/// `m` is a valid packet mbuf.
+unsafe fn tx_meta_of(m: *const sys::rte_mbuf, allowed: u64) -> TxMeta {
+    // SAFETY: the caller's contract; reading the tx_offload bit fields.
+    unsafe {
+        let t = (*m).__bindgen_anon_3.tx_offload;
+        TxMeta {
+            ol_flags: (*m).ol_flags & allowed,
+            l2_len: (t & 0x7f) as u16,
+            l3_len: ((t >> 7) & 0x1ff) as u16,
+            l4_len: ((t >> 16) & 0xff) as u16,
+            vlan_tci: (*m).vlan_tci,
+        }
+    }
+}
+
+/// Writes `meta` into the [`TX_META_LEN`] bytes of `m`'s headroom right
+/// before its data.
+///
+/// # Safety
+/// `m` is a direct mbuf the caller alone holds, `data_off >= TX_META_LEN`.
+unsafe fn put_tx_meta(m: *mut sys::rte_mbuf, meta: TxMeta) {
+    // SAFETY: the caller's contract: the bytes lie in m's own buffer.
+    unsafe {
+        let p = ((*m).buf_addr as *mut u8).add(((*m).data_off - TX_META_LEN) as usize) as *mut u64;
+        let [w0, w1] = meta.to_words();
+        p.write_unaligned(w0.to_le());
+        p.add(1).write_unaligned(w1.to_le());
+    }
 }
 
 impl RxQueue {
@@ -519,6 +565,35 @@ unsafe fn rx_descs<const CHAINS: bool>(
     }
 }
 
+/// Takes an 802.1Q tag off the front of received packet `m`, into
+/// `vlan_tci`, as a NIC's VLAN strip offload does (`RTE_MBUF_F_RX_VLAN`,
+/// `_STRIPPED`). Frames without one are left alone.
+///
+/// # Safety
+/// `m` is a packet of ours whose first segment's data lies in its buffer.
+#[cold]
+unsafe fn strip_vlan(m: *mut sys::rte_mbuf) {
+    const TPID_8021Q: [u8; 2] = [0x81, 0x00];
+    // SAFETY: the caller's contract; only the first segment's data is
+    // read and moved, within it.
+    unsafe {
+        if (*m).data_len < 18 {
+            return;
+        }
+        let p = ((*m).buf_addr as *mut u8).add((*m).data_off as usize);
+        if [*p.add(12), *p.add(13)] != TPID_8021Q {
+            return;
+        }
+        (*m).vlan_tci = u16::from_be_bytes([*p.add(14), *p.add(15)]);
+        // The addresses move up over the tag.
+        std::ptr::copy(p, p.add(4), 12);
+        (*m).data_off += 4;
+        (*m).data_len -= 4;
+        (*m).pkt_len -= 4;
+        (*m).ol_flags |= (sys::RTE_MBUF_F_RX_VLAN | sys::RTE_MBUF_F_RX_VLAN_STRIPPED) as u64;
+    }
+}
+
 /// `eth_rx_burst_t` of net_shm.
 ///
 /// # Safety
@@ -572,6 +647,11 @@ pub unsafe extern "C" fn rx_burst(
                     (*m).ol_flags = ((*m).ol_flags & !CKSUM_FLAGS) | verdict;
                 }
             }
+            if q.vlan_strip {
+                for k in 0..got {
+                    strip_vlan(*pkts.add(k));
+                }
+            }
             if avail > 0 {
                 q.rx.release(avail);
                 RxBudget::add(&(*q.budget).returned, avail as u64);
@@ -607,8 +687,10 @@ enum OtherTx {
         to_txdone: u32,
         len: u32,
     },
-    /// Copied into a buffer of the area (at `.1`); the original is freed.
-    Copied(*mut sys::rte_mbuf, u64),
+    /// One buffer of the area (at `.1`) to send with `data_off` flags `.2`
+    /// ([`TX_META`] or none): a copy (the original is freed), or the packet
+    /// itself with tx metadata in its headroom.
+    One(*mut sys::rte_mbuf, u64, u16),
     /// Not now (no ring room for the chain, no copy buffer): the burst ends.
     Stop,
 }
@@ -637,18 +719,43 @@ impl TxQueue {
                 sys::dpdk_sys_pktmbuf_free(m);
                 return OtherTx::Dropped;
             }
+            let meta = if (*m).ol_flags & self.slow_flags & TX_ACTION_FLAGS != 0 {
+                Some(tx_meta_of(m, self.meta_flags))
+            } else {
+                None
+            };
             if (*m).nb_segs > 1 && self.chains {
                 let len = (*m).pkt_len;
-                match self.send_chain(m, at, room, recycled, recycle_room) {
+                match self.send_chain(m, at, room, recycled, recycle_room, meta) {
                     ChainTx::Sent { descs, to_txdone } => {
+                        if meta.is_some() {
+                            self.offloaded.add(1);
+                        }
                         return OtherTx::Chain {
                             descs,
                             to_txdone,
                             len,
-                        }
+                        };
                     }
                     ChainTx::NoRoom => return OtherTx::Stop,
                     ChainTx::Copy => {}
+                }
+            }
+            if let Some(meta) = meta {
+                self.offloaded.add(1);
+                // The packet itself, if its own headroom can take the metadata.
+                if (*m).nb_segs == 1
+                    && (*m).ol_flags & NOT_ZERO_COPY == 0
+                    && (*m).refcnt == 1
+                    && (TX_META_LEN..self.data_off_limit).contains(&(*m).data_off)
+                {
+                    if let Some(off) = self
+                        .area
+                        .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64)
+                    {
+                        put_tx_meta(m, meta);
+                        return OtherTx::One(m, off, TX_META);
+                    }
                 }
             }
             let Some(c) = self.copy_into_area(m) else {
@@ -662,7 +769,14 @@ impl TxQueue {
                 return OtherTx::Stop;
             };
             sys::dpdk_sys_pktmbuf_free(m);
-            OtherTx::Copied(c, off)
+            match meta {
+                // A fresh buffer of the copy pool: its headroom is ours.
+                Some(meta) if (*c).data_off >= TX_META_LEN => {
+                    put_tx_meta(c, meta);
+                    OtherTx::One(c, off, TX_META)
+                }
+                _ => OtherTx::One(c, off, 0),
+            }
         }
     }
 }
@@ -683,6 +797,7 @@ impl TxQueue {
         room: u32,
         recycled: &mut u32,
         recycle_room: u32,
+        meta: Option<TxMeta>,
     ) -> ChainTx {
         let mut segs = [(std::ptr::null_mut::<sys::rte_mbuf>(), 0u64); MAX_SEGS];
         let mut n = 0;
@@ -695,6 +810,7 @@ impl TxQueue {
                     || (*seg).ol_flags & NOT_ZERO_COPY != 0
                     || (*seg).data_off >= self.data_off_limit
                     || (*seg).data_len == 0
+                    || (n == 0 && meta.is_some() && (*seg).data_off < TX_META_LEN)
                 {
                     return ChainTx::Copy;
                 }
@@ -712,8 +828,16 @@ impl TxQueue {
                 return ChainTx::NoRoom;
             }
             let mut to_txdone = 0;
+            if let Some(meta) = meta {
+                put_tx_meta(segs[0].0, meta);
+            }
             for (k, &(s, off)) in segs[..n].iter().enumerate() {
                 let more = if k + 1 < n { SEG_MORE } else { 0 };
+                let more = if k == 0 && meta.is_some() {
+                    more | TX_META
+                } else {
+                    more
+                };
                 let recycle = *recycled < recycle_room && (*s).pool == self.recycle_pool;
                 let flag = if recycle {
                     *recycled += 1;
@@ -739,7 +863,7 @@ impl TxQueue {
     }
 }
 
-const NOT_ZERO_COPY: u64 = sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL;
+pub const NOT_ZERO_COPY: u64 = sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL;
 
 /// `eth_tx_burst_t` of net_shm.
 ///
@@ -786,8 +910,9 @@ pub unsafe extern "C" fn tx_burst(
                 let mut off = None;
                 // The common case: one direct buffer of the area holding a
                 // frame the NIC sends, data_off below the flag bits.
+                let mut flags = 0;
                 if (*m).nb_segs == 1
-                    && (*m).ol_flags & NOT_ZERO_COPY == 0
+                    && (*m).ol_flags & q.slow_flags == 0
                     && (*m).data_off < q.data_off_limit
                     && (*m).data_len as u32 <= q.max_frame
                 {
@@ -813,9 +938,10 @@ pub unsafe extern "C" fn tx_burst(
                             packets += 1;
                             continue;
                         }
-                        OtherTx::Copied(c, o) => {
+                        OtherTx::One(c, o, f) => {
                             m = c;
                             off = Some(o);
+                            flags = f;
                         }
                         OtherTx::Stop => break,
                     }
@@ -832,10 +958,10 @@ pub unsafe extern "C" fn tx_burst(
                     recycled += 1;
                     // It skips rte_pktmbuf_reset(): clear what the app may have set.
                     (*m).__bindgen_anon_3.tx_offload = 0;
-                    (*m).data_off | TX_RECYCLE
+                    (*m).data_off | TX_RECYCLE | flags
                 } else {
                     to_done += 1;
-                    (*m).data_off
+                    (*m).data_off | flags
                 };
                 q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
                 // The proxy's side reads the packet's first line next (a

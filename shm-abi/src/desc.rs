@@ -51,6 +51,142 @@ pub const MAX_SEGS: usize = 16;
 /// What is left of `data_off` under the flags: the offset itself.
 pub const DATA_OFF_MASK: u16 = 0x3fff;
 
+/// tx ring, in `data_off` (protocol v7): the [`TX_META_LEN`] bytes right
+/// before the packet, in the buffer's headroom, hold the offloads the NIC
+/// is to apply ([`TxMeta`]). On a packet's first buffer only. From v7 on
+/// `data_off` itself stays below this bit.
+pub const TX_META: u16 = 0x2000;
+pub const TX_META_LEN: u16 = 16;
+
+/// DPDK's tx offload flags of `rte_mbuf.ol_flags` that tx metadata may
+/// carry: IPv4 header checksum, TCP or UDP checksum, VLAN insertion, and
+/// the IPv4/IPv6 flags they need. The same bits in every DPDK release since
+/// 21.11; the drivers check them against their headers at compile time.
+pub const TX_IP_CKSUM: u64 = 1 << 54;
+pub const TX_IPV4: u64 = 1 << 55;
+pub const TX_IPV6: u64 = 1 << 56;
+pub const TX_VLAN: u64 = 1 << 57;
+pub const TX_L4_MASK: u64 = 3 << 52;
+pub const TX_TCP_CKSUM: u64 = 1 << 52;
+pub const TX_UDP_CKSUM: u64 = 3 << 52;
+pub const TX_META_OL_FLAGS: u64 = TX_IP_CKSUM | TX_IPV4 | TX_IPV6 | TX_VLAN | TX_L4_MASK;
+/// The flags that ask the NIC to do something: a packet with none of them
+/// needs no tx metadata.
+pub const TX_ACTION_FLAGS: u64 = TX_IP_CKSUM | TX_VLAN | TX_L4_MASK;
+
+/// DPDK's `RTE_ETH_TX_OFFLOAD_*` bits a guest port may be offered (HELLO_ACK
+/// v7 `tx_offloads`): those the proxy's NIC has, applied there.
+pub const TX_OFFLOAD_VLAN_INSERT: u64 = 1 << 0;
+pub const TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+pub const TX_OFFLOAD_UDP_CKSUM: u64 = 1 << 2;
+pub const TX_OFFLOAD_TCP_CKSUM: u64 = 1 << 3;
+pub const TX_OFFLOADS_PASSED: u64 =
+    TX_OFFLOAD_VLAN_INSERT | TX_OFFLOAD_IPV4_CKSUM | TX_OFFLOAD_UDP_CKSUM | TX_OFFLOAD_TCP_CKSUM;
+
+/// The mbuf flags a guest may set in tx metadata, given the port's
+/// `tx_offloads` from HELLO_ACK.
+pub fn tx_meta_flags(tx_offloads: u64) -> u64 {
+    let mut f = 0;
+    if tx_offloads & TX_OFFLOAD_VLAN_INSERT != 0 {
+        f |= TX_VLAN;
+    }
+    if tx_offloads & TX_OFFLOAD_IPV4_CKSUM != 0 {
+        f |= TX_IP_CKSUM;
+    }
+    if tx_offloads & TX_OFFLOAD_UDP_CKSUM != 0 {
+        f |= TX_UDP_CKSUM;
+    }
+    if tx_offloads & TX_OFFLOAD_TCP_CKSUM != 0 {
+        f |= TX_TCP_CKSUM;
+    }
+    if f & (TX_IP_CKSUM | TX_L4_MASK) != 0 {
+        f |= TX_IPV4 | TX_IPV6;
+    }
+    f
+}
+
+/// What the guest asks the NIC to do to one packet on tx, as it writes it:
+/// the mbuf's offload flags and the header lengths and VLAN tag they need.
+/// In the buffer as two little-endian u64: `ol_flags`, then
+/// `l2_len | l3_len << 16 | l4_len << 32 | vlan_tci << 48`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxMeta {
+    pub ol_flags: u64,
+    pub l2_len: u16,
+    pub l3_len: u16,
+    pub l4_len: u16,
+    pub vlan_tci: u16,
+}
+
+/// Tx metadata that passed [`TxMeta::check`]: flags the port allows, and
+/// header lengths that lie within the packet's first buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidTxMeta(TxMeta);
+
+impl ValidTxMeta {
+    #[inline]
+    pub fn get(&self) -> &TxMeta {
+        &self.0
+    }
+}
+
+impl TxMeta {
+    pub fn to_words(self) -> [u64; 2] {
+        [
+            self.ol_flags,
+            self.l2_len as u64
+                | (self.l3_len as u64) << 16
+                | (self.l4_len as u64) << 32
+                | (self.vlan_tci as u64) << 48,
+        ]
+    }
+    pub fn from_words(w: [u64; 2]) -> TxMeta {
+        TxMeta {
+            ol_flags: w[0],
+            l2_len: w[1] as u16,
+            l3_len: (w[1] >> 16) as u16,
+            l4_len: (w[1] >> 32) as u16,
+            vlan_tci: (w[1] >> 48) as u16,
+        }
+    }
+
+    /// Checks metadata read from a guest's buffer: only flags of
+    /// `allowed` (see [`tx_meta_flags`]); a checksum names its IP version
+    /// (IPv4 for the header checksum), and the headers it covers (Ethernet,
+    /// IP, and the TCP or UDP header) lie within the `head_len` bytes of
+    /// the packet's first buffer and fit DPDK's fields (`l2_len` 7 bits,
+    /// `l3_len` 9, `l4_len` 8). A NIC that checksums in software reads
+    /// exactly there.
+    pub fn check(self, allowed: u64, head_len: u16) -> Option<ValidTxMeta> {
+        let f = self.ol_flags;
+        if f & !allowed != 0 || f & !TX_META_OL_FLAGS != 0 {
+            return None;
+        }
+        let l4 = f & TX_L4_MASK;
+        if f & (TX_IP_CKSUM | TX_L4_MASK) != 0 {
+            let v4 = f & TX_IPV4 != 0;
+            let v6 = f & TX_IPV6 != 0;
+            let l4_min = match l4 {
+                0 => 0,
+                TX_TCP_CKSUM => 20,
+                TX_UDP_CKSUM => 8,
+                _ => return None,
+            };
+            let ok = v4 != v6
+                && (f & TX_IP_CKSUM == 0 || v4)
+                && (14..128).contains(&self.l2_len)
+                && (20..512).contains(&self.l3_len)
+                && self.l4_len < 256
+                && (self.l2_len + self.l3_len) as u32 + l4_min.max(self.l4_len as u32)
+                    <= head_len as u32;
+            if !ok {
+                return None;
+            }
+        }
+        Some(ValidTxMeta(self))
+    }
+}
+
 /// The mbuf `ol_flags` rx metadata may carry: the RSS hash's presence and
 /// the checksum verdicts. Both sides mask with it.
 ///
@@ -148,6 +284,9 @@ pub struct BufferRules {
     /// Protocol v5: [`SEG_MORE`] links buffers into packets (before v5 the
     /// bit is part of `data_off`).
     pub chains: bool,
+    /// Protocol v7: [`TX_META`] says tx metadata precedes the packet
+    /// (before v7 the bit is part of `data_off`).
+    pub tx_meta: bool,
 }
 
 /// Shortest frame the proxy sends: an Ethernet header.
@@ -162,6 +301,7 @@ pub struct ValidTx {
     desc: Desc,
     recycle: bool,
     more: bool,
+    meta: bool,
 }
 
 impl ValidTx {
@@ -190,6 +330,17 @@ impl ValidTx {
     #[inline]
     pub fn more(&self) -> bool {
         self.more
+    }
+    /// Tx metadata precedes the packet ([`TX_META`], v7): at
+    /// [`meta_offset`](Self::meta_offset), in the checked buffer.
+    #[inline]
+    pub fn meta(&self) -> bool {
+        self.meta
+    }
+    /// Region offset of the tx metadata (meaningful if [`meta`](Self::meta)).
+    #[inline]
+    pub fn meta_offset(&self) -> u64 {
+        self.desc.offset() + self.desc.data_off.saturating_sub(TX_META_LEN) as u64
     }
 }
 
@@ -242,12 +393,26 @@ impl BufferRules {
         // bit is part of it; from v5 on the caller sends descriptors with
         // SEG_MORE to check_tx_seg).
         let recycle = raw.data_off & TX_RECYCLE != 0;
+        let meta_bit = self.meta_bit();
+        let meta = raw.data_off & meta_bit != 0;
         let d = Desc {
-            data_off: raw.data_off & !TX_RECYCLE,
+            data_off: raw.data_off & !(TX_RECYCLE | meta_bit),
             ..raw
         };
-        let len_ok = d.data_len >= MIN_FRAME && d.data_len as u32 <= self.max_frame;
-        self.in_place(d, recycle, false, len_ok)
+        let len_ok = d.data_len >= MIN_FRAME
+            && d.data_len as u32 <= self.max_frame
+            && (!meta || d.data_off >= TX_META_LEN);
+        self.in_place(d, recycle, false, meta, len_ok)
+    }
+
+    /// [`TX_META`] if this connection's descriptors may carry it, else 0.
+    #[inline(always)]
+    fn meta_bit(&self) -> u16 {
+        if self.tx_meta {
+            TX_META
+        } else {
+            0
+        }
     }
 
     /// Checks one buffer of a packet of several (v5, [`SEG_MORE`] on this
@@ -258,17 +423,29 @@ impl BufferRules {
     pub fn check_tx_seg(&self, raw: Desc) -> Option<ValidTx> {
         let recycle = raw.data_off & TX_RECYCLE != 0;
         let more = self.chains && raw.data_off & SEG_MORE != 0;
+        let meta_bit = self.meta_bit();
+        let meta = raw.data_off & meta_bit != 0;
         let d = Desc {
-            data_off: raw.data_off & !(TX_RECYCLE | SEG_MORE),
+            data_off: raw.data_off & !(TX_RECYCLE | SEG_MORE | meta_bit),
             ..raw
         };
-        let len_ok = self.chains && d.data_len >= 1 && d.data_len as u32 <= self.max_frame;
-        self.in_place(d, recycle, more, len_ok)
+        let len_ok = self.chains
+            && d.data_len >= 1
+            && d.data_len as u32 <= self.max_frame
+            && (!meta || d.data_off >= TX_META_LEN);
+        self.in_place(d, recycle, more, meta, len_ok)
     }
 
     /// The rest of a tx check: where the bytes are.
     #[inline(always)]
-    fn in_place(&self, d: Desc, recycle: bool, more: bool, len_ok: bool) -> Option<ValidTx> {
+    fn in_place(
+        &self,
+        d: Desc,
+        recycle: bool,
+        more: bool,
+        meta: bool,
+        len_ok: bool,
+    ) -> Option<ValidTx> {
         let end = d.data_off as u64 + d.data_len as u64;
         // A recycled buffer will be a fill buffer next: it must be one,
         // rx_room bytes in the buffer area, with the packet within them.
@@ -284,6 +461,7 @@ impl BufferRules {
             desc: d,
             recycle,
             more,
+            meta,
         })
     }
 
@@ -299,9 +477,11 @@ impl BufferRules {
     /// was handed over for recycling, else on txdone as rejected.
     #[inline]
     pub fn reject_tx(raw: Desc) -> Rejected {
-        // No flag goes back: an rx descriptor must not say SEG_MORE.
+        // No flag goes back: an rx descriptor must not say SEG_MORE (nor
+        // TX_META, which is RX_META's neighbour; before v7 the guest keeps
+        // data_off below it for buffers it may recycle).
         let d = Desc {
-            data_off: raw.data_off & !(TX_RECYCLE | SEG_MORE),
+            data_off: raw.data_off & !(TX_RECYCLE | SEG_MORE | TX_META),
             ..raw
         };
         if raw.data_off & TX_RECYCLE != 0 {
@@ -343,6 +523,7 @@ mod tests {
         rx_headroom: 128,
         max_frame: 1518,
         chains: false,
+        tx_meta: false,
     };
 
     #[test]
@@ -444,6 +625,91 @@ mod tests {
             Desc::new(0, 128, 0),
         ] {
             assert!(RULES.check_fill(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn tx_meta_bit_is_v7s() {
+        let v7 = BufferRules {
+            chains: true,
+            tx_meta: true,
+            ..RULES
+        };
+        let v = v7.check_tx(Desc::new(1 << 20, 128 | TX_META, 60)).unwrap();
+        assert!(v.meta());
+        assert_eq!(v.data_off(), 128);
+        assert_eq!(v.meta_offset(), (1 << 20) + 112);
+        // The metadata must lie in the buffer, before the packet.
+        assert!(v7.check_tx(Desc::new(1 << 20, 8 | TX_META, 60)).is_none());
+        let s = v7
+            .check_tx_seg(Desc::new(1 << 20, 16 | TX_META | SEG_MORE, 60))
+            .unwrap();
+        assert!(s.meta() && s.more());
+        // Before v7 the bit is part of data_off.
+        let old = RULES
+            .check_tx(Desc::new(1 << 20, 128 | TX_META, 60))
+            .unwrap();
+        assert!(!old.meta());
+        assert_eq!(old.data_off(), 128 | TX_META);
+    }
+
+    #[test]
+    fn tx_meta_checks() {
+        let all = tx_meta_flags(TX_OFFLOADS_PASSED);
+        let udp4 = TxMeta {
+            ol_flags: TX_IPV4 | TX_IP_CKSUM | TX_UDP_CKSUM,
+            l2_len: 14,
+            l3_len: 20,
+            l4_len: 0,
+            vlan_tci: 0,
+        };
+        assert_eq!(TxMeta::from_words(udp4.to_words()), udp4);
+        assert!(udp4.check(all, 42).is_some());
+        assert!(udp4.check(all, 41).is_none(), "UDP header past the buffer");
+        assert!(
+            udp4.check(tx_meta_flags(TX_OFFLOAD_UDP_CKSUM), 42)
+                .is_none(),
+            "IPv4 checksum not offered"
+        );
+        let vlan = TxMeta {
+            ol_flags: TX_VLAN,
+            vlan_tci: 100,
+            ..TxMeta::default()
+        };
+        assert!(vlan
+            .check(tx_meta_flags(TX_OFFLOAD_VLAN_INSERT), 14)
+            .is_some());
+        assert!(vlan
+            .check(tx_meta_flags(TX_OFFLOAD_TCP_CKSUM), 14)
+            .is_none());
+        for bad in [
+            TxMeta {
+                ol_flags: TX_IPV6 | TX_IP_CKSUM,
+                ..udp4
+            },
+            TxMeta {
+                ol_flags: TX_IPV4 | TX_IPV6 | TX_UDP_CKSUM,
+                ..udp4
+            },
+            TxMeta {
+                ol_flags: TX_UDP_CKSUM,
+                ..udp4
+            },
+            TxMeta {
+                ol_flags: TX_IPV4 | (2 << 52),
+                ..udp4
+            },
+            TxMeta {
+                l2_len: 128,
+                ..udp4
+            },
+            TxMeta { l3_len: 19, ..udp4 },
+            TxMeta {
+                ol_flags: udp4.ol_flags | 1 << 50,
+                ..udp4
+            },
+        ] {
+            assert!(bad.check(all, 1500).is_none(), "{bad:?}");
         }
     }
 

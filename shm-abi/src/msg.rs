@@ -15,9 +15,11 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// v3: rx fill minimum in HELLO_ACK; v4: rx metadata; v5: several queue
 /// pairs per socket (layout and RSS in HELLO_ACK, the queue in START), and
 /// one buffer area for all of a guest's sockets (HELLO's SHARE_BUFFERS);
-/// v6: the buffer area grows on request (its limit in HELLO_ACK, GROW).
+/// v6: the buffer area grows on request (its limit in HELLO_ACK, GROW);
+/// v7: tx offloads carried with the packet (HELLO_ACK's `tx_offloads`,
+/// [`crate::desc::TX_META`]), the NIC's RSS redirection table (RETA_QUERY).
 pub const VERSION_MIN: u16 = 3;
-pub const VERSION_MAX: u16 = 6;
+pub const VERSION_MAX: u16 = 7;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 512;
 /// Bytes of the header every message starts with.
@@ -35,6 +37,12 @@ pub const MSG_ERROR: u16 = 8;
 /// to map at the region's end), ERROR (ENOMEM) refuses.
 pub const MSG_GROW: u16 = 9;
 pub const MSG_GROW_ACK: u16 = 10;
+/// v7: the guest asks for entries of the RSS redirection table from
+/// `first` on; RETA brings up to [`MAX_RETA_CHUNK`] of them, ERROR refuses.
+pub const MSG_RETA_QUERY: u16 = 11;
+pub const MSG_RETA: u16 = 12;
+/// Most RETA entries one RETA message carries.
+pub const MAX_RETA_CHUNK: usize = 128;
 
 /// Why received bytes are not a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +210,12 @@ pub struct HelloAck {
     /// holds its rings only (no heap, no buffer area); descriptors name
     /// buffers in the region the guest sent, by offsets in that region.
     pub shared_buffers: bool,
+    /// v7: the `RTE_ETH_TX_OFFLOAD_*` of [`crate::desc::TX_OFFLOADS_PASSED`]
+    /// the NIC applies to the guest's packets, asked for with tx metadata.
+    pub tx_offloads: u64,
+    /// v7: entries of the NIC's RSS redirection table, as RETA_QUERY
+    /// answers (0: it has none to show).
+    pub reta_size: u16,
 }
 
 /// Most packet types a HELLO_ACK carries.
@@ -275,6 +289,23 @@ pub enum Msg {
     Error(Status),
     Grow(Grow),
     GrowAck(GrowAck),
+    RetaQuery(RetaQuery),
+    Reta(Reta),
+}
+
+/// v7: the redirection table's entries from `first` on, please.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetaQuery {
+    pub first: u16,
+}
+
+/// v7: entries `first..first + entries.len()` of the RSS redirection table
+/// of `size` entries, each the index of one of this socket's queue pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reta {
+    pub size: u16,
+    pub first: u16,
+    pub entries: Vec<u16>,
 }
 
 /// v6: at least `bytes` more buffer area, please.
@@ -306,6 +337,8 @@ impl Msg {
             Msg::Error(_) => MSG_ERROR,
             Msg::Grow(_) => MSG_GROW,
             Msg::GrowAck(_) => MSG_GROW_ACK,
+            Msg::RetaQuery(_) => MSG_RETA_QUERY,
+            Msg::Reta(_) => MSG_RETA,
         }
     }
 
@@ -373,6 +406,9 @@ impl Msg {
                 if a.version >= 6 {
                     w.u64(a.layout.buf_max);
                 }
+                if a.version >= 7 {
+                    w.u64(a.tx_offloads).u16(a.reta_size);
+                }
             }
             Msg::Start(s) => {
                 w.u16(s.rx_buf_len).u16(s.rx_headroom);
@@ -392,6 +428,16 @@ impl Msg {
             }
             Msg::GrowAck(g) => {
                 w.u64(g.offset).u64(g.len);
+            }
+            Msg::RetaQuery(q) => {
+                w.u16(q.first);
+            }
+            Msg::Reta(t) => {
+                let n = t.entries.len().min(MAX_RETA_CHUNK);
+                w.u16(t.size).u16(t.first).u16(n as u16);
+                for &e in &t.entries[..n] {
+                    w.u16(e);
+                }
             }
         }
         w.buf
@@ -433,6 +479,22 @@ impl Msg {
                 offset: r.u64()?,
                 len: r.u64()?,
             }),
+            MSG_RETA_QUERY if version >= 7 => Msg::RetaQuery(RetaQuery { first: r.u16()? }),
+            MSG_RETA if version >= 7 => {
+                let (size, first, n) = (r.u16()?, r.u16()?, r.u16()? as usize);
+                if n > MAX_RETA_CHUNK {
+                    return Err(ProtoError::Invalid("too many RETA entries"));
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push(r.u16()?);
+                }
+                Msg::Reta(Reta {
+                    size,
+                    first,
+                    entries,
+                })
+            }
             t => return Err(ProtoError::UnknownType(t)),
         };
         Ok((version, msg))
@@ -470,6 +532,8 @@ fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
         rss_hf: 0,
         rss_key: Vec::new(),
         shared_buffers: false,
+        tx_offloads: 0,
+        reta_size: 0,
     };
     if version >= 4 {
         a.rx_offloads = r.u64()?;
@@ -496,6 +560,10 @@ fn decode_hello_ack(r: &mut Reader) -> Result<HelloAck, ProtoError> {
     }
     if version >= 6 {
         a.layout.buf_max = r.u64()?;
+    }
+    if version >= 7 {
+        a.tx_offloads = r.u64()?;
+        a.reta_size = r.u16()?;
     }
     Ok(a)
 }
@@ -570,6 +638,8 @@ mod tests {
             rss_hf: 0x38d34,
             rss_key: (0..40).collect(),
             shared_buffers: true,
+            tx_offloads: crate::desc::TX_OFFLOADS_PASSED,
+            reta_size: 512,
         }
     }
 
@@ -603,6 +673,12 @@ mod tests {
                 offset: 600 << 20,
                 len: 256 << 20,
             }),
+            Msg::RetaQuery(RetaQuery { first: 384 }),
+            Msg::Reta(Reta {
+                size: 512,
+                first: 384,
+                entries: (0..MAX_RETA_CHUNK as u16).map(|i| i % 4).collect(),
+            }),
         ];
         for m in msgs {
             let bytes = m.encode(VERSION_MAX);
@@ -622,6 +698,8 @@ mod tests {
             rss_hf: 0,
             rss_key: Vec::new(),
             shared_buffers: false,
+            tx_offloads: 0,
+            reta_size: 0,
             layout: Layout::compute(4096, 1024, 32 << 20, 512 << 20),
             ..a
         };
@@ -642,6 +720,34 @@ mod tests {
         assert_eq!(got.layout.buf_max, a.layout.buf_len);
         let grow = Msg::Grow(Grow { bytes: 1 << 20 }).encode(5);
         assert_eq!(Msg::decode(&grow), Err(ProtoError::UnknownType(MSG_GROW)));
+    }
+
+    #[test]
+    fn before_v7_no_tx_offloads_and_no_reta() {
+        let a = HelloAck {
+            version: 6,
+            ..ack()
+        };
+        let Ok((6, Msg::HelloAck(got))) = Msg::decode(&Msg::HelloAck(a).encode(6)) else {
+            panic!("v6 hello ack does not decode");
+        };
+        assert_eq!((got.tx_offloads, got.reta_size), (0, 0));
+        let q = Msg::RetaQuery(RetaQuery { first: 0 }).encode(6);
+        assert_eq!(
+            Msg::decode(&q),
+            Err(ProtoError::UnknownType(MSG_RETA_QUERY))
+        );
+        let mut long = Msg::Reta(Reta {
+            size: 512,
+            first: 0,
+            entries: vec![0; 4],
+        })
+        .encode(7);
+        long[12] = MAX_RETA_CHUNK as u8 + 1;
+        assert_eq!(
+            Msg::decode(&long),
+            Err(ProtoError::Invalid("too many RETA entries"))
+        );
     }
 
     #[test]

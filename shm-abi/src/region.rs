@@ -247,6 +247,24 @@ impl<'r> AreaView<'r> {
             .then(|| self.base.wrapping_add(off as usize) as *mut u8)
     }
 
+    /// Copies the two little-endian words at region offset `off` out of the
+    /// window, if `[off, off + 16)` is inside: the value a peer wrote, read
+    /// once, to be checked before use (the peer may rewrite it meanwhile).
+    #[inline]
+    pub fn read_words(&self, off: u64) -> Option<[u64; 2]> {
+        let p = self.ptr(off, 16)? as *const [u8; 8];
+        // SAFETY: 16 bytes inside the window, which lies in the mapping
+        // this view borrows; volatile, because the peer may write them at
+        // any time; byte arrays, because nothing aligns them.
+        let (w0, w1) = unsafe {
+            (
+                std::ptr::read_volatile(p),
+                std::ptr::read_volatile(p.add(1)),
+            )
+        };
+        Some([u64::from_le_bytes(w0), u64::from_le_bytes(w1)])
+    }
+
     /// Pointer to region offset `off`, which the caller has checked to lie
     /// inside the window (a [`crate::desc::ValidTx`] or
     /// [`crate::desc::ValidFill`] checked against [`crate::desc::BufferRules`]

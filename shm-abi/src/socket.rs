@@ -242,6 +242,8 @@ mod tests {
             rx_fill_min: 0,
             rx_offloads: 0,
             ptypes: vec![],
+            tx_offloads: 0,
+            reta_size: 0,
             rss_hf: 0,
             rss_key: vec![],
             shared_buffers: false,
