@@ -126,9 +126,6 @@ pub struct RxQueue {
     /// The app enabled rx checksum offloads the proxy's NIC does not have:
     /// the verdicts are computed here.
     pub sw_cksum: bool,
-    /// The app enabled VLAN stripping: done here (the proxy's NIC hands
-    /// tagged frames on as they are).
-    pub vlan_strip: bool,
     /// Protocol v5: rx descriptors may say [`SEG_MORE`]; `scatter`: the
     /// app takes chained mbufs (else a chain is dropped and counted).
     pub chains: bool,
@@ -154,6 +151,9 @@ pub struct RxQueue {
     /// Frames dropped because they came in several buffers to an app that
     /// did not enable scatter, or broken off.
     pub chain_drops: Counter,
+    /// The app enabled VLAN stripping: done here (the proxy's NIC hands
+    /// tagged frames on as they are).
+    pub vlan_strip: bool,
 }
 
 #[repr(C, align(64))]
@@ -175,8 +175,6 @@ pub struct TxQueue {
     /// (indirect, external), or asking for a tx offload the NIC applies
     /// (then it carries tx metadata, v7).
     pub slow_flags: u64,
-    /// The tx offload flags the app enabled that the proxy's NIC applies.
-    pub meta_flags: u64,
     /// The rx queue's pool and budget while the port runs (else null):
     /// buffers of that pool go back to the proxy as fill buffers.
     pub recycle_pool: *mut sys::rte_mempool,
@@ -196,6 +194,8 @@ pub struct TxQueue {
     pub oversize: Counter,
     /// Packets sent with tx offloads for the proxy's NIC to apply.
     pub offloaded: Counter,
+    /// The tx offload flags the app enabled that the proxy's NIC applies.
+    pub meta_flags: u64,
 }
 
 /// The tx metadata for packet `m`: its offload flags the NIC applies
