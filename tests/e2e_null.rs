@@ -114,8 +114,15 @@ fn null_nic_one_guest_counters_agree() {
 /// socket's directory. It still gets the NIC queue, zero-copy.
 #[test]
 fn unprivileged_sandboxed_guest() {
-    let (dir, sock, proxy) = Proxy::one_queue("sandbox", "net_null0", "");
-    let sock = sock.as_str();
+    // The socket belongs to the container's user: nobody else may connect.
+    let dir = Scratch::new("sandbox");
+    let sock = "/tmp/iop-sandbox/s0/sock";
+    let proxy = Proxy::start(
+        &dir,
+        "iop_sandbox",
+        &["--vdev", "net_null0"],
+        &format!("add port 0 queues 1\nadd socket {sock} 0 0 owner 65534 mode 0600\n"),
+    );
     let guest = Guest::start_sandboxed(&dir, "guest", sock);
     std::thread::sleep(Duration::from_secs(2));
     let log = proxy.proc.text();

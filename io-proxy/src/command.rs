@@ -1,6 +1,7 @@
 //! The proxy's command language (startup file and prompt): its grammar
 //! and what each command does.
 
+use crate::access::SocketAccess;
 use crate::proxy::Proxy;
 use crate::session::RegionConfig;
 
@@ -9,8 +10,11 @@ commands:
   add port <port_id> [queues <n>] [rxd <n>] [mtu <n>] configure n rx/tx queue pairs (default 2), RSS over them, start;
                                                       rxd: NIC rx descriptors per queue (default: the PMD's); mtu: the NIC's MTU
   add socket <path> <port_id> <queues> [heap <MiB>] [buffers <MiB>] [max_buffers <MiB>] [ring <n>]
+             [owner <user>[:<group>]] [mode <octal>] [allow_uid <list>] [allow_gid <list>]
                                                       serve those queues (2, 0-3, 0,2) on a unix socket at <path>:
                                                       the guest port gets one rx/tx queue pair per NIC queue;
+                                                      owner/mode: the socket file's (default: the proxy's user, 0660);
+                                                      allow_uid/allow_gid: only these peers (SO_PEERCRED) are served;
                                                       buffers: the guest's pool area at attach (default 512), which
                                                       grows on the guest's request up to max_buffers (default 2048);
                                                       ring: descriptors per ring (default 4096: guests post up to 3840 rx buffers)
@@ -37,6 +41,7 @@ pub enum Command {
         /// NIC queues, in the guest's queue order.
         queues: Vec<u16>,
         cfg: RegionConfig,
+        access: SocketAccess,
     },
     RemoveSocket {
         path: String,
@@ -71,6 +76,10 @@ impl PartialEq for RegionConfig {
 /// 256 fewer rx buffers than this (its rx queue's `nb_rx_desc` limit).
 const RING_MIN: u32 = 512;
 const RING_MAX: u32 = 16384;
+
+fn word<'a>(what: &str, s: Option<&'a str>) -> Result<&'a str, String> {
+    s.ok_or_else(|| format!("missing {what}"))
+}
 
 fn num<T: std::str::FromStr>(what: &str, s: Option<&str>) -> Result<T, String> {
     let s = s.ok_or_else(|| format!("missing {what}"))?;
@@ -160,9 +169,22 @@ pub fn parse(line: &str) -> Result<Command, String> {
             let port = num("port_id", it.next())?;
             let queues = queue_list(it.next())?;
             let mut cfg = RegionConfig::default();
+            let mut access = SocketAccess::default();
             let mut max_buffers = None;
             while let Some(k) = it.next() {
                 match k {
+                    "owner" => {
+                        access.owner = Some(SocketAccess::parse_owner(word("owner", it.next())?)?)
+                    }
+                    "mode" => access.mode = SocketAccess::parse_mode(word("mode", it.next())?)?,
+                    "allow_uid" => {
+                        access.allow_uids =
+                            SocketAccess::parse_ids(word("uid list", it.next())?, true)?
+                    }
+                    "allow_gid" => {
+                        access.allow_gids =
+                            SocketAccess::parse_ids(word("gid list", it.next())?, false)?
+                    }
                     "heap" => cfg.heap_mb = num("heap MiB", it.next())?,
                     "buffers" => cfg.buffers_mb = num("buffers MiB", it.next())?,
                     "max_buffers" => max_buffers = Some(num("max_buffers MiB", it.next())?),
@@ -197,6 +219,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 port,
                 queues,
                 cfg,
+                access,
             }
         }
         (Some("remove"), Some("socket")) => Command::RemoveSocket {
@@ -261,7 +284,8 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
             port,
             queues,
             cfg,
-        } => p.add_socket(path, port, queues, cfg)?,
+            access,
+        } => p.add_socket(path, port, queues, cfg, access)?,
         Command::RemoveSocket { path } => p.remove_socket(&path)?,
         Command::SetTiming(on) => {
             // Paused, so that no round adds to a counter being zeroed.
@@ -356,14 +380,34 @@ mod tests {
                 port,
                 queues,
                 cfg,
+                access,
             } => {
                 assert_eq!(
                     (path.as_str(), port, queues, cfg.heap_mb, cfg.buffers_mb),
                     ("/tmp/s_0_0/sock", 0, vec![1], 32, 256)
                 );
+                assert_eq!(access, SocketAccess::default());
             }
             other => panic!("{other:?}"),
         }
+        match parse(
+            "add socket /tmp/s 0 0 owner 1000:100 mode 0600 allow_uid 1000,1001 allow_gid 100",
+        )
+        .unwrap()
+        {
+            Command::AddSocket { access, .. } => assert_eq!(
+                access,
+                SocketAccess {
+                    owner: Some((1000, Some(100))),
+                    mode: 0o600,
+                    allow_uids: vec![1000, 1001],
+                    allow_gids: vec![100],
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("add socket /tmp/s 0 0 mode 999").is_err());
+        assert!(parse("add socket /tmp/s 0 0 owner").is_err());
         for (list, want) in [
             ("0-3", vec![0, 1, 2, 3]),
             ("0,2", vec![0, 2]),

@@ -1,11 +1,13 @@
 //! dpdk-io-proxy as a library: the binary (`main.rs`) is its command
 //! line, signals and threads; the fuzz targets drive `guest_region`.
 //!
-//! Modules, leaves first: `log`, `stats`, `error`; `nic`, `dma`;
+//! Modules, leaves first: `log`, `stats`, `error`; `access` (who may
+//! attach to a socket); `nic`, `dma`;
 //! `guest_region` (a guest's rings and buffers), `pool_ops` (the
 //! `shm_proxy` mempools), `datapath` (the polling loop); `session`
 //! (handshake); `proxy` (sockets, sessions, guests), `show` (text tables),
 //! `telemetry`; `command` (the command language).
+pub mod access;
 pub mod command;
 pub mod datapath;
 pub mod dma;

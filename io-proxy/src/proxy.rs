@@ -1,6 +1,7 @@
 //! The proxy's state: NIC ports, the sockets that serve their queues, and
 //! each socket's guest session; guests connect, start, stop and go.
 
+use crate::access::SocketAccess;
 use crate::datapath::{Datapath, DpQueue};
 use crate::dma;
 use crate::error::ProxyError;
@@ -24,6 +25,8 @@ pub struct SocketEntry {
     /// NIC queue `queues[k]`.
     pub queues: Vec<u16>,
     pub cfg: RegionConfig,
+    /// Who may attach (the socket file's owner and mode, peer ids).
+    pub access: SocketAccess,
     pub listener: OwnedFd,
     pub session: Option<Session>,
     /// The counters of each NIC queue in `queues`.
@@ -142,6 +145,7 @@ impl Proxy {
         port: u16,
         queues: Vec<u16>,
         cfg: RegionConfig,
+        access: SocketAccess,
     ) -> Result<(), String> {
         use nix::sys::socket::{
             bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
@@ -194,15 +198,17 @@ impl Proxy {
         .map_err(|e| format!("socket: {e}"))?;
         let addr = UnixAddr::new(path.as_str()).map_err(|e| format!("{path}: {e}"))?;
         bind(fd.as_raw_fd(), &addr).map_err(|e| format!("bind {path}: {e}"))?;
-        // Guests may run as other users (containers): the directory is the
-        // access control, the socket itself is open to whoever can reach it.
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
+        // Owner and mode before listen: no peer connects under others.
+        if let Err(e) = access.apply(&path) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         listen(&fd, Backlog::new(4).unwrap()).map_err(|e| format!("listen: {e}"))?;
         log::info(&format!(
-            "serving port {port} queue{} {} on {path}",
+            "serving port {port} queue{} {} on {path} ({})",
             if queues.len() > 1 { "s" } else { "" },
-            queue_list(&queues)
+            queue_list(&queues),
+            access.describe()
         ));
         self.sockets.push(SocketEntry {
             path,
@@ -213,6 +219,7 @@ impl Proxy {
                 .collect(),
             queues,
             cfg,
+            access,
             listener: fd,
             session: None,
             pools_made: 0,
@@ -249,7 +256,15 @@ impl Proxy {
             return;
         }
         let port = &self.ports[&s.port];
-        match session::handshake(fd, &s.cfg, port, &s.queues, &s.stats, &mut self.buffers) {
+        match session::handshake(
+            fd,
+            &s.cfg,
+            port,
+            &s.queues,
+            &s.stats,
+            &mut self.buffers,
+            &s.access,
+        ) {
             Ok(sess) => {
                 log::info(&(format!(
                     "{}: guest {} (pid {}, uid {}) connected, protocol v{}, {} queue pair{}, {} KiB region on {}",

@@ -1,6 +1,7 @@
 //! One guest connection: handshake, its memfd region, and the proxy's side
 //! of each queue pair in it.
 
+use crate::access::SocketAccess;
 use crate::dma::DmaArea;
 use crate::error::ProxyError;
 use crate::guest_region::{GuestCell, GuestRegion, BURST};
@@ -296,6 +297,7 @@ pub fn handshake(
     queues: &[u16],
     stats: &[Arc<SocketStats>],
     known: &mut Vec<Weak<GuestBuffers>>,
+    access: &SocketAccess,
 ) -> Result<Session, ProxyError> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     let cred =
@@ -335,6 +337,11 @@ pub fn handshake(
         send_error(&fd, msg::VERSION_MAX, &e);
         return Err(e);
     };
+    if let Err(e) = access.admit(cred.uid(), cred.gid()) {
+        let e = e.context(&format!("pid {} ({})", cred.pid(), hello.name));
+        send_error(&fd, version, &e);
+        return Err(e);
+    }
     let offered = if version >= 5 { queues.len() } else { 1 };
     let share = version >= 5 && hello.flags & msg::HELLO_SHARE_BUFFERS != 0;
     let shared = if share {

@@ -57,13 +57,14 @@ impl Proxy {
                 None => ("-".into(), "-".into(), "listening".into(), String::new()),
             };
             s += &format!(
-                "{:<32} {:>4} {:>6} {:<10} {:>7} {:<12}{dma}\n",
+                "{:<32} {:>4} {:>6} {:<10} {:>7} {:<12}{dma}  {}\n",
                 e.path,
                 e.port,
                 e.queue_list(),
                 guest,
                 pid,
-                state
+                state,
+                e.access.describe()
             );
         }
         s

@@ -507,6 +507,11 @@ impl Guest {
     /// its own user, pid, ipc, uts and network namespaces (bwrap), and of
     /// the host only /usr, the plugin and the socket's directory.
     pub fn start_sandboxed(dir: &Scratch, name: &str, sock: &str) -> Guest {
+        Self::spawn(dir, name, Self::sandboxed(dir, sock, 65534))
+    }
+
+    /// The command of [`Guest::start_sandboxed`], as user and group `uid`.
+    pub fn sandboxed(dir: &Scratch, sock: &str, uid: u32) -> Command {
         let sock_dir = Path::new(sock).parent().unwrap();
         // The checkout may sit where uid 65534 cannot reach (e.g. /root):
         // give the sandbox its own copy of the plugin.
@@ -517,7 +522,9 @@ impl Guest {
             std::fs::copy(&f, plugin_dir.join(f.file_name().unwrap())).unwrap();
         }
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        cmd.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .args(["--clear-groups", "--"])
             .args(["bwrap", "--unshare-all", "--die-with-parent"])
             .args(["--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib"])
             .args([
@@ -561,7 +568,7 @@ impl Guest {
                 Path::new(sock).file_name().unwrap().to_string_lossy()
             ))
             .args(["--", "--no-mlockall", "--forward-mode=macswap"]);
-        Self::spawn(dir, name, cmd)
+        cmd
     }
 
     fn spawn(dir: &Scratch, name: &str, mut cmd: Command) -> Guest {
