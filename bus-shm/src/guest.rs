@@ -873,9 +873,6 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         grow_heap(&region, &l)?;
     }
     if owns_pools {
-        extend_heap_privately(heap_devarg(d)?);
-    }
-    if owns_pools {
         let mut arena = ARENA.lock().unwrap();
         *arena = Some(Arena {
             base: region.base() as usize,
@@ -1033,88 +1030,6 @@ fn grow_heap(region: &Region, l: &Layout) -> Result<(), String> {
         l.heap_len >> 20
     );
     Ok(())
-}
-
-/// Default of the `heap=<MiB>` devarg: how far this process's malloc heap
-/// may grow in private memory beyond the region's heap area.
-const PRIVATE_HEAP_MB: usize = 1024;
-static PRIVATE_HEAP_DONE: AtomicBool = AtomicBool::new(false);
-
-/// The `heap=<MiB>` devarg of device `d` (the first of the process: the
-/// heap is the process's), or the default.
-fn heap_devarg(d: &'static SockDevice) -> Result<usize, String> {
-    let args = d
-        .devargs()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for kv in args.split(',') {
-        if let Some(v) = kv.strip_prefix("heap=") {
-            return v
-                .parse::<usize>()
-                .ok()
-                .filter(|&mb| mb <= 1 << 20)
-                .ok_or_else(|| format!("bad devarg '{kv}' (heap=<MiB>, 0 to 1048576)"));
-        }
-    }
-    Ok(PRIVATE_HEAP_MB)
-}
-
-/// Lets this process's malloc heap grow by up to `mb` MiB of its own
-/// memory, reserved but not committed: pages are taken from the system
-/// (and counted to this process) only as allocations touch them. The heap
-/// needs no sharing (the proxy never reads it): an app whose tables do
-/// not fit the region's heap area (l3fwd's LPM: 195 MiB) gets them here
-/// without tuning the socket. Once per process; a failure is logged and
-/// leaves the heap as it is.
-fn extend_heap_privately(mb: usize) {
-    if mb == 0 || !sys::HAVE_HEAP_GROW || PRIVATE_HEAP_DONE.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    // DPDK accounts the memory in pages of this size; the mapping is
-    // aligned to it. Larger pages mean fewer memsegs to describe it.
-    const PAGE: usize = 2 << 20;
-    let len = mb << 20;
-    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len + PAGE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        bus_err!(
-            "no private heap of {mb} MiB: {}",
-            std::io::Error::last_os_error()
-        );
-        return;
-    }
-    let va = (base as usize).next_multiple_of(PAGE);
-    // SAFETY: plain query of the calling lcore's socket.
-    let socket = unsafe { sys::rte_socket_id() } as i32;
-    let socket = if (0..sys::RTE_MAX_NUMA_NODES as i32).contains(&socket) {
-        socket
-    } else {
-        0
-    };
-    // SAFETY: va..va+len is mapped for the life of the process (never
-    // unmapped); probe runs on the init thread, nothing else allocates.
-    let r = unsafe { sys::dpdk_sys_heap_grow(socket, va as *mut c_void, len, PAGE) };
-    if r != 0 {
-        bus_err!(
-            "no private heap of {mb} MiB on socket {socket}: {}",
-            sys::strerror(-r)
-        );
-        // SAFETY: our mapping, which DPDK did not take.
-        unsafe { libc::munmap(base, len + PAGE) };
-        return;
-    }
-    bus_info!(
-        "malloc heap of socket {socket} may grow by {mb} MiB of this process's own memory, taken as used (devarg heap=<MiB>)"
-    );
 }
 
 fn program_name() -> String {

@@ -148,11 +148,9 @@ fn parse_devargs(args: &str) -> Result<Devargs, String> {
             Some(("recycle", "0")) => d.recycle = false,
             Some(("recycle", "1")) => d.recycle = true,
             Some(("path", p)) if !p.is_empty() => d.path = Some(p.to_string()),
-            // The process's heap: the bus's (checked there).
-            Some(("heap", _)) => {}
             _ => {
                 return Err(format!(
-                    "unknown or bad devarg '{kv}' (known: recycle=0|1, heap=<MiB>, path=<socket> for the vdev)"
+                    "unknown or bad devarg '{kv}' (known: recycle=0|1, path=<socket> for the vdev)"
                 ))
             }
         }
