@@ -30,7 +30,7 @@ impl Default for RegionConfig {
     fn default() -> Self {
         // testpmd's default pool is ~163k mbufs of 2368 bytes (387 MiB);
         // its own allocations (ports, pool headers, rings) fit in 64 MiB
-        // (l3fwd's LPM tables need 195: heap 256 at add socket). A 256 MiB
+        // (l3fwd's LPM tables need 195: it runs with EAL's -m 256). A 256 MiB
         // default measured 10-15 % slower at 64 B (docs/performance.md).
         RegionConfig {
             heap_mb: 64,
