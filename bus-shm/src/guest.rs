@@ -1240,6 +1240,24 @@ pub fn release_pool(pool: usize) {
     }
 }
 
+/// The extents of every mbuf pool in the buffer area, now.
+pub fn mbuf_extents() -> Vec<Extent> {
+    EXTENTS
+        .iter()
+        .take(EXTENTS_LEN.load(Ordering::Acquire))
+        .filter_map(|s| {
+            let count = s.count.load(Ordering::Acquire);
+            let buf_delta = s.buf_delta.load(Ordering::Relaxed);
+            (count != 0 && buf_delta != 0).then(|| Extent {
+                start: s.start.load(Ordering::Relaxed),
+                stride: s.stride.load(Ordering::Relaxed),
+                count,
+                buf_delta,
+            })
+        })
+        .collect()
+}
+
 /// The extent holding the buffer at address `buf`.
 #[inline]
 pub fn find_extent(buf: usize) -> Option<Extent> {

@@ -669,6 +669,23 @@ unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
                 *(*data).tx_queue_state.as_mut_ptr().add(k) =
                     sys::RTE_ETH_QUEUE_STATE_STOPPED as u8;
             }
+            // A proxy that went away kept what it held: take it back.
+            if p.sock.conn().is_none_or(|c| c.proxy_gone()) {
+                let n = queue::reclaim_held(p.port_id);
+                for b in p.budgets.iter() {
+                    b.reset();
+                }
+                for k in 0..(*data).nb_tx_queues as usize {
+                    let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
+                    if !txq.is_null() {
+                        (*txq).outstanding = 0;
+                    }
+                }
+                info!(
+                    "port {}: {n} buffers the lost proxy held are back in their pools",
+                    p.port_id
+                );
+            }
             sys::dpdk_sys_eth_linkstatus_set(dev, 0, 0);
             0
         }
@@ -1141,6 +1158,7 @@ unsafe extern "C" fn tx_queue_setup(
                 unsent_bytes: Default::default(),
                 oversize: Default::default(),
                 chains: p.chains,
+                held: queue::held_mark(p.port_id),
                 data_off_limit: if p.tx_meta {
                     shm_abi::desc::TX_META
                 } else if p.chains {

@@ -71,6 +71,13 @@ pub struct RxBudget {
 pub(crate) const BUDGET_SLACK: u32 = 128;
 
 impl RxBudget {
+    /// Nothing out: the proxy that held the buffers is gone, and they are
+    /// back in their pools ([`reclaim_held`]).
+    pub fn reset(&self) {
+        for c in [&self.posted, &self.returned, &self.recycled] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
     #[inline]
     fn out(&self) -> u32 {
         let p = self.posted.load(Ordering::Relaxed);
@@ -82,6 +89,50 @@ impl RxBudget {
     fn add(c: &AtomicU64, n: u64) {
         c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
     }
+}
+
+/// What an mbuf's `port` says while the proxy of guest port `port_id`
+/// holds it (posted for rx, or handed over for tx): set when it goes on
+/// the fill or tx ring, cleared when it comes back on rx or txdone. No
+/// ethdev port id has bit 15 set, nor is this `RTE_MBUF_PORT_INVALID`.
+/// If the proxy dies, the mbufs still marked are the ones it held
+/// ([`reclaim_held`]).
+#[inline(always)]
+pub fn held_mark(port_id: u16) -> u16 {
+    0x8000 | (port_id & 0x3fff)
+}
+
+const PORT_INVALID: u16 = u16::MAX;
+
+/// Gives back to their pools the mbufs the proxy of port `port_id` held
+/// when it went away: every mbuf of the buffer area's pools still marked
+/// [`held_mark`]. Returns how many.
+///
+/// # Safety
+/// The port's queues are stopped (not polled), and the proxy is gone: no
+/// one else touches a marked mbuf. Mbufs of other ports' pools may be in
+/// use on other lcores: only the mark is read (volatile) of those.
+pub unsafe fn reclaim_held(port_id: u16) -> u64 {
+    let mark = held_mark(port_id);
+    let mut n = 0;
+    for e in bus_shm::guest::mbuf_extents() {
+        for k in 0..e.count {
+            let m = (e.start + k * e.stride) as *mut sys::rte_mbuf;
+            // SAFETY: an object of a live mbuf pool (the extent's); only
+            // this port's queues write this mark, and they are stopped.
+            unsafe {
+                let port = std::ptr::addr_of!((*m).port);
+                if port.read_volatile() == mark {
+                    (*m).port = PORT_INVALID;
+                    (*m).next = std::ptr::null_mut();
+                    (*m).nb_segs = 1;
+                    sys::dpdk_sys_pktmbuf_free(m);
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
 }
 
 /// The buffer area of the connection's region (which lives for the rest
@@ -171,6 +222,8 @@ pub struct TxQueue {
     /// ([`SEG_MORE`]); data_off must then stay below the flag bits.
     pub data_off_limit: u16,
     pub chains: bool,
+    /// [`held_mark`] of the port.
+    pub held: u16,
     /// Mbuf flags that keep a packet off the common path: not zero-copy
     /// (indirect, external), or asking for a tx offload the NIC applies
     /// (then it carries tx metadata, v7).
@@ -336,6 +389,8 @@ impl RxQueue {
                 let off = self
                     .area
                     .offset_of_known(unsafe { (*m).buf_addr } as *const u8);
+                // SAFETY: as above; its first line was just written by alloc.
+                unsafe { (*m).port = held_mark(self.port_id) };
                 self.fill.write(i as u32, Desc::new(off, self.headroom, 0));
             }
             self.fill.publish(want);
@@ -362,7 +417,10 @@ impl RxQueue {
                 // SAFETY: our pool's extent.
                 if let Some(m) = unsafe { mbuf_at(&self.area, Some(&self.extent), d.offset()) } {
                     // SAFETY: our mbuf, returned by the proxy.
-                    unsafe { sys::dpdk_sys_pktmbuf_free(m) };
+                    unsafe {
+                        (*m).port = PORT_INVALID;
+                        sys::dpdk_sys_pktmbuf_free(m)
+                    };
                 }
             }
             self.rx.release(n);
@@ -399,6 +457,8 @@ impl TxQueue {
                 continue;
             };
             last = hit;
+            // SAFETY: our mbuf, back from the proxy (see held_mark).
+            unsafe { (*m).port = PORT_INVALID };
             match d.data_len {
                 LEN_SENT => {}
                 LEN_REJECTED => {
@@ -504,6 +564,8 @@ unsafe fn rx_descs<const CHAINS: bool>(
                 q.bad_desc.add(1);
                 continue;
             };
+            // Back from the proxy: no longer held (see held_mark).
+            (*m).port = q.port_id;
             if d.data_len == LEN_EMPTY {
                 q.empty_returns.add(1);
                 sys::dpdk_sys_pktmbuf_free(m);
@@ -851,6 +913,7 @@ impl TxQueue {
                     at + k as u32,
                     Desc::new(off, (*s).data_off | more | flag, (*s).data_len),
                 );
+                (*s).port = self.held;
                 (*s).next = std::ptr::null_mut();
                 (*s).nb_segs = 1;
                 (*s).pkt_len = (*s).data_len as u32;
@@ -964,6 +1027,7 @@ pub unsafe extern "C" fn tx_burst(
                     (*m).data_off | flags
                 };
                 q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
+                (*m).port = q.held;
                 // The proxy's side reads the packet's first line next (a
                 // software NIC copies it; DDIO reads it from the shared cache).
                 hint::cldemote(((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize));
