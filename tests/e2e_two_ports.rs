@@ -87,6 +87,7 @@ fn hello(flags: u32) -> Msg {
         pid: std::process::id(),
         name: "share".into(),
         flags,
+        resume: None,
     })
 }
 

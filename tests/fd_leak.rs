@@ -44,6 +44,7 @@ fn hello() -> Vec<u8> {
         pid: std::process::id(),
         name: "fdleak".into(),
         flags: 0,
+        resume: None,
     })
     .encode(msg::VERSION_MAX)
 }

@@ -41,6 +41,7 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
             pid: std::process::id(),
             name: "old".into(),
             flags: 0,
+            resume: None,
         }),
     );
     match recv(&old).msg {
@@ -61,6 +62,7 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
             pid: std::process::id(),
             name: "hostile".into(),
             flags: 0,
+            resume: None,
         }),
     );
     let reply = recv(&fd);
@@ -169,6 +171,7 @@ fn buffer_area_grows_up_to_the_sockets_limit() {
             pid: std::process::id(),
             name: "grow".into(),
             flags: 0,
+            resume: None,
         }),
     );
     let r = recv(&fd);
@@ -214,5 +217,97 @@ fn buffer_area_grows_up_to_the_sockets_limit() {
         .contains("buffers grew by 50 MiB to 562 MiB"));
     drop(fd);
     assert!(proxy.guest_gone(sock));
+    proxy.stop(&[sock]);
+}
+
+/// A RESUME (v8) whose region is not what the proxy can safely map is
+/// refused with the reason, and the socket keeps serving.
+#[test]
+fn resume_with_a_region_that_is_not_a_sealed_memfd_of_its_layout_is_refused() {
+    let (dir, sock, proxy) = Proxy::one_queue("hresume", "net_null0", "");
+    let sock = sock.as_str();
+    let hello = |resume| {
+        Msg::Hello(Hello {
+            version_min: msg::VERSION_MAX,
+            version_max: msg::VERSION_MAX,
+            pid: std::process::id(),
+            name: "resumer".into(),
+            flags: msg::HELLO_RESUME,
+            resume,
+        })
+    };
+    // A layout the proxy itself made.
+    let c = connect_seqpacket(sock);
+    let mut plain = hello(None);
+    if let Msg::Hello(h) = &mut plain {
+        h.flags = 0;
+    }
+    send(&c, plain);
+    let l = match recv(&c).msg {
+        Msg::HelloAck(a) => a.layout,
+        other => panic!("{other:?}"),
+    };
+    drop(c);
+    assert!(proxy.guest_gone(sock));
+    // The layout without the memfd.
+    let c = connect_seqpacket(sock);
+    send(&c, hello(Some(l)));
+    match recv(&c).msg {
+        Msg::Error(s) => {
+            assert!(s.text.contains("without the region"), "{s:?}");
+            assert_eq!(s.code, -libc::EINVAL);
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(c);
+    assert!(proxy.guest_gone(sock));
+    let memfd = |seal: bool, len: u64| -> OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscalls on a descriptor we own.
+        unsafe {
+            let fd = libc::memfd_create(c"resume".as_ptr(), libc::MFD_ALLOW_SEALING);
+            assert!(fd >= 0);
+            assert_eq!(libc::ftruncate(fd, len as i64), 0);
+            if seal {
+                let s = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+                assert_eq!(libc::fcntl(fd, libc::F_ADD_SEALS, s), 0);
+            }
+            OwnedFd::from_raw_fd(fd)
+        }
+    };
+    let file = std::fs::File::create("/tmp/iop-hresume/not-a-memfd").unwrap();
+    file.set_len(l.region_size).unwrap();
+    let cases: [(OwnedFd, &str, i32); 3] = [
+        (memfd(false, l.region_size), "not sealed", libc::EACCES),
+        (
+            memfd(true, l.region_size - 4096),
+            "bytes, its layout says",
+            libc::EINVAL,
+        ),
+        (file.into(), "not a memfd", libc::EACCES),
+    ];
+    for (fd, why, errno) in cases {
+        let c = connect_seqpacket(sock);
+        wire::send(
+            c.as_raw_fd(),
+            &hello(Some(l)),
+            msg::VERSION_MAX,
+            Some(fd.as_raw_fd()),
+        )
+        .unwrap();
+        match recv(&c).msg {
+            Msg::Error(s) => {
+                assert!(s.text.contains(why), "{why}: {s:?}");
+                assert_eq!(s.code, -errno, "{s:?}");
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+        assert!(proxy.guest_gone(sock));
+    }
+    // The socket still serves a stock guest.
+    let g = Guest::start(&dir, "guest", sock);
+    std::thread::sleep(Duration::from_secs(1));
+    let counts = g.stop(libc::SIGINT);
+    assert!(counts.rx > 10_000, "{counts:?}");
     proxy.stop(&[sock]);
 }

@@ -776,6 +776,106 @@ fn accept_hello_ack(reply: Received) -> Result<(HelloAck, OwnedFd), String> {
     Ok((ack, memfd))
 }
 
+/// Serves device `d` again after its proxy went away, in the same region:
+/// connects to the socket (a restarted proxy), presents the region's memfd
+/// and layout (HELLO with RESUME, v8) and checks that the proxy serves it
+/// as it was: same protocol version, same layout, frames no shorter. The
+/// caller stopped the port, so its rings are empty and every buffer the
+/// old proxy held is back in its pool. On success the link state is the
+/// new proxy's and the port can start.
+pub fn resume(d: &'static SockDevice) -> Result<(), String> {
+    let conn = d.conn().ok_or("not connected")?;
+    if !conn.proxy_gone() {
+        return Ok(());
+    }
+    let region = conn.region().ok_or("the region was released")?;
+    if conn.version < 8 {
+        return Err(format!(
+            "attached with protocol v{}, which cannot resume",
+            conn.version
+        ));
+    }
+    if conn.info.shared_buffers {
+        return Err("its buffers are another socket's region: resume that one's port".into());
+    }
+    if region.len() as u64 != conn.layout.region_size {
+        return Err("its buffer area grew (GROW): a grown region cannot be resumed yet".into());
+    }
+    let fd = connect(&d.path)?;
+    let hello = Msg::Hello(Hello {
+        version_min: conn.version,
+        version_max: conn.version,
+        pid: std::process::id(),
+        name: program_name(),
+        flags: msg::HELLO_RESUME,
+        resume: Some(conn.layout.get()),
+    });
+    socket::send(
+        fd.as_raw_fd(),
+        &hello,
+        msg::VERSION_MAX,
+        Some(region.fd().as_raw_fd()),
+    )
+    .map_err(|e| format!("send hello: {e}"))?;
+    let (ack, memfd) = accept_hello_ack(recv_blocking(&fd)?)?;
+    // The same memory comes back: ours is mapped already.
+    drop(memfd);
+    if ack.version != conn.version || ack.layout != conn.layout.get() || ack.shared_buffers {
+        return Err(format!(
+            "the proxy did not resume the region (protocol v{}, {} layout)",
+            ack.version,
+            if ack.layout == conn.layout.get() {
+                "same"
+            } else {
+                "another"
+            }
+        ));
+    }
+    if ack.max_rx_pktlen < conn.info.max_rx_pktlen || ack.mtu < conn.info.mtu {
+        let why = format!(
+            "the NIC's MTU shrank from {} to {} (frames up to {} bytes, were {}): the port's buffers and MTU were set for the old one",
+            conn.info.mtu, ack.mtu, ack.max_rx_pktlen, conn.info.max_rx_pktlen
+        );
+        // The proxy logs it too.
+        let _ = socket::send(
+            fd.as_raw_fd(),
+            &Msg::Error(msg::Status::error(libc::EMSGSIZE, why.clone())),
+            ack.version,
+            None,
+        );
+        return Err(why);
+    }
+    if ack.mac != conn.info.mac {
+        bus_info!(
+            "{}: the NIC's MAC changed to {}; the port keeps its own",
+            d.path,
+            ack.mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+    }
+    *conn.fd.lock().unwrap() = Some(fd);
+    {
+        let mut st = conn.state.lock().unwrap();
+        st.gone = false;
+        st.reply = None;
+        st.reply_fd = None;
+    }
+    conn.link_speed.store(ack.link_speed, Ordering::Relaxed);
+    conn.link_up.store(ack.link_up, Ordering::Release);
+    register_events(d, conn)?;
+    bus_info!(
+        "{}: resumed with the proxy on NIC {} port {} (protocol v{})",
+        d.path,
+        ack.nic_name,
+        ack.nic_port,
+        ack.version
+    );
+    Ok(())
+}
+
 fn probe_one(d: &'static SockDevice) -> Result<(), String> {
     let fd = connect(&d.path)?;
     // The pools live in the first device's buffer area: a later device
@@ -791,6 +891,7 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         } else {
             0
         },
+        resume: None,
     });
     socket::send(
         fd.as_raw_fd(),

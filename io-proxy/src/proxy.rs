@@ -348,6 +348,9 @@ impl Proxy {
         let (reply, result): (fn(Status) -> Msg, _) = match m {
             Msg::Start(s) => (Msg::StartAck, self.start_guest(i, s)),
             Msg::Stop => (Msg::StopAck, self.stop_guest(i, true)),
+            // The guest cannot go on with what we offered (a resume whose
+            // NIC changed under it): its reason, in our log too.
+            Msg::Error(s) => return self.disconnect(i, &format!("guest refused: {}", s.text)),
             other => {
                 return self
                     .disconnect(i, &format!("unexpected message type {}", other.type_code()))

@@ -271,6 +271,56 @@ fn create_region(
     Ok((map(fd, &layout)?, layout, false))
 }
 
+/// The region a guest brings back (RESUME, v8): its memfd, as an earlier
+/// proxy made it, and the layout that proxy gave. Nothing in it is taken
+/// on trust: it must be a memfd sealed against shrinking and growing (so
+/// that the guest cannot make our mapping fault), exactly the layout's
+/// size, with a layout that validates and the socket's queue count. Its
+/// rings continue from where their indexes stand; the guest emptied them.
+fn adopt_region(
+    fd: Option<OwnedFd>,
+    layout: Option<Layout>,
+    queues: u16,
+) -> Result<(Region, Layout, bool), ProxyError> {
+    let (Some(fd), Some(l)) = (fd, layout) else {
+        return Err(ProxyError::Invalid(
+            "RESUME without the region's memfd and layout".into(),
+        ));
+    };
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)
+        .map_err(|e| ProxyError::Denied(format!("the region is not a memfd (F_GET_SEALS: {e})")))?;
+    let seals = SealFlag::from_bits_truncate(seals);
+    if !seals.contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
+        return Err(ProxyError::Denied(
+            "the region is not sealed against shrinking and growing".into(),
+        ));
+    }
+    let size = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|e| ProxyError::io("fstat region", std::io::Error::from_raw_os_error(e as i32)))?
+        .st_size as u64;
+    if size != l.region_size {
+        return Err(ProxyError::Invalid(format!(
+            "the region has {size} bytes, its layout says {}",
+            l.region_size
+        )));
+    }
+    if l.queue_count != queues {
+        return Err(ProxyError::Invalid(format!(
+            "the region has {} queue pairs, this socket serves {queues}",
+            l.queue_count
+        )));
+    }
+    l.validate(size)?;
+    // Room behind it to grow into (GROW), as for a new region. (A guest
+    // whose area did grow does not resume: it would need those parts.)
+    let page = (l.page_size as usize).max(4096);
+    let reserve = (l.buf_off + l.buf_max) as usize;
+    let region = Region::map_growable(fd, size as usize, reserve, page)
+        .map_err(|e| ProxyError::io("map the resumed region", e))?;
+    Ok((region, l, l.page_size == HUGE_2M))
+}
+
 fn wait_readable(fd: &OwnedFd, ms: u16) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
@@ -343,8 +393,10 @@ pub fn handshake(
     }
     let offered = if version >= 5 { queues.len() } else { 1 };
     let share = version >= 5 && hello.flags & msg::HELLO_SHARE_BUFFERS != 0;
+    let resume = version >= 8 && hello.flags & msg::HELLO_RESUME != 0 && !share;
+    let mut passed = received.fd;
     let shared = if share {
-        match find_shared(known, received.fd, cred.pid(), cred.uid()) {
+        match find_shared(known, passed.take(), cred.pid(), cred.uid()) {
             Ok(b) => Some(b),
             Err(e) => {
                 send_error(&fd, version, &e);
@@ -352,10 +404,22 @@ pub fn handshake(
             }
         }
     } else {
-        // Any descriptor a plain HELLO carried closes here.
-        drop(received.fd);
         None
     };
+    let resumed = if resume {
+        match adopt_region(passed.take(), hello.resume, offered as u16) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let e = e.context(&format!("pid {}: resume", cred.pid()));
+                send_error(&fd, version, &e);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    // Any other descriptor the HELLO carried closes here.
+    drop(passed);
     // A connection that shares buffers gets a region of rings only.
     let cfg = match shared {
         Some(_) => RegionConfig {
@@ -366,12 +430,15 @@ pub fn handshake(
         },
         None => *cfg,
     };
-    let (region, layout, hugepages) = create_region(
-        &cfg,
-        offered as u16,
-        &format!("io-proxy-p{}q{}", port.id, queues[0]),
-        version >= 6,
-    )?;
+    let (region, layout, hugepages) = match resumed {
+        Some(r) => r,
+        None => create_region(
+            &cfg,
+            offered as u16,
+            &format!("io-proxy-p{}q{}", port.id, queues[0]),
+            version >= 6,
+        )?,
+    };
     let layout = layout.validate(region.len() as u64)?;
     let buffers = match shared {
         Some(b) => b,

@@ -587,6 +587,15 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
             let Some(conn) = p.sock.conn() else {
                 return -libc::ENOTCONN;
             };
+            // Its proxy went away: serve the port again in the same region,
+            // with the pools the app has (a restarted proxy).
+            if conn.proxy_gone() {
+                if let Err(e) = bus_shm::guest::resume(p.sock) {
+                    err!("port {}: cannot resume: {e}", p.port_id);
+                    return -libc::ENOTCONN;
+                }
+                info!("port {}: resumed with the restarted proxy", p.port_id);
+            }
             for k in 0..n as usize {
                 let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
                 let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
@@ -671,15 +680,24 @@ unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
             }
             // A proxy that went away kept what it held: take it back.
             if p.sock.conn().is_none_or(|c| c.proxy_gone()) {
-                let n = queue::reclaim_held(p.port_id);
-                for b in p.budgets.iter() {
-                    b.reset();
+                // What is still on the fill and tx rings is marked too: the
+                // rings are emptied for a proxy that resumes them.
+                for k in 0..(*data).nb_rx_queues as usize {
+                    let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
+                    if !rxq.is_null() {
+                        (*rxq).fill.discard_unconsumed();
+                    }
                 }
                 for k in 0..(*data).nb_tx_queues as usize {
                     let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
                     if !txq.is_null() {
+                        (*txq).tx.discard_unconsumed();
                         (*txq).outstanding = 0;
                     }
+                }
+                let n = queue::reclaim_held(p.port_id);
+                for b in p.budgets.iter() {
+                    b.reset();
                 }
                 info!(
                     "port {}: {n} buffers the lost proxy held are back in their pools",

@@ -17,9 +17,11 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// one buffer area for all of a guest's sockets (HELLO's SHARE_BUFFERS);
 /// v6: the buffer area grows on request (its limit in HELLO_ACK, GROW);
 /// v7: tx offloads carried with the packet (HELLO_ACK's `tx_offloads`,
-/// [`crate::desc::TX_META`]), the NIC's RSS redirection table (RETA_QUERY).
+/// [`crate::desc::TX_META`]), the NIC's RSS redirection table (RETA_QUERY);
+/// v8: a guest resumes its region with a restarted proxy (HELLO's
+/// [`HELLO_RESUME`]).
 pub const VERSION_MIN: u16 = 3;
-pub const VERSION_MAX: u16 = 7;
+pub const VERSION_MAX: u16 = 8;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 512;
 /// Bytes of the header every message starts with.
@@ -165,14 +167,24 @@ pub struct Hello {
     pub version_max: u16,
     pub pid: u32,
     pub name: String,
-    /// v5: [`HELLO_SHARE_BUFFERS`] or 0.
+    /// v5: [`HELLO_SHARE_BUFFERS`] or 0; v8: or [`HELLO_RESUME`].
     pub flags: u32,
+    /// v8, with [`HELLO_RESUME`]: the layout of the region the guest
+    /// brings back (its memfd comes with the message), as the proxy that
+    /// made it said. Checked against the memfd before anything is used.
+    pub resume: Option<Layout>,
 }
 
 /// HELLO flag: the message carries the memfd of a region this proxy gave
 /// the same guest process on another socket; this connection's buffers
 /// are that region's buffer area (its pools serve every port).
 pub const HELLO_SHARE_BUFFERS: u32 = 1;
+
+/// HELLO flag (v8): the message carries the memfd of the region an earlier
+/// proxy made for this guest, and its layout: the guest's pools live in
+/// it, so the new proxy serves the guest in it instead of a new one. The
+/// guest has emptied its rings (see docs/protocol.md, "Resume").
+pub const HELLO_RESUME: u32 = 2;
 
 /// HELLO_ACK: proxy -> guest, carries the region's memfd (SCM_RIGHTS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,6 +382,10 @@ impl Msg {
                     .u32(h.pid)
                     .str::<32>(&h.name)
                     .u32(h.flags);
+                if let (true, Some(l)) = (h.flags & HELLO_RESUME != 0, &h.resume) {
+                    encode_layout(l, &mut w);
+                    w.u16(l.queue_count).u64(l.queue_stride).u64(l.buf_max);
+                }
             }
             Msg::HelloAck(a) => {
                 w.u16(a.version);
@@ -452,13 +468,24 @@ impl Msg {
         }
         let version = r.u16()?;
         let msg = match r.u16()? {
-            MSG_HELLO => Msg::Hello(Hello {
-                version_min: r.u16()?,
-                version_max: r.u16()?,
-                pid: r.u32()?,
-                name: r.str::<32>()?,
-                flags: if version >= 5 { r.u32()? } else { 0 },
-            }),
+            MSG_HELLO => {
+                let mut h = Hello {
+                    version_min: r.u16()?,
+                    version_max: r.u16()?,
+                    pid: r.u32()?,
+                    name: r.str::<32>()?,
+                    flags: if version >= 5 { r.u32()? } else { 0 },
+                    resume: None,
+                };
+                if version >= 8 && h.flags & HELLO_RESUME != 0 {
+                    let mut l = decode_layout(&mut r)?;
+                    l.queue_count = r.u16()?;
+                    l.queue_stride = r.u64()?;
+                    l.buf_max = r.u64()?;
+                    h.resume = Some(l);
+                }
+                Msg::Hello(h)
+            }
             MSG_HELLO_ACK => Msg::HelloAck(decode_hello_ack(&mut r)?),
             MSG_START => Msg::Start(Start {
                 rx_buf_len: r.u16()?,
@@ -652,6 +679,15 @@ mod tests {
                 pid: 42,
                 name: "testpmd".into(),
                 flags: HELLO_SHARE_BUFFERS,
+                resume: None,
+            }),
+            Msg::Hello(Hello {
+                version_min: 8,
+                version_max: 8,
+                pid: 7,
+                name: "resumer".into(),
+                flags: HELLO_RESUME,
+                resume: Some(ack().layout),
             }),
             Msg::HelloAck(ack()),
             Msg::Start(Start {
@@ -787,6 +823,7 @@ mod tests {
             pid: 42,
             name: "x".into(),
             flags: 0,
+            resume: None,
         });
         let bytes = h.encode(VERSION_MAX);
         for n in 0..bytes.len() {

@@ -271,6 +271,16 @@ impl Producer {
         self.refresh()?;
         Ok(self.prod.wrapping_sub(self.cons_cache))
     }
+
+    /// Takes back every entry published and not consumed, by moving the
+    /// consumer's index up to ours: for when the consumer is gone (a dead
+    /// proxy) and the producer has taken the buffers back by other means.
+    /// The ring is then empty, at the position it had reached, for the
+    /// next consumer to start from.
+    pub fn discard_unconsumed(&mut self) {
+        self.mem.indexes().cons.store(self.prod, Ordering::Release);
+        self.cons_cache = self.prod;
+    }
 }
 
 /// The consuming end of a ring.
