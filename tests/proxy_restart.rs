@@ -134,3 +134,50 @@ fn a_resume_onto_a_smaller_mtu_is_refused_with_the_reason() {
     g.quit();
     proxy.stop(&[&sock]);
 }
+
+/// The proxy is killed under traffic and started again: the same testpmd,
+/// with nothing typed, forwards again within 3 s of the proxy's ready
+/// line (its port reconnects by itself, devarg `reconnect`), and its pool
+/// is full after it stops.
+#[test]
+fn a_forwarding_guest_resumes_by_itself_after_a_proxy_restart() {
+    let dir = Scratch::new("pauto");
+    let sock = "/tmp/iop-pauto/s0/sock";
+    let cmds = format!("add port 0 queues 1\nadd socket {sock} 0 0\n");
+    let eal = ["--vdev", "net_null0"];
+    let mut proxy = Proxy::start(&dir, "iop_pauto", &eal, &cmds);
+    let mut g = Guest::start_interactive(&dir, "guest", sock);
+    g.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    let before = proxy.socket_field(sock, "tx_packets");
+    assert!(before > 10_000, "no traffic before: {before}");
+    proxy.proc.signal(libc::SIGKILL);
+    proxy.proc.wait_exit(Duration::from_secs(10));
+    g.proc.wait_for("link down", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let proxy = Proxy::start(&dir, "iop_pauto", &eal, &cmds);
+    let ready = std::time::Instant::now();
+    let resumed = loop {
+        let n = proxy.socket_field(sock, "tx_packets");
+        if n > 0 {
+            break ready.elapsed();
+        }
+        assert!(
+            ready.elapsed() < Duration::from_secs(3),
+            "not forwarding 3 s after the proxy's ready line:\n{}",
+            g.proc.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "forwarding again {} ms after the proxy was ready",
+        resumed.as_millis()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(proxy.socket_field(sock, "tx_packets") > 10_000);
+    assert_eq!(proxy.socket_field(sock, "payload_copies"), 0);
+    g.cmd("stop");
+    g.stop_ports_all_back("0");
+    g.quit();
+    proxy.stop(&[sock]);
+}

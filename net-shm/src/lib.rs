@@ -10,7 +10,6 @@ pub mod queue;
 use bus_shm::guest::{Conn, SockDevice, SockDriver};
 use dpdk_sys as sys;
 use queue::{Area, RxBudget, RxQueue, TxQueue};
-use shm_abi::msg::Start;
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -26,6 +25,7 @@ fn log(level: u32, msg: &str) {
 }
 macro_rules! err { ($($a:tt)*) => { log(sys::RTE_LOG_ERR, &format!($($a)*)) } }
 macro_rules! info { ($($a:tt)*) => { log(sys::RTE_LOG_INFO, &format!($($a)*)) } }
+mod reconnect;
 mod vdev;
 
 /// Registers the driver on the sock bus. Call once, from the constructor.
@@ -82,6 +82,22 @@ struct Port {
     /// Protocol v7: tx descriptors may carry tx metadata, and data_off
     /// stays below [`shm_abi::desc::TX_META`].
     tx_meta: bool,
+    /// Longest wait between attempts to reach a restarted proxy by
+    /// itself (devarg `reconnect=<ms>`; 0: only at the app's port start).
+    reconnect_ms: u32,
+    /// Held by port stop and by a reconnect while they work on the port.
+    ctl: std::sync::Arc<std::sync::Mutex<()>>,
+    /// The thread that reconnects, while one runs.
+    reconnector: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The port's state, by pointer (for a thread of ours).
+///
+/// # Safety
+/// `dev` must be a net_shm port.
+unsafe fn port_ptr(dev: *mut sys::rte_eth_dev) -> *mut Port {
+    // SAFETY: the caller upholds this function's `# Safety` contract.
+    unsafe { *((*(*dev).data).dev_private as *mut *mut Port) }
 }
 
 /// # Safety
@@ -136,21 +152,27 @@ struct Devargs {
     recycle: bool,
     /// The proxy's socket (vdev only: a `sock:` device is named by it).
     path: Option<String>,
+    /// Longest wait between reconnect attempts, ms (0: off).
+    reconnect_ms: u32,
 }
 
 fn parse_devargs(args: &str) -> Result<Devargs, String> {
     let mut d = Devargs {
         recycle: true,
         path: None,
+        reconnect_ms: reconnect::DEFAULT_MS,
     };
     for kv in args.split(',').filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
             Some(("recycle", "0")) => d.recycle = false,
             Some(("recycle", "1")) => d.recycle = true,
             Some(("path", p)) if !p.is_empty() => d.path = Some(p.to_string()),
+            Some(("reconnect", ms)) if ms.parse::<u32>().is_ok() => {
+                d.reconnect_ms = ms.parse().unwrap_or(reconnect::DEFAULT_MS)
+            }
             _ => {
                 return Err(format!(
-                    "unknown or bad devarg '{kv}' (known: recycle=0|1, path=<socket> for the vdev)"
+                    "unknown or bad devarg '{kv}' (known: recycle=0|1, reconnect=<ms>, path=<socket> for the vdev)"
                 ))
             }
         }
@@ -230,6 +252,9 @@ fn probe(sock: &'static SockDevice) -> Result<(), String> {
             tx_offloads: conn.info.tx_offloads & shm_abi::desc::TX_OFFLOADS_PASSED,
             reta_size: conn.info.reta_size,
             tx_meta: conn.version >= 7,
+            reconnect_ms: args.reconnect_ms,
+            ctl: Default::default(),
+            reconnector: std::sync::Mutex::new(None),
         });
         *holder = Box::into_raw(p);
         (*data).dev_private = holder as *mut c_void;
@@ -283,6 +308,9 @@ fn link_changed(sock: &'static SockDevice, arg: *mut c_void) {
     unsafe {
         link_update(dev, 0);
         sys::rte_eth_dev_callback_process(dev, sys::RTE_ETH_EVENT_INTR_LSC, std::ptr::null_mut());
+        if sock.conn().is_some_and(|c| c.proxy_gone()) {
+            reconnect::spawn(dev);
+        }
     }
 }
 
@@ -609,22 +637,13 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
             }
             // Each queue pair attaches to its NIC queue in turn; if one
             // fails, those before it are stopped again.
-            for k in 0..n {
-                let rxq = *(*data).rx_queues.add(k as usize) as *mut RxQueue;
-                (*rxq).refill(1);
-                let start = Start {
-                    rx_buf_len: sys::dpdk_sys_pktmbuf_data_room_size((*rxq).mp),
-                    rx_headroom: sys::RTE_PKTMBUF_HEADROOM as u16,
-                    queue: k,
-                    scatter: (*rxq).scatter,
-                };
-                if let Err(e) = conn.start(start) {
-                    err!("port {}: start queue {k}: {e}", p.port_id);
-                    p.started = k > 0;
-                    dev_stop(dev);
-                    return -libc::EIO;
-                }
+            if let Err(k) = reconnect::start_queues(dev, conn) {
+                p.started = k > 0;
+                dev_stop(dev);
+                return -libc::EIO;
             }
+            // A pause a reconnect left (the app stopped the port meanwhile).
+            reconnect::unpause(p);
             for k in 0..n as usize {
                 // Tx buffers of the rx pool may now go back as fill buffers.
                 if p.recycle {
@@ -649,6 +668,9 @@ unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
         // SAFETY: ethdev calls us with a net_shm port; the queues are not
         // polled while the port stops (ethdev contract).
         unsafe {
+            // Not while a reconnect works on the port.
+            let ctl = (*port_ptr(dev)).ctl.clone();
+            let _ctl = ctl.lock().unwrap_or_else(|e| e.into_inner());
             let p = port(dev);
             let data = (*dev).data;
             if p.started {
@@ -680,29 +702,7 @@ unsafe extern "C" fn dev_stop(dev: *mut sys::rte_eth_dev) -> c_int {
             }
             // A proxy that went away kept what it held: take it back.
             if p.sock.conn().is_none_or(|c| c.proxy_gone()) {
-                // What is still on the fill and tx rings is marked too: the
-                // rings are emptied for a proxy that resumes them.
-                for k in 0..(*data).nb_rx_queues as usize {
-                    let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
-                    if !rxq.is_null() {
-                        (*rxq).fill.discard_unconsumed();
-                    }
-                }
-                for k in 0..(*data).nb_tx_queues as usize {
-                    let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
-                    if !txq.is_null() {
-                        (*txq).tx.discard_unconsumed();
-                        (*txq).outstanding = 0;
-                    }
-                }
-                let n = queue::reclaim_held(p.port_id);
-                for b in p.budgets.iter() {
-                    b.reset();
-                }
-                info!(
-                    "port {}: {n} buffers the lost proxy held are back in their pools",
-                    p.port_id
-                );
+                reconnect::take_back(dev);
             }
             sys::dpdk_sys_eth_linkstatus_set(dev, 0, 0);
             0
@@ -718,6 +718,7 @@ unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
             if port(dev).started {
                 dev_stop(dev);
             }
+            reconnect::forget(dev);
             for k in 0..(*data).nb_rx_queues {
                 rx_queue_release(dev, k);
             }
@@ -1251,16 +1252,19 @@ mod tests {
             parse_devargs("").unwrap(),
             Devargs {
                 recycle: true,
-                path: None
+                path: None,
+                reconnect_ms: reconnect::DEFAULT_MS,
             }
         );
         assert_eq!(
-            parse_devargs("recycle=0,path=/run/a.sock").unwrap(),
+            parse_devargs("recycle=0,path=/run/a.sock,reconnect=0").unwrap(),
             Devargs {
                 recycle: false,
-                path: Some("/run/a.sock".into())
+                path: Some("/run/a.sock".into()),
+                reconnect_ms: 0,
             }
         );
+        assert!(parse_devargs("reconnect=soon").is_err());
         assert!(parse_devargs("recycle=maybe")
             .unwrap_err()
             .contains("recycle=0|1"));

@@ -20,7 +20,7 @@ use shm_abi::desc::{
 use shm_abi::hint;
 use shm_abi::region::AreaView;
 use shm_abi::ring::{Consumer, Producer};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 // The protocol's rx metadata flags are DPDK's mbuf flags, bit for bit.
 const _: () = assert!(
@@ -67,6 +67,59 @@ pub struct RxBudget {
     returned: AtomicU64,
     _pad: [u64; 6],
     recycled: AtomicU64,
+    /// Nonzero while control pauses the pair's queues (a reconnect): a
+    /// burst that sees it touches nothing and returns 0. Read per burst,
+    /// written only by control: its line stays shared in the caches.
+    pub pause: PauseLine,
+    /// Each queue's side of a pause, on its own line.
+    pub rx_gate: Gate,
+    pub tx_gate: Gate,
+}
+
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct PauseLine(pub AtomicU32);
+
+impl std::ops::Deref for PauseLine {
+    type Target = AtomicU32;
+    fn deref(&self) -> &AtomicU32 {
+        &self.0
+    }
+}
+
+/// One queue's side of a pause: `busy` while a burst runs, `ack` the pause
+/// it last saw. Control sets the pause, waits 10 ms (so that every store
+/// either side made before is visible to the other), then waits until each
+/// queue acknowledged it or is not in a burst: from then on no burst
+/// touches the rings or the buffers until the pause ends.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct Gate {
+    busy: AtomicBool,
+    ack: AtomicU32,
+}
+
+impl Gate {
+    /// At a burst's start: false (and acknowledged) if paused.
+    #[inline(always)]
+    fn enter(&self, pause: &AtomicU32) -> bool {
+        self.busy.store(true, Ordering::Relaxed);
+        let e = pause.load(Ordering::Relaxed);
+        if e != 0 {
+            self.ack.store(e, Ordering::Release);
+            self.busy.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+    #[inline(always)]
+    fn leave(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+    /// Whether this queue is out of the datapath for pause `e`.
+    pub fn quiet(&self, e: u32) -> bool {
+        self.ack.load(Ordering::Acquire) == e || !self.busy.load(Ordering::Acquire)
+    }
 }
 pub(crate) const BUDGET_SLACK: u32 = 128;
 
@@ -669,59 +722,69 @@ pub unsafe extern "C" fn rx_burst(
     unsafe {
         sys::ffi_guard("net_shm rx_burst", 0, || {
             let q = &mut *(q as *mut RxQueue);
-            if q.broken {
+            // SAFETY: the budget lives in the port, as long as the queue.
+            let b = &*q.budget;
+            if !b.rx_gate.enter(&b.pause) {
                 return 0;
             }
-            let avail = match q.rx.available(n as u32) {
-                Ok(a) => a.min(n as u32),
-                Err(_) => {
-                    q.broken = true;
+            let done = (|| {
+                if q.broken {
                     return 0;
                 }
-            };
-            // Start every packet's mbuf header on its way before touching any,
-            // so that the misses overlap; with write intent, as the loop below
-            // writes that line (a read prefetch may leave it shared with the
-            // proxy's core, and the stores then wait for the upgrade). Hints
-            // only: the descriptors are read again and validated below. The
-            // payload is left alone: an app that does not read it (io
-            // forwarding) would pull lines the proxy writes next into this
-            // core's cache for nothing.
-            let mut seen = 0u16;
-            for i in 0..avail {
-                let d = q.rx.read(i);
-                seen |= d.data_off;
-                let buf = q.area.addr(d.offset());
-                hint::prefetch_write(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
-            }
-            let (got, bytes) =
-                if q.chains && (seen & SEG_MORE != 0 || !q.chain_head.is_null() || q.chain_skip) {
+                let avail = match q.rx.available(n as u32) {
+                    Ok(a) => a.min(n as u32),
+                    Err(_) => {
+                        q.broken = true;
+                        return 0;
+                    }
+                };
+                // Start every packet's mbuf header on its way before touching any,
+                // so that the misses overlap; with write intent, as the loop below
+                // writes that line (a read prefetch may leave it shared with the
+                // proxy's core, and the stores then wait for the upgrade). Hints
+                // only: the descriptors are read again and validated below. The
+                // payload is left alone: an app that does not read it (io
+                // forwarding) would pull lines the proxy writes next into this
+                // core's cache for nothing.
+                let mut seen = 0u16;
+                for i in 0..avail {
+                    let d = q.rx.read(i);
+                    seen |= d.data_off;
+                    let buf = q.area.addr(d.offset());
+                    hint::prefetch_write(buf.wrapping_sub(q.extent.buf_delta) as *const u8);
+                }
+                let (got, bytes) = if q.chains
+                    && (seen & SEG_MORE != 0 || !q.chain_head.is_null() || q.chain_skip)
+                {
                     rx_descs::<true>(q, pkts, avail)
                 } else {
                     rx_descs::<false>(q, pkts, avail)
                 };
-            if q.sw_cksum {
-                for k in 0..got {
-                    let m = *pkts.add(k);
-                    // SAFETY: a one-segment packet of ours, its length checked
-                    // against its buffer above; the helper reads only its data.
-                    let verdict = sys::dpdk_sys_sw_rx_cksum(m);
-                    (*m).ol_flags = ((*m).ol_flags & !CKSUM_FLAGS) | verdict;
+                if q.sw_cksum {
+                    for k in 0..got {
+                        let m = *pkts.add(k);
+                        // SAFETY: a one-segment packet of ours, its length checked
+                        // against its buffer above; the helper reads only its data.
+                        let verdict = sys::dpdk_sys_sw_rx_cksum(m);
+                        (*m).ol_flags = ((*m).ol_flags & !CKSUM_FLAGS) | verdict;
+                    }
                 }
-            }
-            if q.vlan_strip {
-                for k in 0..got {
-                    strip_vlan(*pkts.add(k));
+                if q.vlan_strip {
+                    for k in 0..got {
+                        strip_vlan(*pkts.add(k));
+                    }
                 }
-            }
-            if avail > 0 {
-                q.rx.release(avail);
-                RxBudget::add(&(*q.budget).returned, avail as u64);
-            }
-            q.refill(REFILL_MIN);
-            q.packets.add(got as u64);
-            q.bytes.add(bytes);
-            got as u16
+                if avail > 0 {
+                    q.rx.release(avail);
+                    RxBudget::add(&(*q.budget).returned, avail as u64);
+                }
+                q.refill(REFILL_MIN);
+                q.packets.add(got as u64);
+                q.bytes.add(bytes);
+                got as u16
+            })();
+            b.rx_gate.leave();
+            done
         })
     }
 }
@@ -941,113 +1004,124 @@ pub unsafe extern "C" fn tx_burst(
     unsafe {
         sys::ffi_guard("net_shm tx_burst", 0, || {
             let q = &mut *(q as *mut TxQueue);
-            if q.broken {
+            // SAFETY: the budget lives in the port, as long as the queue.
+            let b = &*q.budget;
+            if !b.tx_gate.enter(&b.pause) {
                 return 0;
             }
-            q.reclaim();
-            let room = match q.tx.free(n as u32) {
-                // Descriptors: a chained packet takes one per segment.
-                Ok(r) => r.min(q.limit - q.outstanding),
-                Err(_) => {
-                    q.broken = true;
+            let done = (|| {
+                if q.broken {
                     return 0;
                 }
-            };
-            // `taken` packets of the burst are consumed (sent or dropped),
-            // `packets` of them sent, in `sent` descriptors.
-            let mut taken = 0usize;
-            let mut packets = 0u64;
-            let mut sent = 0u32;
-            let mut bytes = 0u64;
-            let mut recycled = 0u32;
-            let mut to_done = 0u32;
-            let recycle_room = if q.recycle_pool.is_null() {
-                0
-            } else {
-                let b = &*q.budget;
-                (q.limit - BUDGET_SLACK).saturating_sub(b.out())
-            };
-            while sent < room && taken < n as usize {
-                let orig = *pkts.add(taken);
-                let mut m = orig;
-                let mut off = None;
-                // The common case: one direct buffer of the area holding a
-                // frame the NIC sends, data_off below the flag bits.
-                let mut flags = 0;
-                if (*m).nb_segs == 1
-                    && (*m).ol_flags & q.slow_flags == 0
-                    && (*m).data_off < q.data_off_limit
-                    && (*m).data_len as u32 <= q.max_frame
-                {
-                    off = q
-                        .area
-                        .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64);
+                q.reclaim();
+                let room = match q.tx.free(n as u32) {
+                    // Descriptors: a chained packet takes one per segment.
+                    Ok(r) => r.min(q.limit - q.outstanding),
+                    Err(_) => {
+                        q.broken = true;
+                        return 0;
+                    }
+                };
+                // `taken` packets of the burst are consumed (sent or dropped),
+                // `packets` of them sent, in `sent` descriptors.
+                let mut taken = 0usize;
+                let mut packets = 0u64;
+                let mut sent = 0u32;
+                let mut bytes = 0u64;
+                let mut recycled = 0u32;
+                let mut to_done = 0u32;
+                let recycle_room = if q.recycle_pool.is_null() {
+                    0
+                } else {
+                    let b = &*q.budget;
+                    (q.limit - BUDGET_SLACK).saturating_sub(b.out())
+                };
+                while sent < room && taken < n as usize {
+                    let orig = *pkts.add(taken);
+                    let mut m = orig;
+                    let mut off = None;
+                    // The common case: one direct buffer of the area holding a
+                    // frame the NIC sends, data_off below the flag bits.
+                    let mut flags = 0;
+                    if (*m).nb_segs == 1
+                        && (*m).ol_flags & q.slow_flags == 0
+                        && (*m).data_off < q.data_off_limit
+                        && (*m).data_len as u32 <= q.max_frame
+                    {
+                        off = q
+                            .area
+                            .offset_of((*m).buf_addr as *const u8, (*m).buf_len as u64);
+                    }
+                    if off.is_none() {
+                        match q.tx_other(orig, sent, room, &mut recycled, recycle_room) {
+                            OtherTx::Dropped => {
+                                taken += 1;
+                                continue;
+                            }
+                            OtherTx::Chain {
+                                descs,
+                                to_txdone,
+                                len,
+                            } => {
+                                bytes += len as u64;
+                                sent += descs;
+                                to_done += to_txdone;
+                                taken += 1;
+                                packets += 1;
+                                continue;
+                            }
+                            OtherTx::One(c, o, f) => {
+                                m = c;
+                                off = Some(o);
+                                flags = f;
+                            }
+                            OtherTx::Stop => break,
+                        }
+                    }
+                    let Some(off) = off else { break };
+                    bytes += (*m).data_len as u64;
+                    // A buffer of the rx pool that only the PMD now holds can go
+                    // straight back to the proxy's fill stock after it is sent.
+                    let recycle = recycled < recycle_room
+                        && (*m).pool == q.recycle_pool
+                        && (*m).refcnt == 1
+                        && (*m).data_off < TX_RECYCLE;
+                    let data_off = if recycle {
+                        recycled += 1;
+                        // It skips rte_pktmbuf_reset(): clear what the app may have set.
+                        (*m).__bindgen_anon_3.tx_offload = 0;
+                        (*m).data_off | TX_RECYCLE | flags
+                    } else {
+                        to_done += 1;
+                        (*m).data_off | flags
+                    };
+                    q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
+                    (*m).port = q.held;
+                    // The proxy's side reads the packet's first line next (a
+                    // software NIC copies it; DDIO reads it from the shared cache).
+                    hint::cldemote(
+                        ((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize),
+                    );
+                    sent += 1;
+                    taken += 1;
+                    packets += 1;
                 }
-                if off.is_none() {
-                    match q.tx_other(orig, sent, room, &mut recycled, recycle_room) {
-                        OtherTx::Dropped => {
-                            taken += 1;
-                            continue;
-                        }
-                        OtherTx::Chain {
-                            descs,
-                            to_txdone,
-                            len,
-                        } => {
-                            bytes += len as u64;
-                            sent += descs;
-                            to_done += to_txdone;
-                            taken += 1;
-                            packets += 1;
-                            continue;
-                        }
-                        OtherTx::One(c, o, f) => {
-                            m = c;
-                            off = Some(o);
-                            flags = f;
-                        }
-                        OtherTx::Stop => break,
+                if sent > 0 {
+                    q.tx.publish(sent);
+                    q.tx.demote_published(sent);
+                    q.tx.prepare(n as u32);
+                    q.outstanding += to_done;
+                    if recycled > 0 {
+                        RxBudget::add(&(*q.budget).recycled, recycled as u64);
+                        q.recycled.add(recycled as u64);
                     }
                 }
-                let Some(off) = off else { break };
-                bytes += (*m).data_len as u64;
-                // A buffer of the rx pool that only the PMD now holds can go
-                // straight back to the proxy's fill stock after it is sent.
-                let recycle = recycled < recycle_room
-                    && (*m).pool == q.recycle_pool
-                    && (*m).refcnt == 1
-                    && (*m).data_off < TX_RECYCLE;
-                let data_off = if recycle {
-                    recycled += 1;
-                    // It skips rte_pktmbuf_reset(): clear what the app may have set.
-                    (*m).__bindgen_anon_3.tx_offload = 0;
-                    (*m).data_off | TX_RECYCLE | flags
-                } else {
-                    to_done += 1;
-                    (*m).data_off | flags
-                };
-                q.tx.write(sent, Desc::new(off, data_off, (*m).data_len));
-                (*m).port = q.held;
-                // The proxy's side reads the packet's first line next (a
-                // software NIC copies it; DDIO reads it from the shared cache).
-                hint::cldemote(((*m).buf_addr as *const u8).wrapping_add((*m).data_off as usize));
-                sent += 1;
-                taken += 1;
-                packets += 1;
-            }
-            if sent > 0 {
-                q.tx.publish(sent);
-                q.tx.demote_published(sent);
-                q.tx.prepare(n as u32);
-                q.outstanding += to_done;
-                if recycled > 0 {
-                    RxBudget::add(&(*q.budget).recycled, recycled as u64);
-                    q.recycled.add(recycled as u64);
-                }
-            }
-            q.packets.add(packets);
-            q.bytes.add(bytes);
-            taken as u16
+                q.packets.add(packets);
+                q.bytes.add(bytes);
+                taken as u16
+            })();
+            b.tx_gate.leave();
+            done
         })
     }
 }
