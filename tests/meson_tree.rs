@@ -39,7 +39,7 @@ fn dpdk_tree_with_net_shm_builds_working_drivers() {
     let testpmd = build.join("app/dpdk-testpmd");
     // The PMD is described like a C driver (pmdinfogen ran on it).
     let bin = std::fs::read(&testpmd).unwrap();
-    let info = br#"{"name": "net_shm", "params": "path=<socket> recycle=<0|1>""#;
+    let info = br#"{"name": "net_shm", "params": "path=<socket> recycle=<0|1> reconnect=<ms>""#;
     assert!(
         bin.windows(info.len()).any(|w| w == info),
         "no net_shm PMD info in {}",

@@ -149,7 +149,12 @@ fn a_forwarding_guest_resumes_by_itself_after_a_proxy_restart() {
     let mut g = Guest::start_interactive(&dir, "guest", sock);
     g.cmd("start");
     std::thread::sleep(Duration::from_secs(1));
-    let before = proxy.socket_field(sock, "tx_packets");
+    let rate = |proxy: &Proxy| {
+        let a = proxy.socket_field(sock, "tx_packets");
+        std::thread::sleep(Duration::from_secs(1));
+        proxy.socket_field(sock, "tx_packets") - a
+    };
+    let before = rate(&proxy);
     assert!(before > 10_000, "no traffic before: {before}");
     proxy.proc.signal(libc::SIGKILL);
     proxy.proc.wait_exit(Duration::from_secs(10));
@@ -169,15 +174,152 @@ fn a_forwarding_guest_resumes_by_itself_after_a_proxy_restart() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rate(&proxy);
     eprintln!(
-        "forwarding again {} ms after the proxy was ready",
+        "forwarding again {} ms after the proxy was ready; {before} packets/s before, {after} after",
         resumed.as_millis()
     );
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(proxy.socket_field(sock, "tx_packets") > 10_000);
+    // Same machine, same minute: no lasting slowdown (the host's vCPU
+    // placement alone moves two-core rates by 2x; see docs/performance.md).
+    assert!(
+        after * 2 > before,
+        "slower after the resume: {before} -> {after}"
+    );
     assert_eq!(proxy.socket_field(sock, "payload_copies"), 0);
     g.cmd("stop");
     g.stop_ports_all_back("0");
     g.quit();
     proxy.stop(&[sock]);
+}
+
+fn rss_kb(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    number_after(&s, "VmRSS:")
+}
+
+/// Two testpmd guests on two sockets (two NIC ports on veths into a
+/// netns, kernel traffic): the proxy is SIGKILLed under traffic and
+/// started again; both guests forward again by themselves within 3 s of
+/// its ready line, frames sent after that come back intact, and both
+/// pools are full after stop.
+#[test]
+fn two_guests_resume_and_kernel_frames_come_back_intact() {
+    let (dir, net, hosts, mut proxy, socks) = Proxy::two_ports("p2g");
+    let mut guests: Vec<Guest> = socks
+        .iter()
+        .enumerate()
+        .map(|(k, s)| Guest::start_interactive(&dir, &format!("guest{k}"), s))
+        .collect();
+    for g in &mut guests {
+        g.cmd("start");
+    }
+    for h in &hosts {
+        let r = net.flows_at(h, 200, 8);
+        assert_eq!(r.matched, 200, "before: {r:?}");
+    }
+    let cmds = std::fs::read_to_string(dir.path("proxy.cmds")).unwrap();
+    let eal = [
+        "--vdev".to_string(),
+        format!("net_af_packet0,iface={}", hosts[0]),
+        "--vdev".to_string(),
+        format!("net_af_packet1,iface={}", hosts[1]),
+    ];
+    let eal: Vec<&str> = eal.iter().map(|s| s.as_str()).collect();
+    proxy.proc.signal(libc::SIGKILL);
+    proxy.proc.wait_exit(Duration::from_secs(10));
+    let proxy = Proxy::start(&dir, "iop_p2g", &eal, &cmds);
+    let ready = std::time::Instant::now();
+    for s in &socks {
+        while proxy.socket_field(s, "started") == 0 {
+            assert!(
+                ready.elapsed() < Duration::from_secs(3),
+                "{s} not resumed 3 s after the proxy's ready line"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!(
+        "both guests started again {} ms after the proxy was ready",
+        ready.elapsed().as_millis()
+    );
+    for h in &hosts {
+        let r = net.flows_at(h, 500, 16);
+        assert_eq!((r.sent, r.matched, r.bad), (500, 500, 0), "after: {r:?}");
+    }
+    for s in &socks {
+        assert_eq!(proxy.socket_field(s, "payload_copies"), 0);
+    }
+    for mut g in guests {
+        g.cmd("stop");
+        g.stop_ports_all_back("0");
+        g.quit();
+    }
+    proxy.stop(&[&socks[0], &socks[1]]);
+}
+
+/// 20 kills and restarts of the proxy under traffic, SIGKILL and SIGTERM
+/// in turn: the guests never crash, forward after each restart, and
+/// neither their fd counts nor their memory grow.
+#[test]
+fn twenty_proxy_restarts_under_traffic() {
+    let dir = Scratch::new("p20");
+    let socks = ["/tmp/iop-p20/a/sock", "/tmp/iop-p20/b/sock"];
+    let cmds = format!(
+        "add port 0 queues 1\nadd port 1 queues 1\nadd socket {} 0 0\nadd socket {} 1 0\n",
+        socks[0], socks[1]
+    );
+    let eal = ["--vdev", "net_null0", "--vdev", "net_null1"];
+    let mut proxy = Proxy::start(&dir, "iop_p20", &eal, &cmds);
+    let guests: Vec<Guest> = socks
+        .iter()
+        .enumerate()
+        .map(|(k, s)| Guest::start(&dir, &format!("guest{k}"), s))
+        .collect();
+    let pids: Vec<i32> = guests.iter().map(|g| g.proc.pid()).collect();
+    let mut baseline = None;
+    for cycle in 0..20 {
+        let sig = if cycle % 2 == 0 {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
+        proxy.proc.signal(sig);
+        proxy.proc.wait_exit(Duration::from_secs(10));
+        proxy = Proxy::start(&dir, "iop_p20", &eal, &cmds);
+        let t0 = std::time::Instant::now();
+        for s in &socks {
+            while proxy.socket_field(s, "tx_packets") == 0 {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "cycle {cycle}: {s} not forwarding 5 s after the restart"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for &pid in &pids {
+            assert!(
+                std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "cycle {cycle}: guest {pid} died"
+            );
+        }
+        if cycle == 1 {
+            baseline = Some(
+                pids.iter()
+                    .map(|&p| (fd_count(p), rss_kb(p)))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let now: Vec<(usize, u64)> = pids.iter().map(|&p| (fd_count(p), rss_kb(p))).collect();
+    eprintln!("guests (fds, RSS KiB): after 2 restarts {baseline:?}, after 20 {now:?}");
+    for (b, n) in baseline.unwrap().iter().zip(&now) {
+        assert_eq!(n.0, b.0, "guest fd count grew");
+        assert!(n.1 <= b.1 + 4096, "guest RSS grew: {} -> {} KiB", b.1, n.1);
+    }
+    for g in guests {
+        let c = g.stop(libc::SIGINT);
+        assert!(c.rx > 10_000, "{c:?}");
+    }
+    proxy.stop(&socks);
 }

@@ -865,6 +865,17 @@ impl Netns {
         self.run(&["ip", "link", "set", &self.peer, "mtu", &mtu]);
     }
 
+    /// As [`Netns::flows`], into host veth `host` (any of the namespace's).
+    pub fn flows_at(&self, host: &str, count: u32, flows: u32) -> FlowResult {
+        let mac = std::fs::read_to_string(format!("/sys/class/net/{host}/address")).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "/usr/bin/python3"])
+            .arg(root().join("tests/tools/flows.py"))
+            .args([&self.peer_of(host), mac.trim()])
+            .args([count, flows, 20].map(|n| n.to_string()));
+        run_flows(cmd)
+    }
+
     /// As [`Netns::flows`], waiting at most `secs` for the replies.
     pub fn flows_within(&self, count: u32, flows: u32, secs: u32) -> FlowResult {
         let mut cmd = Command::new("ip");

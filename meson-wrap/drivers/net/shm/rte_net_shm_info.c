@@ -7,4 +7,4 @@
 #include <rte_dev.h>
 
 RTE_PMD_EXPORT_NAME(net_shm, __COUNTER__);
-RTE_PMD_REGISTER_PARAM_STRING(net_shm, "path=<socket> recycle=<0|1>");
+RTE_PMD_REGISTER_PARAM_STRING(net_shm, "path=<socket> recycle=<0|1> reconnect=<ms>");
