@@ -15,6 +15,13 @@ fn proxy_dies_under_traffic(tag: &str, sig: i32) {
     proxy.proc.signal(sig);
     proxy.proc.wait_exit(Duration::from_secs(10));
     g.proc.wait_for("link down", 1, Duration::from_secs(10));
+    // A planned stop says so (BYE); a crash is a bare close.
+    assert_eq!(
+        g.proc.text().contains("proxy going away on purpose"),
+        sig == libc::SIGTERM,
+        "{}",
+        g.proc.text()
+    );
     g.cmd("stop");
     g.cmd("show port xstats 0");
     assert!(g.xstat("rx_good_packets") > 10_000, "no traffic before");
@@ -322,4 +329,62 @@ fn twenty_proxy_restarts_under_traffic() {
         assert!(c.rx > 10_000, "{c:?}");
     }
     proxy.stop(&socks);
+}
+
+/// One testpmd with two `sock:` ports (io forwarding between two NIC
+/// ports, the second socket sharing the first one's buffer area): the
+/// proxy is SIGKILLed and started again, both ports resume by themselves
+/// (the second shares the resumed area again), and kernel frames cross
+/// both ways intact, zero-copy.
+#[test]
+fn a_two_port_guest_resumes_both_ports() {
+    let (dir, net, hosts, mut proxy, socks) = Proxy::two_ports("p2p");
+    let mut g =
+        Guest::start_interactive_ports(&dir, "g", &[&socks[0], &socks[1]], &["--forward-mode=io"]);
+    g.cmd("start");
+    let cross = |net: &Netns| {
+        for (from, to) in [(&hosts[0], &hosts[1]), (&hosts[1], &hosts[0])] {
+            let r = net.across(from, to, &net.host_mac(), 500, 16, "");
+            assert_eq!(
+                (r.sent, r.matched, r.bad),
+                (500, 500, 0),
+                "{from} -> {to}: {r:?}"
+            );
+        }
+    };
+    cross(&net);
+    let cmds = std::fs::read_to_string(dir.path("proxy.cmds")).unwrap();
+    let v0 = format!("net_af_packet0,iface={}", hosts[0]);
+    let v1 = format!("net_af_packet1,iface={}", hosts[1]);
+    let eal = ["--vdev", v0.as_str(), "--vdev", v1.as_str()];
+    proxy.proc.signal(libc::SIGKILL);
+    proxy.proc.wait_exit(Duration::from_secs(10));
+    let proxy = Proxy::start(&dir, "iop_p2p", &eal, &cmds);
+    let ready = std::time::Instant::now();
+    for s in &socks {
+        while proxy.socket_field(s, "started") == 0 {
+            assert!(
+                ready.elapsed() < Duration::from_secs(5),
+                "{s} not resumed 5 s after the proxy's ready line:\n{}",
+                g.proc.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(
+        proxy
+            .proc
+            .text()
+            .contains("buffers shared with the guest's other sockets"),
+        "{}",
+        proxy.proc.text()
+    );
+    cross(&net);
+    for s in &socks {
+        assert_eq!(proxy.socket_field(s, "payload_copies"), 0);
+    }
+    g.cmd("stop");
+    g.stop_ports_all_back("all");
+    g.quit();
+    proxy.stop(&[&socks[0], &socks[1]]);
 }

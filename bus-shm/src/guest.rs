@@ -795,9 +795,6 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
             conn.version
         ));
     }
-    if conn.info.shared_buffers {
-        return Err("its buffers are another socket's region: resume that one's port".into());
-    }
     if region.len() as u64 != conn.layout.region_size {
         return Err("its buffer area grew (GROW): a grown region cannot be resumed yet".into());
     }
@@ -807,7 +804,14 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
         version_max: conn.version,
         pid: std::process::id(),
         name: program_name(),
-        flags: msg::HELLO_RESUME,
+        // A socket whose buffers are the first socket's asks to share
+        // them again: its memfd here is its rings.
+        flags: msg::HELLO_RESUME
+            | if conn.info.shared_buffers {
+                msg::HELLO_SHARE_BUFFERS
+            } else {
+                0
+            },
         resume: Some(conn.layout.get()),
     });
     socket::send(
@@ -820,7 +824,10 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
     let (ack, memfd) = accept_hello_ack(recv_blocking(&fd)?)?;
     // The same memory comes back: ours is mapped already.
     drop(memfd);
-    if ack.version != conn.version || ack.layout != conn.layout.get() || ack.shared_buffers {
+    if ack.version != conn.version
+        || ack.layout != conn.layout.get()
+        || ack.shared_buffers != conn.info.shared_buffers
+    {
         return Err(format!(
             "the proxy did not resume the region (protocol v{}, {} layout)",
             ack.version,
@@ -840,6 +847,20 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
         let _ = socket::send(
             fd.as_raw_fd(),
             &Msg::Error(msg::Status::error(libc::EMSGSIZE, why.clone())),
+            ack.version,
+            None,
+        );
+        return Err(why);
+    }
+    let lost_tx = conn.info.tx_offloads & !ack.tx_offloads;
+    let lost_rx = conn.info.rx_offloads & !ack.rx_offloads;
+    if lost_tx != 0 || lost_rx != 0 {
+        let why = format!(
+            "the NIC no longer has offloads the port offered (tx 0x{lost_tx:x}, rx 0x{lost_rx:x})"
+        );
+        let _ = socket::send(
+            fd.as_raw_fd(),
+            &Msg::Error(msg::Status::error(libc::ENOTSUP, why.clone())),
             ack.version,
             None,
         );
@@ -1201,6 +1222,7 @@ fn handle_message(d: &'static SockDevice, conn: &Conn, m: Msg, fd: Option<OwnedF
             conn.link_up.store(l.up, Ordering::Release);
             notify(d);
         }
+        Msg::Bye(why) => proxy_lost(d, conn, &format!("proxy going away on purpose ({why})")),
         other => bus_debug!("{}: ignoring message type {}", d.path, other.type_code()),
     }
 }
@@ -1215,12 +1237,16 @@ fn notify(d: &'static SockDevice) {
 unsafe extern "C" fn unregistered(_h: *mut sys::rte_intr_handle, _arg: *mut c_void) {}
 
 fn proxy_lost(d: &'static SockDevice, conn: &Conn, why: &str) {
-    bus_err!("{}: {why}; link down", d.path);
     {
         let mut st = conn.state.lock().unwrap();
+        // A BYE, then the close: once.
+        if st.gone {
+            return;
+        }
         st.gone = true;
         conn.cond.notify_all();
     }
+    bus_err!("{}: {why}; link down", d.path);
     conn.link_up.store(false, Ordering::Release);
     notify(d);
     let h = *d.intr.lock().unwrap() as *mut sys::rte_intr_handle;

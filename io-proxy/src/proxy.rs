@@ -731,6 +731,14 @@ impl Proxy {
     }
 
     pub fn shutdown(&mut self) {
+        // A planned stop: guests that understand it wait for us to come
+        // back rather than take the close as a crash.
+        for s in &self.sockets {
+            if let Some(sess) = s.session.as_ref().filter(|x| x.version >= 8) {
+                let bye = Msg::Bye("dpdk-io-proxy is stopping; it may be started again".into());
+                let _ = wire::send(sess.fd.as_raw_fd(), &bye, sess.version, None);
+            }
+        }
         let paths: Vec<String> = self.sockets.iter().map(|s| s.path.clone()).collect();
         for p in paths {
             let _ = self.remove_socket(&p);

@@ -118,6 +118,26 @@ fn find_shared(
     Ok(b)
 }
 
+/// The buffer area of process `pid` (uid `uid`), for a socket of it that
+/// resumes sharing it (RESUME with SHARE_BUFFERS, v8): its first socket
+/// resumed it already, or this one waits (the guest retries).
+fn find_owned(
+    known: &[Weak<GuestBuffers>],
+    pid: i32,
+    uid: u32,
+) -> Result<Arc<GuestBuffers>, ProxyError> {
+    known
+        .iter()
+        .rev()
+        .filter_map(Weak::upgrade)
+        .find(|b| (b.pid, b.uid) == (pid, uid))
+        .ok_or_else(|| {
+            ProxyError::NotFound(format!(
+                "no buffer area of pid {pid} to share yet (its first port resumes it)"
+            ))
+        })
+}
+
 pub struct Session {
     pub fd: OwnedFd,
     pub pid: i32,
@@ -315,7 +335,7 @@ fn adopt_region(
     // Room behind it to grow into (GROW), as for a new region. (A guest
     // whose area did grow does not resume: it would need those parts.)
     let page = (l.page_size as usize).max(4096);
-    let reserve = (l.buf_off + l.buf_max) as usize;
+    let reserve = ((l.buf_off + l.buf_max) as usize).max(size as usize);
     let region = Region::map_growable(fd, size as usize, reserve, page)
         .map_err(|e| ProxyError::io("map the resumed region", e))?;
     Ok((region, l, l.page_size == HUGE_2M))
@@ -393,10 +413,17 @@ pub fn handshake(
     }
     let offered = if version >= 5 { queues.len() } else { 1 };
     let share = version >= 5 && hello.flags & msg::HELLO_SHARE_BUFFERS != 0;
-    let resume = version >= 8 && hello.flags & msg::HELLO_RESUME != 0 && !share;
+    let resume = version >= 8 && hello.flags & msg::HELLO_RESUME != 0;
     let mut passed = received.fd;
     let shared = if share {
-        match find_shared(known, passed.take(), cred.pid(), cred.uid()) {
+        // Resuming, the memfd is this socket's rings: the buffers are those
+        // the process's first socket resumed.
+        let found = if resume {
+            find_owned(known, cred.pid(), cred.uid())
+        } else {
+            find_shared(known, passed.take(), cred.pid(), cred.uid())
+        };
+        match found {
             Ok(b) => Some(b),
             Err(e) => {
                 send_error(&fd, version, &e);

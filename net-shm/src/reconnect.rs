@@ -224,7 +224,10 @@ unsafe fn run(dev: *mut sys::rte_eth_dev) {
                         p.port_id, p.reconnect_ms
                     );
                 }
-                if e.contains("MTU shrank") || e.contains("did not resume") {
+                if e.contains("MTU shrank")
+                    || e.contains("did not resume")
+                    || e.contains("no longer has offloads")
+                {
                     err!(
                         "port {}: cannot resume: {e}; the port stays down",
                         p.port_id

@@ -43,6 +43,10 @@ pub const MSG_GROW_ACK: u16 = 10;
 /// `first` on; RETA brings up to [`MAX_RETA_CHUNK`] of them, ERROR refuses.
 pub const MSG_RETA_QUERY: u16 = 11;
 pub const MSG_RETA: u16 = 12;
+/// v8: proxy -> guest, the proxy is stopping on purpose (SIGTERM,
+/// SIGINT, `quit`) and may be started again: the guest waits for the
+/// socket instead of taking the close as a crash.
+pub const MSG_BYE: u16 = 13;
 /// Most RETA entries one RETA message carries.
 pub const MAX_RETA_CHUNK: usize = 128;
 
@@ -303,6 +307,8 @@ pub enum Msg {
     GrowAck(GrowAck),
     RetaQuery(RetaQuery),
     Reta(Reta),
+    /// v8: why the proxy is going away.
+    Bye(String),
 }
 
 /// v7: the redirection table's entries from `first` on, please.
@@ -351,6 +357,7 @@ impl Msg {
             Msg::GrowAck(_) => MSG_GROW_ACK,
             Msg::RetaQuery(_) => MSG_RETA_QUERY,
             Msg::Reta(_) => MSG_RETA,
+            Msg::Bye(_) => MSG_BYE,
         }
     }
 
@@ -448,6 +455,9 @@ impl Msg {
             Msg::RetaQuery(q) => {
                 w.u16(q.first);
             }
+            Msg::Bye(text) => {
+                w.str::<128>(text);
+            }
             Msg::Reta(t) => {
                 let n = t.entries.len().min(MAX_RETA_CHUNK);
                 w.u16(t.size).u16(t.first).u16(n as u16);
@@ -506,6 +516,7 @@ impl Msg {
                 offset: r.u64()?,
                 len: r.u64()?,
             }),
+            MSG_BYE if version >= 8 => Msg::Bye(r.str::<128>()?),
             MSG_RETA_QUERY if version >= 7 => Msg::RetaQuery(RetaQuery { first: r.u16()? }),
             MSG_RETA if version >= 7 => {
                 let (size, first, n) = (r.u16()?, r.u16()?, r.u16()? as usize);
@@ -710,6 +721,7 @@ mod tests {
                 len: 256 << 20,
             }),
             Msg::RetaQuery(RetaQuery { first: 384 }),
+            Msg::Bye("stopping".into()),
             Msg::Reta(Reta {
                 size: 512,
                 first: 384,
