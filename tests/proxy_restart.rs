@@ -7,14 +7,20 @@ mod common;
 use common::*;
 use std::time::Duration;
 
+/// Signals the proxy while `g` forwards through it, waits for it to exit
+/// and for the guest's link to go down.
+fn kill_under_traffic(proxy: &mut Proxy, g: &mut Guest, sig: i32) {
+    proxy.proc.signal(sig);
+    proxy.proc.wait_exit(Duration::from_secs(10));
+    g.proc.wait_for("link down", 1, Duration::from_secs(10));
+}
+
 fn proxy_dies_under_traffic(tag: &str, sig: i32) {
     let (dir, sock, mut proxy) = Proxy::one_queue(tag, "net_null0", "");
     let mut g = Guest::start_interactive(&dir, "guest", &sock);
     g.cmd("start");
     std::thread::sleep(Duration::from_secs(1));
-    proxy.proc.signal(sig);
-    proxy.proc.wait_exit(Duration::from_secs(10));
-    g.proc.wait_for("link down", 1, Duration::from_secs(10));
+    kill_under_traffic(&mut proxy, &mut g, sig);
     // A planned stop says so (BYE); a crash is a bare close.
     assert_eq!(
         g.proc.text().contains("proxy going away on purpose"),
@@ -57,9 +63,7 @@ fn proxy_restarts_and_the_guest_resumes(tag: &str, sig: i32) {
     let mut g = Guest::start_interactive(&dir, "guest", &sock);
     g.cmd("start");
     std::thread::sleep(Duration::from_secs(1));
-    proxy.proc.signal(sig);
-    proxy.proc.wait_exit(Duration::from_secs(10));
-    g.proc.wait_for("link down", 1, Duration::from_secs(10));
+    kill_under_traffic(&mut proxy, &mut g, sig);
     g.cmd("stop");
     g.stop_ports_all_back("0");
     // Another heap and buffer size: the region resumed keeps its own.
@@ -110,9 +114,7 @@ fn a_resume_onto_a_smaller_mtu_is_refused_with_the_reason() {
     let vdev = format!("net_af_packet0,iface={}", net.host);
     let mut g = Guest::start_interactive(&dir, "guest", &sock);
     g.cmd("start");
-    proxy.proc.signal(libc::SIGKILL);
-    proxy.proc.wait_exit(Duration::from_secs(10));
-    g.proc.wait_for("link down", 1, Duration::from_secs(10));
+    kill_under_traffic(&mut proxy, &mut g, libc::SIGKILL);
     g.cmd("stop");
     g.stop_ports_all_back("0");
     let mut proxy = Proxy::start(
@@ -163,9 +165,7 @@ fn a_forwarding_guest_resumes_by_itself_after_a_proxy_restart() {
     };
     let before = rate(&proxy);
     assert!(before > 10_000, "no traffic before: {before}");
-    proxy.proc.signal(libc::SIGKILL);
-    proxy.proc.wait_exit(Duration::from_secs(10));
-    g.proc.wait_for("link down", 1, Duration::from_secs(10));
+    kill_under_traffic(&mut proxy, &mut g, libc::SIGKILL);
     std::thread::sleep(Duration::from_millis(500));
     let proxy = Proxy::start(&dir, "iop_pauto", &eal, &cmds);
     let ready = std::time::Instant::now();

@@ -437,20 +437,62 @@ unsafe extern "C" fn reta_query(
     // the thread controlling the port; `conf` has size / 64 groups.
     unsafe {
         sys::ffi_guard("net_shm reta_query", -libc::EIO, || {
-            let p = port(dev);
-            let table = match reta_table(p, size) {
-                Ok(t) => t,
-                Err(e) => return e,
-            };
-            let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
-            for (k, &q) in table.iter().enumerate() {
-                let c = &mut *conf.add(k / group);
-                if c.mask >> (k % group) & 1 != 0 {
-                    c.reta[k % group] = q;
-                }
-            }
-            0
+            reta_op(dev, conf, size, false)
         })
+    }
+}
+
+/// Accepted when it asks for the table the NIC already has (the proxy's
+/// NIC is shared: a guest cannot change it); refused otherwise.
+unsafe extern "C" fn reta_update(
+    dev: *mut sys::rte_eth_dev,
+    conf: *mut sys::rte_eth_rss_reta_entry64,
+    size: u16,
+) -> c_int {
+    // SAFETY: as reta_query.
+    unsafe {
+        sys::ffi_guard("net_shm reta_update", -libc::EIO, || {
+            reta_op(dev, conf, size, true)
+        })
+    }
+}
+
+/// Fills the entries `conf`'s masks select with the proxy's table, or
+/// (`update`) checks that they ask for what it has.
+///
+/// # Safety
+/// As the ethdev ops: `dev` is our port, `conf` has `size / 64` groups.
+unsafe fn reta_op(
+    dev: *mut sys::rte_eth_dev,
+    conf: *mut sys::rte_eth_rss_reta_entry64,
+    size: u16,
+    update: bool,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let p = port(dev);
+        let table = match reta_table(p, size) {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+        let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+        for (k, &q) in table.iter().enumerate() {
+            let c = &mut *conf.add(k / group);
+            if c.mask >> (k % group) & 1 == 0 {
+                continue;
+            }
+            if !update {
+                c.reta[k % group] = q;
+            } else if c.reta[k % group] != q {
+                err!(
+                    "port {}: RSS redirection table entry {k} is queue {q} at the proxy's NIC, which this port cannot change (asked {})",
+                    p.port_id,
+                    c.reta[k % group]
+                );
+                return -libc::ENOTSUP;
+            }
+        }
+        0
     }
 }
 
@@ -472,38 +514,6 @@ fn reta_table(p: &Port, size: u16) -> Result<Vec<u16>, c_int> {
         err!("port {}: RSS redirection table: {}", p.port_id, e.text);
         -e.errno
     })
-}
-
-/// Accepted when it asks for the table the NIC already has (the proxy's
-/// NIC is shared: a guest cannot change it); refused otherwise.
-unsafe extern "C" fn reta_update(
-    dev: *mut sys::rte_eth_dev,
-    conf: *mut sys::rte_eth_rss_reta_entry64,
-    size: u16,
-) -> c_int {
-    // SAFETY: as reta_query.
-    unsafe {
-        sys::ffi_guard("net_shm reta_update", -libc::EIO, || {
-            let p = port(dev);
-            let table = match reta_table(p, size) {
-                Ok(t) => t,
-                Err(e) => return e,
-            };
-            let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
-            for (k, &q) in table.iter().enumerate() {
-                let c = &*conf.add(k / group);
-                if c.mask >> (k % group) & 1 != 0 && c.reta[k % group] != q {
-                    err!(
-                        "port {}: RSS redirection table entry {k} is queue {q} at the proxy's NIC, which this port cannot change (asked {})",
-                        p.port_id,
-                        c.reta[k % group]
-                    );
-                    return -libc::ENOTSUP;
-                }
-            }
-            0
-        })
-    }
 }
 
 /// VLAN stripping on or off (done in rx_burst): taken while the port is
