@@ -194,6 +194,16 @@ fn a_forwarding_guest_resumes_by_itself_after_a_proxy_restart() {
         "slower after the resume: {before} -> {after}"
     );
     assert_eq!(proxy.socket_field(sock, "payload_copies"), 0);
+    // net_null draws a new MAC at each start: the port takes it on.
+    let log = proxy.proc.text();
+    let mac = log[log.find(", MAC ").expect("MAC in the proxy's log") + 6..][..17].to_string();
+    g.cmd("show port info 0");
+    let info = g.proc.text();
+    let shown = &info[info.rfind("MAC address: ").unwrap() + 13..][..17];
+    assert!(
+        shown.eq_ignore_ascii_case(&mac),
+        "port MAC {shown}, NIC {mac}"
+    );
     g.cmd("stop");
     g.stop_ports_all_back("0");
     g.quit();

@@ -73,6 +73,17 @@ pub struct Conn {
     cond: Condvar,
     link_up: AtomicBool,
     link_speed: AtomicU32,
+    /// The NIC as the proxy last described it: `info`'s at attach, a
+    /// resuming proxy's after (its MAC, MTU and largest frame).
+    nic: Mutex<NicNow>,
+}
+
+/// What a port takes from its NIC when a proxy resumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NicNow {
+    pub mac: [u8; 6],
+    pub mtu: u16,
+    pub max_rx_pktlen: u32,
 }
 
 /// One `sock:` device. Lives for the rest of the process once scanned;
@@ -253,6 +264,11 @@ impl Conn {
     pub fn link_speed(&self) -> u32 {
         self.link_speed.load(Ordering::Relaxed)
     }
+    /// The NIC as the proxy last described it (see [`NicNow`]).
+    pub fn nic(&self) -> NicNow {
+        *self.nic.lock().unwrap()
+    }
+
     pub fn proxy_gone(&self) -> bool {
         self.state.lock().unwrap().gone
     }
@@ -866,17 +882,11 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
         );
         return Err(why);
     }
-    if ack.mac != conn.info.mac {
-        bus_info!(
-            "{}: the NIC's MAC changed to {}; the port keeps its own",
-            d.path,
-            ack.mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        );
-    }
+    *conn.nic.lock().unwrap() = NicNow {
+        mac: ack.mac,
+        mtu: ack.mtu,
+        max_rx_pktlen: ack.max_rx_pktlen,
+    };
     *conn.fd.lock().unwrap() = Some(fd);
     {
         let mut st = conn.state.lock().unwrap();
@@ -1019,6 +1029,11 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
         layout: l,
         link_up: AtomicBool::new(ack.link_up),
         link_speed: AtomicU32::new(ack.link_speed),
+        nic: Mutex::new(NicNow {
+            mac: ack.mac,
+            mtu: ack.mtu,
+            max_rx_pktlen: ack.max_rx_pktlen,
+        }),
         info: ack,
         region: Mutex::new(Some(region)),
         buffers,

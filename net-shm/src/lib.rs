@@ -632,6 +632,7 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
                     err!("port {}: cannot resume: {e}", p.port_id);
                     return -libc::ENOTCONN;
                 }
+                reconnect::take_nic(dev, p.sock, p.port_id);
                 info!("port {}: resumed with the restarted proxy", p.port_id);
             }
             for k in 0..n as usize {

@@ -74,6 +74,35 @@ pub(crate) unsafe fn take_back(dev: *mut sys::rte_eth_dev) {
     }
 }
 
+/// Takes on the MAC a resuming proxy gives for its NIC as the port's
+/// address (logged when it changed). Its MTU and largest frame were
+/// checked to be no smaller; the port keeps the limits its queues were
+/// set up with.
+///
+/// # Safety
+/// `dev` is the net_shm port of `sock`, its queues not polled.
+pub(crate) unsafe fn take_nic(
+    dev: *mut sys::rte_eth_dev,
+    sock: &bus_shm::guest::SockDevice,
+    port_id: u16,
+) {
+    let Some(conn) = sock.conn() else { return };
+    let n = conn.nic();
+    // SAFETY: the caller's contract; ethdev's MAC slot of our port.
+    let mac = unsafe { &mut (*(*(*dev).data).mac_addrs).addr_bytes };
+    if *mac != n.mac {
+        info!(
+            "port {port_id}: the NIC's MAC is now {}",
+            n.mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+        *mac = n.mac;
+    }
+}
+
 /// Attaches every queue pair to its NIC queue (START), fresh buffers
 /// posted first. On failure, the index of the pair that failed.
 ///
@@ -216,7 +245,8 @@ unsafe fn run(dev: *mut sys::rte_eth_dev) {
         }
         attempts += 1;
         match bus_shm::guest::resume(p.sock) {
-            Ok(()) => {}
+            // SAFETY: as above.
+            Ok(()) => unsafe { take_nic(dev, p.sock, p.port_id) },
             Err(e) => {
                 if attempts == 1 || attempts.is_power_of_two() {
                     info!(
