@@ -384,12 +384,17 @@ impl Msg {
         let mut w = Writer::new(self.type_code(), version);
         match self {
             Msg::Hello(h) => {
+                // RESUME says a layout follows: set exactly when one does.
+                let flags = match h.resume {
+                    Some(_) => h.flags | HELLO_RESUME,
+                    None => h.flags & !HELLO_RESUME,
+                };
                 w.u16(h.version_min)
                     .u16(h.version_max)
                     .u32(h.pid)
                     .str::<32>(&h.name)
-                    .u32(h.flags);
-                if let (true, Some(l)) = (h.flags & HELLO_RESUME != 0, &h.resume) {
+                    .u32(flags);
+                if let Some(l) = &h.resume {
                     encode_layout(l, &mut w);
                     w.u16(l.queue_count).u64(l.queue_stride).u64(l.buf_max);
                 }
@@ -768,6 +773,23 @@ mod tests {
         assert_eq!(got.layout.buf_max, a.layout.buf_len);
         let grow = Msg::Grow(Grow { bytes: 1 << 20 }).encode(5);
         assert_eq!(Msg::decode(&grow), Err(ProtoError::UnknownType(MSG_GROW)));
+    }
+
+    #[test]
+    fn a_v7_hello_with_the_resume_bit_encodes_to_what_decodes() {
+        // Found by fuzz/msg_decode: a v7 HELLO whose flags have bit 1 set
+        // (RESUME means nothing before v8) encoded as v8 without a layout.
+        let h = Msg::Hello(Hello {
+            version_min: 1,
+            version_max: 7,
+            pid: 1,
+            name: "x".into(),
+            flags: HELLO_RESUME,
+            resume: None,
+        });
+        let (_, back) = Msg::decode(&h.encode(VERSION_MAX)).expect("decodes");
+        let Msg::Hello(b) = back else { panic!() };
+        assert_eq!((b.flags & HELLO_RESUME, b.resume), (0, None));
     }
 
     #[test]
