@@ -792,6 +792,27 @@ fn accept_hello_ack(reply: Received) -> Result<(HelloAck, OwnedFd), String> {
     Ok((ack, memfd))
 }
 
+/// Why a port could not resume with the proxy at its socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeError {
+    /// Not now: no proxy at the socket yet, or it refused for now. Worth
+    /// trying again.
+    Retry(String),
+    /// Never with this proxy and NIC (a smaller MTU, lost offloads, a
+    /// region it cannot take): the port stays down.
+    Refused(String),
+}
+
+impl std::fmt::Display for ResumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResumeError::Retry(s) | ResumeError::Refused(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for ResumeError {}
+
 /// Serves device `d` again after its proxy went away, in the same region:
 /// connects to the socket (a restarted proxy), presents the region's memfd
 /// and layout (HELLO with RESUME, v8) and checks that the proxy serves it
@@ -799,22 +820,27 @@ fn accept_hello_ack(reply: Received) -> Result<(HelloAck, OwnedFd), String> {
 /// caller stopped the port, so its rings are empty and every buffer the
 /// old proxy held is back in its pool. On success the link state is the
 /// new proxy's and the port can start.
-pub fn resume(d: &'static SockDevice) -> Result<(), String> {
-    let conn = d.conn().ok_or("not connected")?;
+pub fn resume(d: &'static SockDevice) -> Result<(), ResumeError> {
+    use ResumeError::{Refused, Retry};
+    let conn = d.conn().ok_or(Refused("not connected".into()))?;
     if !conn.proxy_gone() {
         return Ok(());
     }
-    let region = conn.region().ok_or("the region was released")?;
+    let region = conn
+        .region()
+        .ok_or(Refused("the region was released".into()))?;
     if conn.version < 8 {
-        return Err(format!(
+        return Err(Refused(format!(
             "attached with protocol v{}, which cannot resume",
             conn.version
-        ));
+        )));
     }
     if region.len() as u64 != conn.layout.region_size {
-        return Err("its buffer area grew (GROW): a grown region cannot be resumed yet".into());
+        return Err(Refused(
+            "its buffer area grew (GROW): a grown region cannot be resumed yet".into(),
+        ));
     }
-    let fd = connect(&d.path)?;
+    let fd = connect(&d.path).map_err(Retry)?;
     let hello = Msg::Hello(Hello {
         version_min: conn.version,
         version_max: conn.version,
@@ -836,15 +862,19 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
         msg::VERSION_MAX,
         Some(region.fd().as_raw_fd()),
     )
-    .map_err(|e| format!("send hello: {e}"))?;
-    let (ack, memfd) = accept_hello_ack(recv_blocking(&fd)?)?;
+    .map_err(|e| Retry(format!("send hello: {e}")))?;
+    // A proxy that refuses may change its mind (a first socket not
+    // resumed yet, a proxy still starting): retried.
+    let (ack, memfd) = recv_blocking(&fd)
+        .and_then(accept_hello_ack)
+        .map_err(Retry)?;
     // The same memory comes back: ours is mapped already.
     drop(memfd);
     if ack.version != conn.version
         || ack.layout != conn.layout.get()
         || ack.shared_buffers != conn.info.shared_buffers
     {
-        return Err(format!(
+        return Err(Refused(format!(
             "the proxy did not resume the region (protocol v{}, {} layout)",
             ack.version,
             if ack.layout == conn.layout.get() {
@@ -852,35 +882,36 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
             } else {
                 "another"
             }
-        ));
+        )));
     }
-    if ack.max_rx_pktlen < conn.info.max_rx_pktlen || ack.mtu < conn.info.mtu {
-        let why = format!(
-            "the NIC's MTU shrank from {} to {} (frames up to {} bytes, were {}): the port's buffers and MTU were set for the old one",
-            conn.info.mtu, ack.mtu, ack.max_rx_pktlen, conn.info.max_rx_pktlen
-        );
-        // The proxy logs it too.
+    // What the port cannot absorb: the proxy is told why, and logs it.
+    let refuse = |errno: i32, why: String| {
         let _ = socket::send(
             fd.as_raw_fd(),
-            &Msg::Error(msg::Status::error(libc::EMSGSIZE, why.clone())),
+            &Msg::Error(msg::Status::error(errno, why.clone())),
             ack.version,
             None,
         );
-        return Err(why);
+        Err(Refused(why))
+    };
+    if ack.max_rx_pktlen < conn.info.max_rx_pktlen || ack.mtu < conn.info.mtu {
+        return refuse(
+            libc::EMSGSIZE,
+            format!(
+                "the NIC's MTU shrank from {} to {} (frames up to {} bytes, were {}): the port's buffers and MTU were set for the old one",
+                conn.info.mtu, ack.mtu, ack.max_rx_pktlen, conn.info.max_rx_pktlen
+            ),
+        );
     }
     let lost_tx = conn.info.tx_offloads & !ack.tx_offloads;
     let lost_rx = conn.info.rx_offloads & !ack.rx_offloads;
     if lost_tx != 0 || lost_rx != 0 {
-        let why = format!(
-            "the NIC no longer has offloads the port offered (tx 0x{lost_tx:x}, rx 0x{lost_rx:x})"
+        return refuse(
+            libc::ENOTSUP,
+            format!(
+                "the NIC no longer has offloads the port offered (tx 0x{lost_tx:x}, rx 0x{lost_rx:x})"
+            ),
         );
-        let _ = socket::send(
-            fd.as_raw_fd(),
-            &Msg::Error(msg::Status::error(libc::ENOTSUP, why.clone())),
-            ack.version,
-            None,
-        );
-        return Err(why);
     }
     *conn.nic.lock().unwrap() = NicNow {
         mac: ack.mac,
@@ -896,7 +927,7 @@ pub fn resume(d: &'static SockDevice) -> Result<(), String> {
     }
     conn.link_speed.store(ack.link_speed, Ordering::Relaxed);
     conn.link_up.store(ack.link_up, Ordering::Release);
-    register_events(d, conn)?;
+    register_events(d, conn).map_err(Refused)?;
     bus_info!(
         "{}: resumed with the proxy on NIC {} port {} (protocol v{})",
         d.path,

@@ -430,18 +430,11 @@ const CHAINS_ALWAYS: &[&str] = &["net_pcap"];
 /// as net_null, leave every entry at queue 0). Best effort: a PMD that
 /// cannot update its table keeps its own.
 fn spread_reta(id: u16, size: u16, queues: u16) {
-    let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
-    if size == 0 || !(size as usize).is_multiple_of(group) {
+    let Some(mut conf) = reta_groups(size) else {
         return;
-    }
-    // SAFETY: plain C structs; zero is a valid value.
-    let mut conf: Vec<sys::rte_eth_rss_reta_entry64> =
-        vec![unsafe { std::mem::zeroed() }; size as usize / group];
-    for (g, c) in conf.iter_mut().enumerate() {
-        c.mask = u64::MAX;
-        for (k, e) in c.reta.iter_mut().enumerate() {
-            *e = ((g * group + k) % queues as usize) as u16;
-        }
+    };
+    for (k, e) in conf.iter_mut().flat_map(|c| c.reta.iter_mut()).enumerate() {
+        *e = (k % queues as usize) as u16;
     }
     // SAFETY: a control-thread ethdev call; `conf` has size / 64 groups.
     let r = unsafe { sys::rte_eth_dev_rss_reta_update(id, conf.as_mut_ptr(), size) };
@@ -456,23 +449,33 @@ fn spread_reta(id: u16, size: u16, queues: u16) {
 /// The RSS redirection table of port `id`, of `size` entries (as its
 /// `dev_info` says): the NIC queue each hash bucket goes to.
 pub fn reta_of(id: u16, size: u16) -> Result<Vec<u16>, ProxyError> {
-    let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
-    if size == 0 || !(size as usize).is_multiple_of(group) {
-        return Err(ProxyError::Unsupported(format!(
+    let mut conf = reta_groups(size).ok_or_else(|| {
+        ProxyError::Unsupported(format!(
             "port {id} has no RSS redirection table to show (size {size})"
-        )));
-    }
-    // SAFETY: plain C structs; zero is a valid value.
-    let mut conf: Vec<sys::rte_eth_rss_reta_entry64> =
-        vec![unsafe { std::mem::zeroed() }; size as usize / group];
-    for c in &mut conf {
-        c.mask = u64::MAX;
-    }
+        ))
+    })?;
     // SAFETY: a control-thread ethdev call; `conf` has size / 64 groups.
     check("RETA query", unsafe {
         sys::rte_eth_dev_rss_reta_query(id, conf.as_mut_ptr(), size)
     })?;
     Ok(conf.iter().flat_map(|c| c.reta.iter().copied()).collect())
+}
+
+/// The groups of 64 entries ethdev takes a table of `size` entries in,
+/// every entry selected; None for a size that is not a whole number of
+/// groups (or 0).
+fn reta_groups(size: u16) -> Option<Vec<sys::rte_eth_rss_reta_entry64>> {
+    let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+    if size == 0 || !(size as usize).is_multiple_of(group) {
+        return None;
+    }
+    // SAFETY: plain C structs; zero is a valid value.
+    let mut conf =
+        vec![unsafe { std::mem::zeroed::<sys::rte_eth_rss_reta_entry64>() }; size as usize / group];
+    for c in &mut conf {
+        c.mask = u64::MAX;
+    }
+    Some(conf)
 }
 
 fn frame_for(mtu: u16) -> u32 {

@@ -309,45 +309,23 @@ impl Proxy {
             Err(e) => return self.disconnect(i, &e.to_string()),
         };
         let version = sess.version;
-        if let Msg::Grow(g) = m {
-            let (reply, fd) = match self.grow_buffers(i, g.bytes) {
+        let (reply, fd) = match m {
+            Msg::Grow(g) => match self.grow_buffers(i, g.bytes) {
                 Ok((ack, fd)) => (Msg::GrowAck(ack), Some(fd)),
-                Err(e) => {
-                    log::err(&format!("{}: {e}", self.sockets[i].path));
-                    (Msg::Error(Status::error(e.errno(), e.to_string())), None)
-                }
-            };
-            if let Some(sess) = &self.sockets[i].session {
-                let sent = wire::send(
-                    sess.fd.as_raw_fd(),
-                    &reply,
-                    version,
-                    fd.as_ref().map(|f| f.as_raw_fd()),
-                );
-                if sent.is_err() {
-                    self.disconnect(i, "cannot reply");
-                }
+                Err(e) => (Msg::Error(self.refusal(i, &e)), None),
+            },
+            Msg::RetaQuery(q) => match self.reta_chunk(i, q.first) {
+                Ok(r) => (Msg::Reta(r), None),
+                Err(e) => (Msg::Error(self.refusal(i, &e)), None),
+            },
+            Msg::Start(s) => {
+                let r = self.start_guest(i, s);
+                (Msg::StartAck(self.status(i, r)), None)
             }
-            return;
-        }
-        if let Msg::RetaQuery(q) = m {
-            let reply = match self.reta_chunk(i, q.first) {
-                Ok(r) => Msg::Reta(r),
-                Err(e) => {
-                    log::err(&format!("{}: {e}", self.sockets[i].path));
-                    Msg::Error(Status::error(e.errno(), e.to_string()))
-                }
-            };
-            if let Some(sess) = &self.sockets[i].session {
-                if wire::send(sess.fd.as_raw_fd(), &reply, version, None).is_err() {
-                    self.disconnect(i, "cannot reply");
-                }
+            Msg::Stop => {
+                let r = self.stop_guest(i, true);
+                (Msg::StopAck(self.status(i, r)), None)
             }
-            return;
-        }
-        let (reply, result): (fn(Status) -> Msg, _) = match m {
-            Msg::Start(s) => (Msg::StartAck, self.start_guest(i, s)),
-            Msg::Stop => (Msg::StopAck, self.stop_guest(i, true)),
             // The guest cannot go on with what we offered (a resume whose
             // NIC changed under it): its reason, in our log too.
             Msg::Error(s) => return self.disconnect(i, &format!("guest refused: {}", s.text)),
@@ -356,18 +334,27 @@ impl Proxy {
                     .disconnect(i, &format!("unexpected message type {}", other.type_code()))
             }
         };
-        let status = match &result {
-            Ok(()) => Status::ok(),
-            Err(e) => {
-                log::err(&format!("{}: {e}", self.sockets[i].path));
-                Status::error(e.errno(), e.to_string())
-            }
-        };
         if let Some(sess) = &self.sockets[i].session {
-            if wire::send(sess.fd.as_raw_fd(), &reply(status), version, None).is_err() {
+            let fd = fd.as_ref().map(|f| f.as_raw_fd());
+            if wire::send(sess.fd.as_raw_fd(), &reply, version, fd).is_err() {
                 self.disconnect(i, "cannot reply");
             }
         }
+    }
+
+    /// The status a request of guest `i` gets: ok, or the error, logged.
+    fn status(&self, i: usize, r: Result<(), ProxyError>) -> Status {
+        match r {
+            Ok(()) => Status::ok(),
+            Err(e) => self.refusal(i, &e),
+        }
+    }
+
+    /// A refusal of guest `i`'s request: logged, and its errno and text
+    /// for the guest.
+    fn refusal(&self, i: usize, e: &ProxyError) -> Status {
+        log::err(&format!("{}: {e}", self.sockets[i].path));
+        Status::error(e.errno(), e.to_string())
     }
 
     /// RETA_QUERY (v7): entries of the NIC's RSS redirection table from

@@ -867,7 +867,6 @@ impl TxQueue {
                 }
             }
             if let Some(meta) = meta {
-                self.offloaded.add(1);
                 // The packet itself, if its own headroom can take the metadata.
                 if (*m).nb_segs == 1
                     && (*m).ol_flags & NOT_ZERO_COPY == 0
@@ -1074,6 +1073,10 @@ pub unsafe extern "C" fn tx_burst(
                                 m = c;
                                 off = Some(o);
                                 flags = f;
+                                // It goes on the ring below.
+                                if f & TX_META != 0 {
+                                    q.offloaded.add(1);
+                                }
                             }
                             OtherTx::Stop => break,
                         }

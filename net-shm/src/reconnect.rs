@@ -7,7 +7,7 @@
 
 use crate::queue::{self, RxQueue, TxQueue};
 use crate::{link_update, log, port_ptr, Port};
-use bus_shm::guest::Conn;
+use bus_shm::guest::{Conn, ResumeError};
 use dpdk_sys as sys;
 use shm_abi::msg::Start;
 use std::sync::atomic::Ordering;
@@ -41,23 +41,40 @@ unsafe fn queue_pairs(dev: *mut sys::rte_eth_dev) -> Vec<(*mut RxQueue, *mut TxQ
     }
 }
 
-/// Takes back what a proxy that went away held: empties the fill and tx
-/// rings (their consumer is gone), frees every mbuf still marked as held
-/// by it, and resets the rings' budgets.
+/// Frees what came back on the rx and txdone rings (as a port stop does).
 ///
 /// # Safety
-/// `dev` is a net_shm port whose queues are not polled (stopped, or
-/// paused), and its proxy is gone.
-pub(crate) unsafe fn take_back(dev: *mut sys::rte_eth_dev) {
+/// `dev` is a net_shm port whose queues are not polled.
+unsafe fn drain(dev: *mut sys::rte_eth_dev) {
     // SAFETY: the caller's contract.
     unsafe {
         for (rxq, txq) in queue_pairs(dev) {
             if !rxq.is_null() {
                 (*rxq).drain();
-                (*rxq).fill.discard_unconsumed();
             }
             if !txq.is_null() {
                 (*txq).drain();
+            }
+        }
+    }
+}
+
+/// Takes back what a proxy that went away held, once the rx and txdone
+/// rings are drained: empties the fill and tx rings (their consumer is
+/// gone), frees every mbuf still marked as held by it, and resets the
+/// rings' budgets.
+///
+/// # Safety
+/// `dev` is a net_shm port whose queues are not polled (stopped, or
+/// paused) and drained, and its proxy is gone.
+pub(crate) unsafe fn take_back(dev: *mut sys::rte_eth_dev) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        for (rxq, txq) in queue_pairs(dev) {
+            if !rxq.is_null() {
+                (*rxq).fill.discard_unconsumed();
+            }
+            if !txq.is_null() {
                 (*txq).tx.discard_unconsumed();
                 (*txq).outstanding = 0;
             }
@@ -131,10 +148,7 @@ pub(crate) unsafe fn start_queues(dev: *mut sys::rte_eth_dev, conn: &Conn) -> Re
 
 /// Stops every queue's bursts: sets the pause, waits until each queue
 /// acknowledged it or is not in a burst (see `queue::Gate`).
-///
-/// # Safety
-/// `dev` is a net_shm port.
-unsafe fn pause(p: &Port) {
+fn pause(p: &Port) {
     for b in p.budgets.iter() {
         b.pause.store(1, Ordering::SeqCst);
     }
@@ -212,7 +226,8 @@ pub(crate) unsafe fn forget(dev: *mut sys::rte_eth_dev) {
 /// # Safety
 /// `dev` is a live net_shm port for the whole run (see `spawn`).
 unsafe fn run(dev: *mut sys::rte_eth_dev) {
-    let pp = port_ptr_checked(dev);
+    // SAFETY: this function's contract: a live net_shm port.
+    let pp = unsafe { port_ptr(dev) };
     let mut wait = FIRST_WAIT;
     let mut paused = false;
     let mut attempts = 0u32;
@@ -236,9 +251,10 @@ unsafe fn run(dev: *mut sys::rte_eth_dev) {
             return;
         }
         if !paused {
+            pause(p);
             // SAFETY: as above; the queues are not polled once paused.
             unsafe {
-                pause(p);
+                drain(dev);
                 take_back(dev);
             }
             paused = true;
@@ -247,33 +263,41 @@ unsafe fn run(dev: *mut sys::rte_eth_dev) {
         match bus_shm::guest::resume(p.sock) {
             // SAFETY: as above.
             Ok(()) => unsafe { take_nic(dev, p.sock, p.port_id) },
-            Err(e) => {
+            Err(ResumeError::Retry(e)) => {
                 if attempts == 1 || attempts.is_power_of_two() {
                     info!(
                         "port {}: proxy not back yet ({e}); retrying every {} ms at most",
                         p.port_id, p.reconnect_ms
                     );
                 }
-                if e.contains("MTU shrank")
-                    || e.contains("did not resume")
-                    || e.contains("no longer has offloads")
-                {
-                    err!(
-                        "port {}: cannot resume: {e}; the port stays down",
-                        p.port_id
-                    );
-                    return;
-                }
                 continue;
+            }
+            Err(ResumeError::Refused(e)) => {
+                err!(
+                    "port {}: cannot resume: {e}; the port stays down",
+                    p.port_id
+                );
+                return;
             }
         }
         // SAFETY: as above.
-        unsafe {
-            if start_queues(dev, conn).is_err() {
-                // The proxy went away again, or refused: from the top.
-                take_back(dev);
-                continue;
+        if unsafe { start_queues(dev, conn) }.is_err() {
+            if !conn.proxy_gone() {
+                // A proxy that refuses a queue holds the others' buffers:
+                // nothing to take back; the app's port stop does it.
+                err!(
+                    "port {}: the resumed proxy refused a queue; the port stays down",
+                    p.port_id
+                );
+                return;
             }
+            // The proxy went away again: from the top.
+            // SAFETY: as above.
+            unsafe {
+                drain(dev);
+                take_back(dev);
+            }
+            continue;
         }
         unpause(p);
         info!(
@@ -295,10 +319,4 @@ unsafe fn run(dev: *mut sys::rte_eth_dev) {
         }
         return;
     }
-}
-
-/// `port_ptr` for the thread, which has no ethdev call in progress.
-fn port_ptr_checked(dev: *mut sys::rte_eth_dev) -> *mut Port {
-    // SAFETY: `run`'s contract: a live net_shm port.
-    unsafe { port_ptr(dev) }
 }
