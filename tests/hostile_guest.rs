@@ -304,6 +304,61 @@ fn resume_with_a_region_that_is_not_a_sealed_memfd_of_its_layout_is_refused() {
         }
         assert!(proxy.guest_gone(sock));
     }
+    // A region of its own making, sealed, of the layout's size: resumed.
+    // Then the parts it claims its area grew by (RESUME_PART, v9): each
+    // must be the next 2 MiB steps at the area's end, a sealed memfd of
+    // the announced size; what is not is refused and nothing is mapped.
+    let c = connect_seqpacket(sock);
+    let own = memfd(true, l.region_size);
+    wire::send(
+        c.as_raw_fd(),
+        &hello(Some(l)),
+        msg::VERSION_MAX,
+        Some(own.as_raw_fd()),
+    )
+    .unwrap();
+    assert!(matches!(recv(&c).msg, Msg::HelloAck(_)));
+    let end = l.region_size;
+    let part = |offset, len| Msg::ResumePart(msg::GrowAck { offset, len });
+    let two = 2u64 << 20;
+    let cases: [(Msg, Option<OwnedFd>, &str); 5] = [
+        (part(end, two), None, "without its memfd"),
+        (
+            part(end + two, two),
+            Some(memfd(true, two)),
+            "does not follow",
+        ),
+        (part(end, 4096), Some(memfd(true, 4096)), "does not follow"),
+        (part(end, two), Some(memfd(false, two)), "not sealed"),
+        (part(end, two), Some(memfd(true, 2 * two)), "were announced"),
+    ];
+    for (m, fd, why) in cases {
+        wire::send(
+            c.as_raw_fd(),
+            &m,
+            msg::VERSION_MAX,
+            fd.as_ref().map(|f| f.as_raw_fd()),
+        )
+        .unwrap();
+        match recv(&c).msg {
+            Msg::Error(s) => assert!(s.text.contains(why), "{why}: {s:?}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    let good = memfd(true, two);
+    wire::send(
+        c.as_raw_fd(),
+        &part(end, two),
+        msg::VERSION_MAX,
+        Some(good.as_raw_fd()),
+    )
+    .unwrap();
+    match recv(&c).msg {
+        Msg::GrowAck(a) => assert_eq!((a.offset, a.len), (end, two)),
+        other => panic!("a good part: {other:?}"),
+    }
+    drop(c);
+    assert!(proxy.guest_gone(sock));
     // The socket still serves a stock guest.
     let g = Guest::start(&dir, "guest", sock);
     std::thread::sleep(Duration::from_secs(1));

@@ -75,7 +75,10 @@ fn proxy_restarts_and_the_guest_resumes(tag: &str, sig: i32) {
     );
     g.cmd("port start 0");
     assert!(
-        proxy.proc.text().contains("connected, protocol v8"),
+        proxy.proc.text().contains(&format!(
+            "connected, protocol v{}",
+            shm_abi::msg::VERSION_MAX
+        )),
         "{}",
         proxy.proc.text()
     );
@@ -205,6 +208,51 @@ fn a_forwarding_guest_resumes_by_itself_after_a_proxy_restart() {
         "port MAC {shown}, NIC {mac}"
     );
     g.cmd("stop");
+    g.stop_ports_all_back("0");
+    g.quit();
+    proxy.stop(&[sock]);
+}
+
+/// A guest whose pool grew its buffer area (GROW: testpmd's default pool
+/// on a socket of 8 MiB of buffers, as OVS's default pool does) resumes
+/// with it (RESUME_PART, v9): the restarted proxy maps each grown part
+/// where it was, the guest forwards again by itself, zero-copy, every
+/// descriptor accepted, and its pool is full after it stops.
+#[test]
+fn a_guest_whose_buffer_area_grew_resumes_with_it() {
+    let dir = Scratch::new("pgrow");
+    let sock = "/tmp/iop-pgrow/s0/sock";
+    let cmds = format!("add port 0 queues 1\nadd socket {sock} 0 0 buffers 8\n");
+    let eal = ["--vdev", "net_null0"];
+    let mut proxy = Proxy::start(&dir, "iop_pgrow", &eal, &cmds);
+    let mut g = Guest::start_interactive(&dir, "guest", sock);
+    let grown = proxy.socket_field(sock, "buffers_mb");
+    assert!(grown > 300, "buffer area {grown} MiB: it did not grow");
+    g.cmd("start");
+    std::thread::sleep(Duration::from_secs(1));
+    kill_under_traffic(&mut proxy, &mut g, libc::SIGKILL);
+    let proxy = Proxy::start(&dir, "iop_pgrow", &eal, &cmds);
+    let ready = std::time::Instant::now();
+    while proxy.socket_field(sock, "tx_packets") == 0 {
+        assert!(
+            ready.elapsed() < Duration::from_secs(3),
+            "not forwarding 3 s after the proxy's ready line:\n{}\n{}",
+            g.proc.text(),
+            proxy.proc.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        proxy.proc.text().contains("buffers grew back by"),
+        "{}",
+        proxy.proc.text()
+    );
+    assert_eq!(proxy.socket_field(sock, "buffers_mb"), grown);
+    g.cmd("stop");
+    g.cmd("show port xstats 0");
+    assert_eq!(g.xstat("tx_copies"), 0);
+    assert_eq!(proxy.socket_field(sock, "bad_descriptors"), 0);
+    assert_eq!(proxy.socket_field(sock, "payload_copies"), 0);
     g.stop_ports_all_back("0");
     g.quit();
     proxy.stop(&[sock]);

@@ -396,6 +396,9 @@ struct Arena {
     end: usize,
     /// Where `end` may grow to (GROW, protocol v6): `end` before v6.
     limit: usize,
+    /// The parts it grew by, in order: region offset, length and memfd,
+    /// kept to bring them back to a restarted proxy (RESUME_PART, v9).
+    parts: Vec<(u64, u64, OwnedFd)>,
 }
 
 /// Asks the proxy for at least `len` more bytes of buffer area for
@@ -448,7 +451,7 @@ pub fn buffer_grow(len: usize) -> Result<(), RequestError> {
     if off != ack.offset {
         return Err(RequestError::other("grown buffers mapped out of place"));
     }
-    // `fd` closes here: the mapping keeps the memory.
+    a.parts.push((ack.offset, ack.len, fd));
     match a.free.last_mut() {
         Some(last) if last.0 + last.1 == a.end => last.1 += ack.len as usize,
         _ => a.free.push((a.end, ack.len as usize)),
@@ -835,10 +838,12 @@ pub fn resume(d: &'static SockDevice) -> Result<(), ResumeError> {
             conn.version
         )));
     }
-    if region.len() as u64 != conn.layout.region_size {
-        return Err(Refused(
-            "its buffer area grew (GROW): a grown region cannot be resumed yet".into(),
-        ));
+    let grew = region.len() as u64 != conn.layout.region_size;
+    if grew && conn.version < 9 {
+        return Err(Refused(format!(
+            "its buffer area grew (GROW), and protocol v{} cannot bring the grown parts back",
+            conn.version
+        )));
     }
     let fd = connect(&d.path).map_err(Retry)?;
     let hello = Msg::Hello(Hello {
@@ -913,6 +918,9 @@ pub fn resume(d: &'static SockDevice) -> Result<(), ResumeError> {
             ),
         );
     }
+    if grew {
+        resume_parts(&fd, ack.version)?;
+    }
     *conn.nic.lock().unwrap() = NicNow {
         mac: ack.mac,
         mtu: ack.mtu,
@@ -934,6 +942,51 @@ pub fn resume(d: &'static SockDevice) -> Result<(), ResumeError> {
         ack.nic_name,
         ack.nic_port,
         ack.version
+    );
+    Ok(())
+}
+
+/// Brings the parts the buffer area grew by back to the resumed proxy
+/// (RESUME_PART, v9), in order, each with its memfd; the proxy must map
+/// each where it was. A proxy that cannot is final; a lost connection
+/// is worth another try.
+fn resume_parts(fd: &OwnedFd, version: u16) -> Result<(), ResumeError> {
+    use ResumeError::{Refused, Retry};
+    let g = ARENA.lock().unwrap();
+    let a = g.as_ref().ok_or(Refused("no buffer area".into()))?;
+    for (off, len, part) in &a.parts {
+        let p = msg::GrowAck {
+            offset: *off,
+            len: *len,
+        };
+        socket::send(
+            fd.as_raw_fd(),
+            &Msg::ResumePart(p.clone()),
+            version,
+            Some(part.as_raw_fd()),
+        )
+        .map_err(|e| Retry(format!("send a grown part: {e}")))?;
+        match recv_blocking(fd).map_err(Retry)?.msg {
+            Msg::GrowAck(back) if back == p => {}
+            Msg::Error(s) => {
+                return Err(Refused(format!(
+                    "the proxy refused a grown part: {}",
+                    s.text
+                )))
+            }
+            other => {
+                return Err(Refused(format!(
+                    "unexpected reply type {} to a grown part",
+                    other.type_code()
+                )))
+            }
+        }
+    }
+    bus_info!(
+        "buffer area resumed with its {} grown part{} ({} MiB)",
+        a.parts.len(),
+        if a.parts.len() == 1 { "" } else { "s" },
+        a.parts.iter().map(|p| p.1).sum::<u64>() >> 20
     );
     Ok(())
 }
@@ -1043,6 +1096,7 @@ fn probe_one(d: &'static SockDevice) -> Result<(), String> {
             start: l.buf_off as usize,
             end: (l.buf_off + l.buf_len) as usize,
             limit: region.reserved(),
+            parts: Vec::new(),
         });
     }
     // SAFETY: NUL-terminated name; EAL keeps it in a memzone.
@@ -1295,17 +1349,25 @@ fn proxy_lost(d: &'static SockDevice, conn: &Conn, why: &str) {
     bus_err!("{}: {why}; link down", d.path);
     conn.link_up.store(false, Ordering::Release);
     notify(d);
-    let h = *d.intr.lock().unwrap() as *mut sys::rte_intr_handle;
+    let mut intr = d.intr.lock().unwrap();
+    let h = *intr as *mut sys::rte_intr_handle;
     if !h.is_null() {
         // Stop watching the dead socket (we are inside its callback).
-        // SAFETY: h is our handle; the pending variant is made for this case.
+        // SAFETY: h is our handle; the pending variant is made for this
+        // case. EAL's source keeps its own copy of the handle (made at
+        // register), so once the callback is marked ours is unused: freed
+        // here, else every reconnect would leak one.
         unsafe {
-            sys::rte_intr_callback_unregister_pending(
+            let marked = sys::rte_intr_callback_unregister_pending(
                 h,
                 Some(on_event),
                 d as *const SockDevice as *mut c_void,
                 Some(unregistered),
             );
+            if marked > 0 {
+                *intr = 0;
+                sys::rte_intr_instance_free(h);
+            }
         }
     }
 }

@@ -9,12 +9,12 @@ use crate::guest_region::{self, GuestPtr, GuestSlot};
 use crate::log;
 use crate::nic::{self, mac_str, NicPort};
 use crate::pool_ops;
-use crate::session::{self, GrownPart, GuestBuffers, RegionConfig, Session};
+use crate::session::{self, GrownPart, GuestBuffers, RegionConfig, Session, GROW_STEP};
 use crate::stats::SocketStats;
 use shm_abi::msg::{self, GrowAck, Msg, Reta, Start, Status};
 use shm_abi::socket::{self as wire, RecvError};
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -295,14 +295,14 @@ impl Proxy {
         }
     }
 
-    /// Handles what guest `i` sent. Any descriptor it attached is closed
-    /// on receipt (no request carries one).
+    /// Handles what guest `i` sent. A descriptor it attached is closed on
+    /// receipt unless the message carries one (RESUME_PART).
     pub fn guest_readable(&mut self, i: usize) {
         let Some(sess) = &self.sockets[i].session else {
             return;
         };
-        let m = match wire::recv(sess.fd.as_raw_fd(), true) {
-            Ok(Some(r)) => r.msg,
+        let (m, passed) = match wire::recv(sess.fd.as_raw_fd(), true) {
+            Ok(Some(r)) => (r.msg, r.fd),
             Ok(None) => return self.disconnect(i, "guest closed the connection"),
             Err(e) if e.would_block() => return,
             Err(RecvError::Io(e)) => return self.disconnect(i, &format!("socket error: {e}")),
@@ -312,6 +312,10 @@ impl Proxy {
         let (reply, fd) = match m {
             Msg::Grow(g) => match self.grow_buffers(i, g.bytes) {
                 Ok((ack, fd)) => (Msg::GrowAck(ack), Some(fd)),
+                Err(e) => (Msg::Error(self.refusal(i, &e)), None),
+            },
+            Msg::ResumePart(p) => match self.resume_part(i, p, passed) {
+                Ok(ack) => (Msg::GrowAck(ack), None),
                 Err(e) => (Msg::Error(self.refusal(i, &e)), None),
             },
             Msg::RetaQuery(q) => match self.reta_chunk(i, q.first) {
@@ -393,19 +397,16 @@ impl Proxy {
     }
 
     /// GROW (v6): the buffer area of guest `i` grows by at least `bytes`
-    /// (in 2 MiB steps), up to its socket's `max_buffers`. The new part is
-    /// a memfd of its own, mapped right after the area in the proxy and,
-    /// with the reply, in the guest; every session that uses the area may
-    /// then point descriptors into it (its NIC mapping first).
+    /// (in [`GROW_STEP`]s), up to its socket's `max_buffers`. The new part
+    /// is a memfd of its own, mapped right after the area in the proxy
+    /// and, with the reply, in the guest.
     fn grow_buffers(&mut self, i: usize, bytes: u64) -> Result<(GrowAck, OwnedFd), ProxyError> {
-        const STEP: u64 = 2 << 20;
-        let s = &self.sockets[i];
-        let sess = s.session.as_ref().expect("a guest sent it");
-        let b = sess.buffers.clone();
+        let sess = self.sockets[i].session.as_ref().expect("a guest sent it");
+        let b = &sess.buffers;
         let end = b.end();
         let len = bytes
             .max(1)
-            .checked_next_multiple_of(STEP)
+            .checked_next_multiple_of(GROW_STEP)
             .unwrap_or(u64::MAX);
         if sess.version < 6 || end.checked_add(len).is_none_or(|e| e > b.limit()) {
             return Err(ProxyError::NoMemory(format!(
@@ -418,12 +419,56 @@ impl Proxy {
             )));
         }
         // Hugepages where the region has them and the part can be aligned.
-        let huge = b.layout.page_size == crate::session::HUGE_2M && end.is_multiple_of(STEP);
+        let huge = b.layout.page_size == crate::session::HUGE_2M && end.is_multiple_of(GROW_STEP);
         let name = format!("io-proxy-grow-{}", sess.pid);
         let (fd, huge) = crate::session::sealed_memfd(&name, len, huge)?;
+        let off = self.add_part(i, fd.as_fd(), len, huge, "grew by")?;
+        Ok((GrowAck { offset: off, len }, fd))
+    }
+
+    /// RESUME_PART (v9): a resumed guest `i` brings back a part its buffer
+    /// area grew by before the restart, before it starts a queue. Checked
+    /// as the region itself was ([`session::check_part`]): the area's
+    /// next part, inside the limit, a memfd of that size sealed against
+    /// shrinking and growing.
+    fn resume_part(
+        &mut self,
+        i: usize,
+        part: GrowAck,
+        fd: Option<OwnedFd>,
+    ) -> Result<GrowAck, ProxyError> {
+        let sess = self.sockets[i].session.as_ref().expect("a guest sent it");
+        if !sess.resumed || sess.shares_buffers || sess.started.iter().any(|&s| s) {
+            return Err(ProxyError::Invalid(
+                "a grown part resumes only with its own area's resume, before START".into(),
+            ));
+        }
+        let fd = fd.ok_or_else(|| ProxyError::Invalid("RESUME_PART without its memfd".into()))?;
+        let huge = session::check_part(&sess.buffers, part.offset, part.len, fd.as_fd())?;
+        let off = self.add_part(i, fd.as_fd(), part.len, huge, "grew back by")?;
+        Ok(GrowAck {
+            offset: off,
+            len: part.len,
+        })
+    }
+
+    /// Maps memfd `fd` of `len` bytes at the end of guest `i`'s buffer
+    /// area (GROW or RESUME_PART) and returns its region offset. Every
+    /// session on these buffers may then point descriptors into it; a
+    /// started one maps the part for its NIC first.
+    fn add_part(
+        &mut self,
+        i: usize,
+        fd: BorrowedFd<'_>,
+        len: u64,
+        huge: bool,
+        what: &str,
+    ) -> Result<u64, ProxyError> {
+        let sess = self.sockets[i].session.as_ref().expect("a guest sent it");
+        let b = sess.buffers.clone();
         let off = b
             .region
-            .grow(fd.as_fd(), len as usize)
+            .grow(fd, len as usize)
             .map_err(|e| ProxyError::io("map the grown buffers", e))?;
         let part = GrownPart {
             off,
@@ -431,8 +476,6 @@ impl Proxy {
             page_size: if huge { crate::session::HUGE_2M } else { 4096 },
         };
         b.grown.lock().unwrap().push(part);
-        // Every session on these buffers: a started one maps the part for
-        // its NIC first; then its descriptors may point there.
         let paused = self.dp.pause();
         let mut failed = None;
         for (j, sj) in self.sockets.iter_mut().enumerate() {
@@ -467,7 +510,7 @@ impl Proxy {
             ));
         }
         log::info(&format!(
-            "{}: guest {} buffers grew by {} MiB to {} MiB ({})",
+            "{}: guest {} buffers {what} {} MiB to {} MiB ({})",
             self.sockets[i].path,
             b.pid,
             len >> 20,
@@ -478,7 +521,7 @@ impl Proxy {
                 "4 KiB pages"
             }
         ));
-        Ok((GrowAck { offset: off, len }, fd))
+        Ok(off)
     }
 
     fn start_guest(&mut self, i: usize, start: Start) -> Result<(), ProxyError> {

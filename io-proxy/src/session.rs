@@ -151,6 +151,8 @@ pub struct Session {
     pub buffers: Arc<GuestBuffers>,
     /// `buffers` are another socket's (SHARE_BUFFERS).
     pub shares_buffers: bool,
+    /// The region was a guest's own, brought back (RESUME, v8).
+    pub resumed: bool,
     /// The buffer area registered and mapped for the NIC, while started:
     /// as it was at attach, and each part it grew by.
     pub dma: Option<DmaArea>,
@@ -205,6 +207,8 @@ impl RingDepths {
 }
 
 pub(crate) const HUGE_2M: u64 = 2 << 20;
+/// A buffer area grows (GROW) by multiples of this.
+pub const GROW_STEP: u64 = 2 << 20;
 
 fn free_hugepages_2m() -> u64 {
     std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
@@ -307,18 +311,7 @@ fn adopt_region(
             "RESUME without the region's memfd and layout".into(),
         ));
     };
-    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-    let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)
-        .map_err(|e| ProxyError::Denied(format!("the region is not a memfd (F_GET_SEALS: {e})")))?;
-    let seals = SealFlag::from_bits_truncate(seals);
-    if !seals.contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
-        return Err(ProxyError::Denied(
-            "the region is not sealed against shrinking and growing".into(),
-        ));
-    }
-    let size = nix::sys::stat::fstat(fd.as_raw_fd())
-        .map_err(|e| ProxyError::io("fstat region", std::io::Error::from_raw_os_error(e as i32)))?
-        .st_size as u64;
+    let size = sealed_size(fd.as_fd(), "the region")?;
     if size != l.region_size {
         return Err(ProxyError::Invalid(format!(
             "the region has {size} bytes, its layout says {}",
@@ -332,13 +325,64 @@ fn adopt_region(
         )));
     }
     l.validate(size)?;
-    // Room behind it to grow into (GROW), as for a new region. (A guest
-    // whose area did grow does not resume: it would need those parts.)
+    // Room behind it to grow into (GROW), as for a new region; the parts
+    // it grew by before come next (RESUME_PART).
     let page = (l.page_size as usize).max(4096);
     let reserve = ((l.buf_off + l.buf_max) as usize).max(size as usize);
     let region = Region::map_growable(fd, size as usize, reserve, page)
         .map_err(|e| ProxyError::io("map the resumed region", e))?;
     Ok((region, l, l.page_size == HUGE_2M))
+}
+
+/// The size of memfd `fd` that a guest passed (`what`), which must be
+/// sealed against shrinking and growing: else the guest could make our
+/// mapping of it fault.
+fn sealed_size(fd: BorrowedFd<'_>, what: &str) -> Result<u64, ProxyError> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)
+        .map_err(|e| ProxyError::Denied(format!("{what} is not a memfd (F_GET_SEALS: {e})")))?;
+    let seals = SealFlag::from_bits_truncate(seals);
+    if !seals.contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
+        return Err(ProxyError::Denied(format!(
+            "{what} is not sealed against shrinking and growing"
+        )));
+    }
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|e| ProxyError::io("fstat", std::io::Error::from_raw_os_error(e as i32)))?;
+    Ok(st.st_size as u64)
+}
+
+/// A part of `len` bytes at region offset `off` that a resumed guest
+/// brings back (RESUME_PART, v9) for `buffers`: it must come next (at the
+/// area's end), be whole steps of growth inside the socket's limit, and
+/// be a sealed memfd of exactly `len` bytes. Says whether it is of 2 MiB
+/// hugepages (as hugetlbfs reports its block size).
+pub fn check_part(
+    buffers: &GuestBuffers,
+    off: u64,
+    len: u64,
+    fd: BorrowedFd<'_>,
+) -> Result<bool, ProxyError> {
+    let end = buffers.end();
+    if off != end
+        || len == 0
+        || !len.is_multiple_of(GROW_STEP)
+        || end.checked_add(len).is_none_or(|e| e > buffers.limit())
+    {
+        return Err(ProxyError::Invalid(format!(
+            "a part of {len} bytes at {off} does not follow the area (end {end}, limit {})",
+            buffers.limit()
+        )));
+    }
+    let size = sealed_size(fd, "the part")?;
+    if size != len {
+        return Err(ProxyError::Invalid(format!(
+            "the part has {size} bytes, {len} were announced"
+        )));
+    }
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|e| ProxyError::io("fstat", std::io::Error::from_raw_os_error(e as i32)))?;
+    Ok(st.st_blksize as u64 == HUGE_2M)
 }
 
 fn wait_readable(fd: &OwnedFd, ms: u16) -> bool {
@@ -561,6 +605,7 @@ pub fn handshake(
         hugepages,
         buffers,
         shares_buffers: share,
+        resumed: resume,
         dma: None,
         dma_grown: Vec::new(),
         layout,

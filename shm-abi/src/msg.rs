@@ -19,9 +19,10 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// v7: tx offloads carried with the packet (HELLO_ACK's `tx_offloads`,
 /// [`crate::desc::TX_META`]), the NIC's RSS redirection table (RETA_QUERY);
 /// v8: a guest resumes its region with a restarted proxy (HELLO's
-/// [`HELLO_RESUME`]).
+/// [`HELLO_RESUME`]); v9: a resumed buffer area brings back the parts it
+/// grew by (RESUME_PART).
 pub const VERSION_MIN: u16 = 3;
-pub const VERSION_MAX: u16 = 8;
+pub const VERSION_MAX: u16 = 9;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 512;
 /// Bytes of the header every message starts with.
@@ -47,6 +48,11 @@ pub const MSG_RETA: u16 = 12;
 /// SIGINT, `quit`) and may be started again: the guest waits for the
 /// socket instead of taking the close as a crash.
 pub const MSG_BYE: u16 = 13;
+/// v9: guest -> proxy, right after the HELLO_ACK of a resume: one part
+/// its buffer area grew by (GROW) before the restart, with that part's
+/// memfd; the proxy maps it at the area's end and answers GROW_ACK with
+/// the same offset and length and no descriptor, or ERROR.
+pub const MSG_RESUME_PART: u16 = 14;
 /// Most RETA entries one RETA message carries.
 pub const MAX_RETA_CHUNK: usize = 128;
 
@@ -309,6 +315,8 @@ pub enum Msg {
     Reta(Reta),
     /// v8: why the proxy is going away.
     Bye(String),
+    /// v9: a grown part of a resumed buffer area.
+    ResumePart(GrowAck),
 }
 
 /// v7: the redirection table's entries from `first` on, please.
@@ -358,18 +366,19 @@ impl Msg {
             Msg::RetaQuery(_) => MSG_RETA_QUERY,
             Msg::Reta(_) => MSG_RETA,
             Msg::Bye(_) => MSG_BYE,
+            Msg::ResumePart(_) => MSG_RESUME_PART,
         }
     }
 
     /// File descriptors this message type may carry: the region's memfd
     /// with HELLO_ACK, the region to share with HELLO (v5,
-    /// [`HELLO_SHARE_BUFFERS`]), the new buffers with GROW_ACK (v6), none
-    /// with anything else. Whatever else arrives is closed
+    /// [`HELLO_SHARE_BUFFERS`]), the new buffers with GROW_ACK (v6), a
+    /// grown part with RESUME_PART (v9), none with anything else. Whatever else arrives is closed
     /// ([`crate::socket::recv`]).
     pub fn fds_expected(type_code: u16) -> usize {
         usize::from(matches!(
             type_code,
-            MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK
+            MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART
         ))
     }
 
@@ -454,7 +463,7 @@ impl Msg {
             Msg::Grow(g) => {
                 w.u64(g.bytes);
             }
-            Msg::GrowAck(g) => {
+            Msg::GrowAck(g) | Msg::ResumePart(g) => {
                 w.u64(g.offset).u64(g.len);
             }
             Msg::RetaQuery(q) => {
@@ -522,6 +531,10 @@ impl Msg {
                 len: r.u64()?,
             }),
             MSG_BYE if version >= 8 => Msg::Bye(r.str::<128>()?),
+            MSG_RESUME_PART if version >= 9 => Msg::ResumePart(GrowAck {
+                offset: r.u64()?,
+                len: r.u64()?,
+            }),
             MSG_RETA_QUERY if version >= 7 => Msg::RetaQuery(RetaQuery { first: r.u16()? }),
             MSG_RETA if version >= 7 => {
                 let (size, first, n) = (r.u16()?, r.u16()?, r.u16()? as usize);
@@ -727,6 +740,10 @@ mod tests {
             }),
             Msg::RetaQuery(RetaQuery { first: 384 }),
             Msg::Bye("stopping".into()),
+            Msg::ResumePart(GrowAck {
+                offset: 64 << 20,
+                len: 2 << 20,
+            }),
             Msg::Reta(Reta {
                 size: 512,
                 first: 384,
@@ -773,6 +790,19 @@ mod tests {
         assert_eq!(got.layout.buf_max, a.layout.buf_len);
         let grow = Msg::Grow(Grow { bytes: 1 << 20 }).encode(5);
         assert_eq!(Msg::decode(&grow), Err(ProtoError::UnknownType(MSG_GROW)));
+    }
+
+    #[test]
+    fn before_v9_no_grown_part_resumes() {
+        let part = Msg::ResumePart(GrowAck {
+            offset: 1 << 20,
+            len: 2 << 20,
+        });
+        assert_eq!(
+            Msg::decode(&part.encode(8)),
+            Err(ProtoError::UnknownType(MSG_RESUME_PART))
+        );
+        assert!(Msg::decode(&part.encode(9)).is_ok());
     }
 
     #[test]
@@ -881,9 +911,12 @@ mod tests {
     }
 
     #[test]
-    fn only_hello_hello_ack_and_grow_ack_carry_a_descriptor() {
+    fn only_hello_hello_ack_grow_ack_and_resume_part_carry_a_descriptor() {
         for t in 0..20u16 {
-            let want = usize::from(t == MSG_HELLO_ACK || t == MSG_HELLO || t == MSG_GROW_ACK);
+            let want = usize::from(matches!(
+                t,
+                MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART
+            ));
             assert_eq!(Msg::fds_expected(t), want, "type {t}");
         }
     }
