@@ -15,7 +15,7 @@ setup:
 build: setup
 	$(CARGO) build --release --workspace
 	rm -rf $(PMDS) && mkdir -p $(PMDS)
-	install -m 0755 target/release/librte_sock_shm.so $(PMDS)/
+	install -m 0755 target/release/librte_sock_shm.so $(PMDS)/$$(bash scripts/soname.sh target/release/librte_sock_shm.so)
 
 lint:
 	$(CARGO) fmt --all -- --check

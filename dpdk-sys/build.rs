@@ -38,6 +38,11 @@ fn has_all(dir: &Path, files: &[&str]) -> bool {
     files.iter().all(|f| dir.join(f).is_file())
 }
 
+/// Releases whose API changes the code handles (`dpdk_since`): 23.03
+/// telemetry's `_uint` adders (`_u64` gone in 25.11); 24.03 ptypes with a
+/// count; 24.11 ...; 25.11 per-queue stats out of `rte_eth_stats`.
+const CHANGES: &[&str] = &["23.03", "24.03", "24.07", "24.11", "25.07", "25.11"];
+
 const SDK_HEADERS: &[&str] = &["bus_driver.h", "dev_driver.h", "ethdev_driver.h"];
 const PRIVATE_HEADERS: &[&str] = &["malloc_heap.h", "malloc_elem.h"];
 
@@ -53,10 +58,25 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rustc-check-cfg=cfg(dpdk_eal_private)");
+    println!("cargo:rustc-check-cfg=cfg(dpdk_sdk)");
+    println!(
+        "cargo:rustc-check-cfg=cfg(dpdk_since, values({}))",
+        CHANGES
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.parent().unwrap().to_path_buf();
     let version = pkg_config(&["--modversion"]).trim().to_string();
+    // `#[cfg(dpdk_since = "YY.MM")]`: code for DPDK YY.MM and later.
+    for c in CHANGES {
+        if release(&version) >= release(c) {
+            println!("cargo:rustc-cfg=dpdk_since=\"{c}\"");
+        }
+    }
     let cflags = pkg_config(&["--cflags"]);
     let libs = pkg_config(&["--libs"]);
 
@@ -79,7 +99,13 @@ fn main() {
     let local_sdk = workspace.join(".sdk").join(format!("dpdk-{version}"));
     let src = env::var_os("RTE_SDK_SRC").map(PathBuf::from);
 
-    let sdk_dirs: Vec<PathBuf> = if let Some(dir) = env::var_os("RTE_SDK_INCLUDE") {
+    // The driver SDK only for the drivers (feature `driver-sdk`): the
+    // proxy needs DPDK's public API alone, so it builds against any
+    // packaged DPDK (Debian's -dev packages install no SDK headers).
+    let want_sdk = env::var_os("CARGO_FEATURE_DRIVER_SDK").is_some();
+    let sdk_dirs: Vec<PathBuf> = if !want_sdk {
+        Vec::new()
+    } else if let Some(dir) = env::var_os("RTE_SDK_INCLUDE") {
         vec![PathBuf::from(dir)]
     } else if let Some(src) = &src {
         [
@@ -102,7 +128,7 @@ fn main() {
             .chain(include_dirs.iter())
             .any(|d| d.join(h).is_file())
     });
-    if !sdk_found {
+    if want_sdk && !sdk_found {
         panic!(
             "DPDK {version} driver-SDK headers ({}) not found in {:?}.\n\
              Run scripts/setup.sh (extracts them from the Debian source package), or set \
@@ -112,15 +138,20 @@ fn main() {
             sdk_dirs
         );
     }
+    if want_sdk {
+        println!("cargo:rustc-cfg=dpdk_sdk");
+        defines_and_flags.push("-DDPDK_SYS_SDK".into());
+    }
 
     let private_dir = env::var_os("RTE_EAL_PRIVATE_INCLUDE")
         .map(PathBuf::from)
         .or_else(|| src.as_ref().map(|s| s.join("lib/eal/common")))
         .unwrap_or_else(|| local_sdk.join("private"));
-    let have_private = has_all(&private_dir, PRIVATE_HEADERS);
+    // Only the guest's bus grows the heap: with the drivers.
+    let have_private = want_sdk && has_all(&private_dir, PRIVATE_HEADERS);
     if have_private {
         println!("cargo:rustc-cfg=dpdk_eal_private");
-    } else {
+    } else if want_sdk {
         println!(
             "cargo:warning=EAL private headers not found in {}: guests will need real memory (-m) for their heap",
             private_dir.display()
@@ -143,6 +174,8 @@ fn main() {
         .file(generate_layout_probe(
             &manifest.join("csrc/layout.list"),
             &PathBuf::from(env::var("OUT_DIR").unwrap()),
+            want_sdk,
+            release(&version),
         ))
         .include(manifest.join("csrc"))
         .define("ALLOW_EXPERIMENTAL_API", None)
@@ -190,8 +223,12 @@ fn main() {
         .allowlist_type("rte_.*|eth_.*|dpdk_sys_.*")
         .allowlist_var("RTE_.*|rte_.*|ETH_.*|SOCKET_ID_ANY")
         .blocklist_type("max_align_t")
+        // Declared in src/mbuf.rs: one spelling for every DPDK release.
+        .blocklist_type("rte_mbuf")
         // packed protocol headers with aligned members: rustc cannot express them
-        .opaque_type("rte_l2tpv2_.*|rte_gtp_.*|rte_flow_item_gtp.*|rte_flow_item_l2tpv2.*")
+        .opaque_type(
+            "rte_l2tpv2_.*|rte_gtp_.*|rte_flow_item_gtp.*|rte_flow_item_l2tpv2.*|rte_arp_.*",
+        )
         .blocklist_function("rte_.*_trace_.*")
         .derive_default(true)
         .derive_debug(true)
@@ -216,11 +253,48 @@ fn main() {
         .write_to_file(out.join("bindings.rs"))
         .expect("cannot write bindings.rs");
     println!("cargo:version={version}");
+    println!("cargo:abi={}", abi_version());
 }
 
-/// Reads `csrc/layout.list` and writes the C probe (`layout_probe.c`) and the
-/// Rust side (`layout_rust.rs`) of the layout comparison into `out`.
-fn generate_layout_probe(list: &Path, out: &Path) -> PathBuf {
+/// The ABI version of the DPDK linked (EAL's `ABI_VERSION`: "23.0" for
+/// 22.11, "25.0" for 24.11, "26.0" for 25.11): a source tree's
+/// `ABI_VERSION` file (`RTE_SDK_SRC`), else the name of the file
+/// `librte_eal.so` resolves to. Plugins are named by it, as EAL loads from
+/// a directory only `*.so` and `*.so.<its ABI_VERSION>`.
+fn abi_version() -> String {
+    if let Some(src) = env::var_os("RTE_SDK_SRC") {
+        if let Ok(v) = std::fs::read_to_string(PathBuf::from(src).join("ABI_VERSION")) {
+            return v.trim().to_string();
+        }
+    }
+    let libdir = pkg_config(&["--variable=libdir"]).trim().to_string();
+    let sysroot = env::var("PKG_CONFIG_SYSROOT_DIR").unwrap_or_default();
+    let eal = PathBuf::from(format!("{sysroot}{libdir}")).join("librte_eal.so");
+    let real = std::fs::canonicalize(&eal).unwrap_or_else(|e| {
+        panic!(
+            "cannot resolve {} ({e}) to tell DPDK's ABI version; set RTE_SDK_SRC to its source tree",
+            eal.display()
+        )
+    });
+    let name = real.file_name().unwrap().to_string_lossy().into_owned();
+    match name.strip_prefix("librte_eal.so.") {
+        Some(abi) if !abi.is_empty() => abi.to_string(),
+        _ => panic!("cannot tell DPDK's ABI version from {}", real.display()),
+    }
+}
+
+/// DPDK's release, (year, month), from its version ("24.11.3").
+fn release(version: &str) -> (u32, u32) {
+    let mut it = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (it.next().flatten(), it.next().flatten()) {
+        (Some(y), Some(m)) => (y, m),
+        _ => panic!("cannot read DPDK's release from its version {version:?}"),
+    }
+}
+
+/// Lines starting `sdk ` are driver-SDK structs, probed only with the SDK;
+/// a field `name<YY.MM` exists only before release YY.MM.
+fn generate_layout_probe(list: &Path, out: &Path, sdk: bool, at: (u32, u32)) -> PathBuf {
     let text = std::fs::read_to_string(list).expect("read layout.list");
     let mut c = String::from(
         "#include <stddef.h>\n#include <stdalign.h>\n#include \"wrapper.h\"\n\
@@ -236,6 +310,11 @@ fn generate_layout_probe(list: &Path, out: &Path) -> PathBuf {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let line = match line.strip_prefix("sdk ") {
+            Some(_) if !sdk => continue,
+            Some(rest) => rest.trim(),
+            None => line,
+        };
         let (ty, fields) = line.split_once(':').expect("layout.list: `struct: fields`");
         let ty = ty.trim();
         c.push_str(&format!("S({ty})\n"));
@@ -244,6 +323,11 @@ fn generate_layout_probe(list: &Path, out: &Path) -> PathBuf {
              (\"{ty}.alignof\", core::mem::align_of::<crate::{ty}>()),\n"
         ));
         for f in fields.split_whitespace() {
+            let f = match f.split_once('<') {
+                Some((name, until)) if at < release(until) => name,
+                Some(_) => continue,
+                None => f,
+            };
             // bindgen appends `_` to fields named like Rust keywords
             let rust_field = match f {
                 "type" | "fn" | "match" | "ref" | "mod" | "loop" => format!("{f}_"),

@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[setup] %s\n' "$*"; }
 
-PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config meson ninja-build
+PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config meson ninja-build debootstrap
       python3-pyelftools bubblewrap iproute2 python3-scapy dpkg-dev procps
       python3-matplotlib make gcc linux-perf valgrind dpdk-doc iputils-ping)
 
@@ -63,32 +63,7 @@ if [ ! -f "$SDK/.complete" ] || [ "$(cat "$SDK/.complete")" != "$DPDK_VER" ] \
     mkdir -p "$work/src"
     tar -xf "$tarball" -C "$work/src" --strip-components=1
     rm -rf "$SDK"
-    mkdir -p "$SDK/include" "$SDK/private"
-    # Headers that 22.11 installs only with -Denable_driver_sdk=true.
-    sdk_headers=$(cd "$work/src" && python3 - <<'PY'
-import re, pathlib
-out = []
-for mb in pathlib.Path('.').glob('lib/**/meson.build'):
-    text = mb.read_text()
-    for m in re.finditer(r"driver_sdk_headers\s*\+?=\s*files\(([^)]*)\)", text):
-        for h in re.findall(r"'([^']+\.h)'", m.group(1)):
-            out.append(str(mb.parent / h))
-for mb in pathlib.Path('.').glob('drivers/bus/*/meson.build'):
-    text = mb.read_text()
-    for m in re.finditer(r"driver_sdk_headers\s*\+?=\s*files\(([^)]*)\)", text):
-        for h in re.findall(r"'([^']+\.h)'", m.group(1)):
-            out.append(str(mb.parent / h))
-print("\n".join(sorted(set(out))))
-PY
-)
-    for h in $sdk_headers; do cp "$work/src/$h" "$SDK/include/"; done
-    # EAL-private headers: the sock bus grows the guest's socket-0 malloc heap
-    # with shared memory, which no public 22.11 API allows (see docs/architecture.md).
-    for h in lib/eal/common/malloc_heap.h lib/eal/common/malloc_elem.h \
-             lib/eal/common/eal_memcfg.h lib/eal/common/eal_private.h \
-             lib/eal/common/eal_internal_cfg.h lib/eal/common/eal_thread.h; do
-        [ -f "$work/src/$h" ] && cp "$work/src/$h" "$SDK/private/"
-    done
+    bash "$ROOT/scripts/sdk-headers.sh" "$work/src" "$SDK"
     # The whole tree too: meson-wrap builds it with net/shm in it (tests).
     mv "$work/src" "$SDK/src"
     echo "$DPDK_VER" > "$SDK/.complete"

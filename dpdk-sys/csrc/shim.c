@@ -4,7 +4,10 @@
 #include <rte_lcore.h>
 #include <rte_cycles.h>
 #include <rte_pause.h>
+#include <rte_ethdev.h>
+#ifdef DPDK_SYS_SDK
 #include <ethdev_driver.h>
+#endif
 #include <rte_net.h>
 #include <rte_ip.h>
 #include <rte_udp.h>
@@ -67,6 +70,7 @@ unsigned int dpdk_sys_ring_dequeue_burst(struct rte_ring *r, void **objs, unsign
 { return rte_ring_dequeue_burst(r, objs, n, available); }
 unsigned int dpdk_sys_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
 
+#ifdef DPDK_SYS_SDK
 void *dpdk_sys_eth_dev_private(struct rte_eth_dev *dev) { return dev->data->dev_private; }
 int dpdk_sys_eth_linkstatus_set(struct rte_eth_dev *dev, int up, uint32_t speed)
 {
@@ -78,7 +82,9 @@ int dpdk_sys_eth_linkstatus_set(struct rte_eth_dev *dev, int up, uint32_t speed)
 	};
 	return rte_eth_linkstatus_set(dev, &link);
 }
+#endif
 int dpdk_sys_eth_link_up(const struct rte_eth_link *link) { return link->link_status; }
+uint32_t dpdk_sys_eth_link_speed(const struct rte_eth_link *link) { return link->link_speed; }
 
 uint64_t dpdk_sys_sw_rx_cksum(struct rte_mbuf *m)
 {

@@ -58,9 +58,13 @@ unsigned int dpdk_sys_ring_dequeue_burst(struct rte_ring *r, void **objs, unsign
 unsigned int dpdk_sys_ring_count(const struct rte_ring *r);
 
 /* ethdev driver helpers that are macros or inline */
+#ifdef DPDK_SYS_SDK
 void *dpdk_sys_eth_dev_private(struct rte_eth_dev *dev);
 int dpdk_sys_eth_linkstatus_set(struct rte_eth_dev *dev, int up, uint32_t speed);
+#endif
+/* rte_eth_link's fields: bitfields, inside a union since 24.11 */
 int dpdk_sys_eth_link_up(const struct rte_eth_link *link);
+uint32_t dpdk_sys_eth_link_speed(const struct rte_eth_link *link);
 
 /* EAL private: grow an internal malloc heap (socket) with external memory.
  * Returns 0 on success, a negative errno value otherwise. Only present

@@ -1,4 +1,5 @@
-/* Everything bindgen sees: DPDK 22.11 public API, the driver SDK, our shim. */
+/* Everything bindgen sees: DPDK's public API, the driver SDK (with the
+ * driver-sdk feature: DPDK_SYS_SDK), our shim. */
 #include <rte_config.h>
 #include <rte_common.h>
 #include <rte_errno.h>
@@ -16,12 +17,16 @@
 #include <rte_devargs.h>
 #include <rte_dev.h>
 #include <rte_bus.h>
+#ifdef DPDK_SYS_SDK
 #include <bus_driver.h>
 #include <bus_vdev_driver.h>
 #include <dev_driver.h>
+#endif
 #include <rte_ether.h>
 #include <rte_ethdev.h>
+#ifdef DPDK_SYS_SDK
 #include <ethdev_driver.h>
+#endif
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
 #include <rte_mbuf_pool_ops.h>

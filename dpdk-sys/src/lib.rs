@@ -1,6 +1,8 @@
-//! Raw bindings to DPDK 22.11: the public API, the driver SDK
-//! (`bus_driver.h`, `dev_driver.h`, `ethdev_driver.h`) and a C shim that
-//! exports DPDK's `static inline` fast path (`dpdk_sys_*`).
+//! Raw bindings to the DPDK they are built against (22.11, 24.11, 25.11):
+//! the public API, with the `driver-sdk` feature the driver SDK
+//! (`bus_driver.h`, `dev_driver.h`, `ethdev_driver.h`), and a C shim that
+//! exports DPDK's `static inline` fast path (`dpdk_sys_*`). `rte_mbuf` is
+//! declared by hand (mbuf.rs) and checked against C (`tests/layout.rs`).
 //!
 //! Everything here is `unsafe` FFI; the driver crates wrap it.
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
@@ -14,8 +16,12 @@ mod bindings {
     #![allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
     #![allow(clippy::all)]
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+    // Not generated: see mbuf.rs.
+    use super::mbuf::rte_mbuf;
 }
 pub use bindings::*;
+mod mbuf;
+pub use mbuf::{rte_mbuf, rte_mbuf_hash};
 
 /// The layout comparison between the C compiler and these bindings.
 pub mod layout {
@@ -58,6 +64,34 @@ pub const RTE_ETH_RSS_UDP: u64 = RTE_ETH_RSS_NONFRAG_IPV4_UDP as u64
 pub const RTE_ETH_RSS_TCP: u64 = RTE_ETH_RSS_NONFRAG_IPV4_TCP as u64
     | RTE_ETH_RSS_NONFRAG_IPV6_TCP as u64
     | RTE_ETH_RSS_IPV6_TCP_EX as u64;
+
+/// One spelling for what DPDK's releases spell differently (cfg
+/// `dpdk_since`, set by build.rs from the version it builds against).
+pub mod compat {
+    use core::ffi::{c_char, c_int};
+
+    /// Adds an unsigned value to a telemetry dict: `_u64` until 23.03
+    /// added `_uint` (25.11 removed `_u64`).
+    ///
+    /// # Safety
+    /// `d` is telemetry data being filled, `name` a NUL-terminated string.
+    pub unsafe fn tel_data_add_dict_u64(
+        d: *mut crate::rte_tel_data,
+        name: *const c_char,
+        v: u64,
+    ) -> c_int {
+        // SAFETY: the caller upholds this function's `# Safety` contract.
+        #[cfg(dpdk_since = "23.03")]
+        unsafe {
+            crate::rte_tel_data_add_dict_uint(d, name, v)
+        }
+        // SAFETY: as above.
+        #[cfg(not(dpdk_since = "23.03"))]
+        unsafe {
+            crate::rte_tel_data_add_dict_u64(d, name, v)
+        }
+    }
+}
 
 /// Whether `dpdk_sys_heap_grow` is available (built with the EAL private
 /// headers of the matching DPDK source).

@@ -7,7 +7,7 @@ fn c_and_rust_agree_on_struct_layout() {
     let c: BTreeMap<String, usize> = dpdk_sys::layout::c_layout().into_iter().collect();
     let rust = dpdk_sys::layout::rust_layout();
     assert!(
-        rust.len() > 100,
+        rust.len() > 60,
         "layout list unexpectedly short: {}",
         rust.len()
     );
@@ -28,9 +28,11 @@ fn c_and_rust_agree_on_struct_layout() {
 }
 
 #[test]
-fn key_sizes_are_those_of_dpdk_22_11() {
-    // Fixed by the DPDK 22.11 ABI on x86_64: a change here means the bindings
-    // were generated for another DPDK or with other flags.
+fn key_sizes_are_fixed_by_the_abi() {
+    // The same in DPDK 22.11, 24.11 and 25.11 on x86_64 (this test runs
+    // against each: scripts/test.sh): a change here means another DPDK
+    // build configuration (IOVA not in the mbuf, say), which src/mbuf.rs
+    // does not describe.
     let c: BTreeMap<String, usize> = dpdk_sys::layout::c_layout().into_iter().collect();
     assert_eq!(c["rte_mbuf.sizeof"], 128);
     assert_eq!(c["rte_mbuf.pool"], 56);

@@ -392,8 +392,7 @@ unsafe fn apply_tx_meta(m: *mut sys::rte_mbuf, meta: &ValidTxMeta) {
     // DPDK's bit fields (l2_len 7 bits, l3_len 9, l4_len 8: checked).
     unsafe {
         (*m).ol_flags = t.ol_flags;
-        (*m).__bindgen_anon_3.tx_offload =
-            t.l2_len as u64 | (t.l3_len as u64) << 7 | (t.l4_len as u64) << 16;
+        (*m).tx_offload = t.l2_len as u64 | (t.l3_len as u64) << 7 | (t.l4_len as u64) << 16;
         (*m).vlan_tci = t.vlan_tci;
     }
 }
@@ -523,9 +522,9 @@ unsafe fn attach(
         (*m).ol_flags = 0;
         (*m).refcnt = 1;
         (*m).port = port;
-        (*m).__bindgen_anon_1.packet_type = 0;
-        (*m).__bindgen_anon_3.tx_offload = 0;
-        (*m).__bindgen_anon_2.hash.rss = 0;
+        (*m).packet_type = 0;
+        (*m).tx_offload = 0;
+        (*m).hash.rss = 0;
         (*m).vlan_tci = 0;
         let p = hdr_priv(m);
         p.buf_off = off;
@@ -1036,7 +1035,7 @@ impl GuestRegion {
         }
         let rss = if flags & RX_RSS_HASH != 0 {
             // SAFETY: m is a live header of ours (contract).
-            unsafe { (*m).__bindgen_anon_2.hash.rss }
+            unsafe { (*m).hash.rss }
         } else {
             0
         };
@@ -1180,12 +1179,8 @@ unsafe fn deliver_burst<const META: bool>(g: GuestPtr, pkts: &[*mut sys::rte_mbu
             let off = area.offset_of_known(buf);
             if META {
                 // SAFETY: m is one of our rx headers (checked above).
-                let (flags, packet_type) = unsafe {
-                    (
-                        (*m).ol_flags & RX_META_OL_FLAGS,
-                        (*m).__bindgen_anon_1.packet_type,
-                    )
-                };
+                let (flags, packet_type) =
+                    unsafe { ((*m).ol_flags & RX_META_OL_FLAGS, (*m).packet_type) };
                 // A software NIC tells nothing: no store, no call.
                 if flags != 0 || packet_type != 0 {
                     // SAFETY: m is attached to the buffer at off.

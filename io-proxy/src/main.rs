@@ -281,9 +281,12 @@ fn main() {
             if ok {
                 telemetry::publish(&proxy);
                 println!(
-                    "dpdk-io-proxy ready: {} port(s), {} socket(s)",
+                    "dpdk-io-proxy ready: {} port(s), {} socket(s) ({}, protocol v{}..v{})",
                     proxy.ports.len(),
-                    proxy.sockets.len()
+                    proxy.sockets.len(),
+                    dpdk_version(),
+                    shm_abi::msg::VERSION_MIN,
+                    shm_abi::msg::VERSION_MAX
                 );
                 control_loop(&mut proxy, sig, interactive);
                 print!("final stats:\n{}", proxy.show_stats());
@@ -320,4 +323,12 @@ fn main() {
     // SAFETY: every DPDK user is done.
     unsafe { sys::rte_eal_cleanup() };
     std::process::exit(code);
+}
+
+/// The DPDK this binary runs on ("DPDK 22.11.11"), as its EAL says.
+fn dpdk_version() -> String {
+    // SAFETY: rte_version returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(sys::rte_version()) }
+        .to_string_lossy()
+        .into_owned()
 }

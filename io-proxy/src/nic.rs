@@ -386,7 +386,10 @@ impl NicPort {
         unsafe {
             let mut l: sys::rte_eth_link = std::mem::zeroed();
             sys::rte_eth_link_get_nowait(self.id, &mut l);
-            (sys::dpdk_sys_eth_link_up(&l) != 0, l.link_speed)
+            (
+                sys::dpdk_sys_eth_link_up(&l) != 0,
+                sys::dpdk_sys_eth_link_speed(&l),
+            )
         }
     }
 

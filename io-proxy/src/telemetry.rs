@@ -96,7 +96,7 @@ fn cs(s: &str) -> CString {
 unsafe fn add_u64(d: *mut sys::rte_tel_data, k: &str, v: u64) {
     // SAFETY: the caller upholds this function's `# Safety` contract.
     unsafe {
-        sys::rte_tel_data_add_dict_u64(d, cs(k).as_ptr(), v);
+        sys::compat::tel_data_add_dict_u64(d, cs(k).as_ptr(), v);
     }
 }
 /// # Safety
@@ -192,7 +192,8 @@ unsafe extern "C" fn tel_sockets(
                 add_u64(c, "connected", s.connected as u64);
                 add_u64(c, "started", (s.started > 0) as u64);
                 add_u64(c, "queues_started", s.started as u64);
-                sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as i32);
+                // int before 24.11, int64_t since.
+                sys::rte_tel_data_add_dict_int(c, c"guest_pid".as_ptr(), s.pid as _);
                 add_str(c, "guest", &s.guest);
                 // The socket's totals, then each queue's where it has several.
                 let sum = |f: fn(&SocketStats) -> &AtomicU64| -> u64 {

@@ -312,7 +312,7 @@ pub struct TxQueue {
 unsafe fn tx_meta_of(m: *const sys::rte_mbuf, allowed: u64) -> TxMeta {
     // SAFETY: the caller's contract; reading the tx_offload bit fields.
     unsafe {
-        let t = (*m).__bindgen_anon_3.tx_offload;
+        let t = (*m).tx_offload;
         TxMeta {
             ol_flags: (*m).ol_flags & allowed,
             l2_len: (t & 0x7f) as u16,
@@ -370,10 +370,10 @@ impl RxQueue {
             if self.chain_head.is_null() {
                 (*m).port = self.port_id;
                 (*m).ol_flags = 0;
-                (*m).__bindgen_anon_1.packet_type = 0;
+                (*m).packet_type = 0;
                 (*m).vlan_tci = 0;
                 (*m).vlan_tci_outer = 0;
-                (*m).__bindgen_anon_2.hash.rss = 0;
+                (*m).hash.rss = 0;
                 self.chain_head = m;
             } else {
                 let h = self.chain_head;
@@ -668,10 +668,10 @@ unsafe fn rx_descs<const CHAINS: bool>(
             (*m).port = q.port_id;
             (*m).nb_segs = 1;
             (*m).ol_flags = meta.ol_flags & RX_META_OL_FLAGS;
-            (*m).__bindgen_anon_1.packet_type = meta.packet_type;
+            (*m).packet_type = meta.packet_type;
             (*m).vlan_tci = 0;
             (*m).vlan_tci_outer = 0;
-            (*m).__bindgen_anon_2.hash.rss = meta.rss;
+            (*m).hash.rss = meta.rss;
             bytes += d.data_len as u64;
             *pkts.add(got) = m;
             got += 1;
@@ -965,7 +965,7 @@ impl TxQueue {
                 let recycle = *recycled < recycle_room && (*s).pool == self.recycle_pool;
                 let flag = if recycle {
                     *recycled += 1;
-                    (*s).__bindgen_anon_3.tx_offload = 0;
+                    (*s).tx_offload = 0;
                     TX_RECYCLE
                 } else {
                     to_txdone += 1;
@@ -1092,7 +1092,7 @@ pub unsafe extern "C" fn tx_burst(
                     let data_off = if recycle {
                         recycled += 1;
                         // It skips rte_pktmbuf_reset(): clear what the app may have set.
-                        (*m).__bindgen_anon_3.tx_offload = 0;
+                        (*m).tx_offload = 0;
                         (*m).data_off | TX_RECYCLE | flags
                     } else {
                         to_done += 1;

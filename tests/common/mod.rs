@@ -170,9 +170,20 @@ impl Proxy {
     /// Starts the proxy on lcore 0 with `eal` options and the command file
     /// `cmds`; returns once it is serving.
     pub fn start(dir: &Scratch, prefix: &str, eal: &[&str], cmds: &str) -> Proxy {
+        Proxy::start_as(Command::new(proxy_bin()), dir, prefix, eal, cmds)
+    }
+
+    /// As [`Proxy::start`], with `cmd` the proxy binary to run (or what
+    /// runs it: another release's root, say).
+    pub fn start_as(
+        mut cmd: Command,
+        dir: &Scratch,
+        prefix: &str,
+        eal: &[&str],
+        cmds: &str,
+    ) -> Proxy {
         let cmds_file = dir.path("proxy.cmds");
         std::fs::write(&cmds_file, cmds).unwrap();
-        let mut cmd = Command::new(proxy_bin());
         cmd.args([
             "--no-huge",
             "-m",
