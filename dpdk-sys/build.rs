@@ -253,6 +253,7 @@ fn main() {
         .write_to_file(out.join("bindings.rs"))
         .expect("cannot write bindings.rs");
     println!("cargo:version={version}");
+    println!("cargo:rustc-env=DPDK_SYS_BUILT_FOR={version}");
     println!("cargo:abi={}", abi_version());
 }
 

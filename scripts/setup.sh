@@ -15,7 +15,8 @@ log() { printf '[setup] %s\n' "$*"; }
 
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config meson ninja-build debootstrap
       python3-pyelftools bubblewrap iproute2 python3-scapy dpkg-dev procps
-      python3-matplotlib make gcc linux-perf valgrind dpdk-doc iputils-ping)
+      python3-matplotlib make gcc linux-perf valgrind dpdk-doc iputils-ping
+      debhelper lintian)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,4 +1,4 @@
-//! The loadable DPDK plugin (`librte_sock_shm.so`): the `sock` bus, the
+//! The loadable DPDK plugin (`librte_sock_shm.so.<DPDK ABI>`): the `sock` bus, the
 //! `shared_mem` mempool and the `net_shm` PMD in one object that EAL loads
 //! with `-d`. They register from an ELF constructor, as DPDK's own drivers
 //! do with RTE_INIT.
@@ -6,9 +6,11 @@
 extern "C" fn register_drivers() {
     // Panics must not unwind into the dynamic loader.
     let _ = std::panic::catch_unwind(|| {
-        bus_shm::guest::register_bus();
-        mempool_shm::register();
-        net_shm::register();
+        // A second copy of the plugin registers nothing.
+        if bus_shm::guest::register_bus() {
+            mempool_shm::register();
+            net_shm::register();
+        }
     });
 }
 

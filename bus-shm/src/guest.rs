@@ -150,10 +150,23 @@ static DRIVER_C: EalCell<sys::rte_driver> =
     EalCell(std::cell::UnsafeCell::new(unsafe { std::mem::zeroed() }));
 
 /// Registers the `sock` bus with EAL. Call once, from the plugin constructor.
-pub fn register_bus() {
+/// Registers the `sock` bus, unless a `sock` bus is there already: then
+/// another copy of the plugin was loaded first (installed in DPDK's plugin
+/// directory and given with `-d` too), which serves; this one stays idle
+/// and says so. Returns whether it registered.
+pub fn register_bus() -> bool {
     // SAFETY: called once from an ELF constructor before EAL looks at the
-    // bus list; BUS is a static that outlives EAL's pointer to it.
+    // bus list; BUS is a static that outlives EAL's pointer to it. The
+    // lookup only reads the list (constructors run one at a time).
     unsafe {
+        if !sys::rte_bus_find_by_name(c"sock".as_ptr()).is_null() {
+            sys::log(
+                sys::RTE_LOG_WARNING,
+                sys::RTE_LOGTYPE_EAL,
+                "sock bus: another copy of this plugin is loaded already (installed and given with -d?); this one stays idle",
+            );
+            return false;
+        }
         sys::rte_bus_register(BUS.get());
         let lt =
             sys::rte_log_register_type_and_pick_level(c"bus.sock".as_ptr(), sys::RTE_LOG_NOTICE);
@@ -161,6 +174,7 @@ pub fn register_bus() {
             LOGTYPE.store(lt as u32, Ordering::Relaxed);
         }
     }
+    true
 }
 
 /// Registers the driver that takes `sock:` devices (one per process).

@@ -93,6 +93,9 @@ pub mod compat {
     }
 }
 
+/// The version of the DPDK these bindings were generated for ("22.11.11").
+pub const BUILT_FOR: &str = env!("DPDK_SYS_BUILT_FOR");
+
 /// Whether `dpdk_sys_heap_grow` is available (built with the EAL private
 /// headers of the matching DPDK source).
 pub const HAVE_HEAP_GROW: bool = cfg!(dpdk_eal_private);

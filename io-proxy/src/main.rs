@@ -22,7 +22,39 @@ struct Args {
 }
 
 fn usage() -> String {
-    format!("usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE\n\n{USAGE}")
+    format!(
+        "\
+usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE
+       dpdk-io-proxy --help | --version
+
+Owns NICs through DPDK and serves their queues to DPDK apps over unix
+sockets, zero-copy (dpdk-io-proxy(8)). Apps attach with -a sock:<socket>.
+
+  EAL options   DPDK's own, before `--`: -a <pci>, --vdev <vdev>, --file-prefix,
+                -m, --no-huge, ...; `-l LCORE` is added if they name no cores
+  --cmds FILE   startup commands (default: dpdk-io-proxy.cmds in the working
+                directory, if there is one)
+  LCORE         the lcore of the datapath
+  -h, --help    this text
+  --version     versions: the proxy's, its protocol's and DPDK's
+
+With a terminal on stdin it also gives a prompt for the same commands;
+otherwise it runs until SIGINT or SIGTERM, then tells its guests (BYE),
+removes its sockets and exits 0.
+
+{USAGE}"
+    )
+}
+
+/// What `--version` prints.
+fn version() -> String {
+    format!(
+        "dpdk-io-proxy {} (protocol v{}..v{}, built for DPDK {})",
+        env!("CARGO_PKG_VERSION"),
+        shm_abi::msg::VERSION_MIN,
+        shm_abi::msg::VERSION_MAX,
+        sys::BUILT_FOR
+    )
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,7 +73,14 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--cmds" => cmds = Some(it.next().ok_or("--cmds needs a file")?),
-            "-h" | "--help" => return Err(usage()),
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            "--version" => {
+                println!("{}", version());
+                std::process::exit(0);
+            }
             x => {
                 lcore = Some(
                     x.parse::<u32>()

@@ -521,64 +521,18 @@ impl Guest {
         Self::spawn(dir, name, Self::sandboxed(dir, sock, 65534))
     }
 
-    /// The command of [`Guest::start_sandboxed`], as user and group `uid`.
-    pub fn sandboxed(dir: &Scratch, sock: &str, uid: u32) -> Command {
-        let sock_dir = Path::new(sock).parent().unwrap();
-        // The checkout may sit where uid 65534 cannot reach (e.g. /root):
-        // give the sandbox its own copy of the plugin.
-        let plugin_dir = dir.path("pmds");
-        std::fs::create_dir_all(&plugin_dir).unwrap();
-        for f in std::fs::read_dir(pmds()).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, plugin_dir.join(f.file_name().unwrap())).unwrap();
-        }
-        let mut cmd = Command::new("setpriv");
-        cmd.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={uid}"))
-            .args(["--clear-groups", "--"])
-            .args(["bwrap", "--unshare-all", "--die-with-parent"])
-            .args(["--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib"])
-            .args([
-                "--symlink",
-                "usr/lib64",
-                "/lib64",
-                "--symlink",
-                "usr/bin",
-                "/bin",
-            ])
-            .args([
-                "--ro-bind",
-                "/sys",
-                "/sys",
-                "--proc",
-                "/proc",
-                "--dev",
-                "/dev",
-                "--tmpfs",
-                "/tmp",
-            ])
-            .arg("--ro-bind")
-            .arg(&plugin_dir)
-            .arg("/pmds")
-            .arg("--bind")
-            .arg(sock_dir)
-            .arg("/run/io")
-            .args([
-                "--",
-                "/usr/bin/stdbuf",
-                "-oL",
-                "-eL",
-                "/usr/bin/dpdk-testpmd",
-                "-d",
-                "/pmds",
-            ])
-            .args(GUEST_EAL)
-            .arg("-a")
-            .arg(format!(
-                "sock:/run/io/{}",
-                Path::new(sock).file_name().unwrap().to_string_lossy()
-            ))
-            .args(["--", "--no-mlockall", "--forward-mode=macswap"]);
+    /// The command of [`Guest::start_sandboxed`], as user and group `uid`:
+    /// the README's `scripts/guest-sandbox.sh` (the isolation of the
+    /// container image, packaging/Containerfile). The socket must be named
+    /// `sock`.
+    pub fn sandboxed(_dir: &Scratch, sock: &str, uid: u32) -> Command {
+        let sock = Path::new(sock);
+        assert_eq!(sock.file_name().unwrap(), "sock");
+        let mut cmd = Command::new("bash");
+        cmd.arg(root().join("scripts/guest-sandbox.sh"))
+            .arg(sock.parent().unwrap())
+            .arg("--forward-mode=macswap")
+            .env("GUEST_UID", uid.to_string());
         cmd
     }
 
