@@ -91,3 +91,37 @@ fn interactive_bad_command_prints_error_and_usage_and_keeps_running() {
     );
     assert!(text.contains("final stats"), "{text}");
 }
+
+/// `--help` lists the options and every command, on stdout, exit 0;
+/// `--version` names the protocol range and the DPDK built for; a bad
+/// argument is an error (exit 2) with the usage.
+#[test]
+fn help_and_version() {
+    let out = Command::new(proxy_bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for word in [
+        "usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE",
+        "--version",
+        "add port",
+        "add socket",
+        "remove socket",
+        "set link",
+        "set mtu",
+        "set timing",
+        "show ports",
+        "quit",
+    ] {
+        assert!(help.contains(word), "no {word:?} in --help:\n{help}");
+    }
+    let out = Command::new(proxy_bin()).arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        v.starts_with("dpdk-io-proxy 0.1.0 (protocol v3..v") && v.contains("built for DPDK 22.11"),
+        "{v}"
+    );
+    let out = Command::new(proxy_bin()).arg("zero").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad LCORE 'zero'"));
+}
