@@ -221,7 +221,7 @@ fn main() {
         .clang_arg(format!("-I{}", manifest.join("csrc").display()))
         .allowlist_function("rte_.*|dpdk_sys_.*|eth_.*")
         .allowlist_type("rte_.*|eth_.*|dpdk_sys_.*")
-        .allowlist_var("RTE_.*|rte_.*|ETH_.*|SOCKET_ID_ANY")
+        .allowlist_var("RTE_.*|rte_.*|ETH_.*|SOCKET_ID_ANY|DPDK_SYS_.*")
         .blocklist_type("max_align_t")
         // Declared in src/mbuf.rs: one spelling for every DPDK release.
         .blocklist_type("rte_mbuf")

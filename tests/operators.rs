@@ -172,6 +172,15 @@ fn make_install_destdir_lays_out_the_files_and_uninstall_removes_them() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// Debian's testpmd with no `-d` (the installed plugin), a second at
+/// `sock`: its counts.
+fn stock_guest_without_d(dir: &Scratch, sock: &str) -> GuestCounts {
+    let testpmd = Path::new("/usr/bin/dpdk-testpmd");
+    let g = Guest::start_other(dir, "guest", sock, testpmd, None);
+    std::thread::sleep(Duration::from_secs(1));
+    g.stop(libc::SIGINT)
+}
+
 /// Runs `make uninstall` (or `dpkg --purge`) when dropped, so that a failed
 /// test leaves no plugin in the system's DPDK plugin directory.
 struct Installed(Vec<String>);
@@ -279,15 +288,7 @@ fn installed_for_real_the_unit_runs_and_a_stock_testpmd_needs_no_d() {
         1,
         Duration::from_secs(20),
     );
-    let g = Guest::start_other(
-        &dir,
-        "guest",
-        sock,
-        Path::new("/usr/bin/dpdk-testpmd"),
-        None,
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let c = g.stop(libc::SIGINT);
+    let c = stock_guest_without_d(&dir, sock);
     assert!(c.rx > 10_000 && c.tx > 10_000, "{c:?}");
     // Installed and given with -d as well: the second copy stays idle.
     let g = Guest::start(&dir, "guest2", sock);
@@ -362,15 +363,7 @@ fn the_debian_package_builds_installs_and_purges_cleanly() {
         &["--vdev", "net_null0"],
         &format!("add port 0 queues 1\nadd socket {sock} 0 0\n"),
     );
-    let g = Guest::start_other(
-        &dir,
-        "guest",
-        sock,
-        Path::new("/usr/bin/dpdk-testpmd"),
-        None,
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let c = g.stop(libc::SIGINT);
+    let c = stock_guest_without_d(&dir, sock);
     assert!(c.rx > 10_000, "{c:?}");
     proxy.stop(&[sock]);
     run(Command::new("dpkg").args(["--purge", "dpdk-io-proxy"]));

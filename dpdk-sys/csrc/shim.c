@@ -129,3 +129,112 @@ uint64_t dpdk_sys_sw_rx_cksum(struct rte_mbuf *m)
 	}
 	return 0;
 }
+
+/* rte_flow steering: the pattern and actions built here, in C, from one
+ * flat description, since the item structs differ between releases
+ * (unions and bitfields; 24.11 made IPv6 addresses a struct). */
+#include <string.h>
+#include <rte_flow.h>
+
+struct rte_flow *dpdk_sys_flow_create(uint16_t port, const struct dpdk_sys_flow_match *m,
+		uint16_t queue, int count, int validate_only, struct rte_flow_error *err)
+{
+	struct rte_flow_attr attr = { .ingress = 1 };
+	struct rte_flow_item_eth eth = { 0 }, eth_mask = { 0 };
+	struct rte_flow_item_vlan vlan = { 0 }, vlan_mask = { 0 };
+	struct rte_flow_item_ipv4 ip4 = { 0 }, ip4_mask = { 0 };
+	struct rte_flow_item_ipv6 ip6 = { 0 }, ip6_mask = { 0 };
+	struct rte_flow_item_udp udp = { 0 }, udp_mask = { 0 };
+	struct rte_flow_item_tcp tcp = { 0 }, tcp_mask = { 0 };
+	struct rte_flow_item items[6];
+	struct rte_flow_action_queue to = { .index = queue };
+	struct rte_flow_action_count counter = { 0 };
+	struct rte_flow_action actions[3];
+	int n = 0, a = 0;
+
+	memset(items, 0, sizeof(items));
+	memset(actions, 0, sizeof(actions));
+	items[n].type = RTE_FLOW_ITEM_TYPE_ETH;
+	if (m->fields & DPDK_SYS_FLOW_ETH_DST) {
+		memcpy(eth.hdr.dst_addr.addr_bytes, m->eth_dst, 6);
+		memset(eth_mask.hdr.dst_addr.addr_bytes, 0xff, 6);
+		items[n].spec = &eth;
+		items[n].mask = &eth_mask;
+	}
+	n++;
+	if (m->fields & DPDK_SYS_FLOW_VLAN) {
+		vlan.hdr.vlan_tci = rte_cpu_to_be_16(m->vlan_id);
+		vlan_mask.hdr.vlan_tci = rte_cpu_to_be_16(0x0fff);
+		items[n].type = RTE_FLOW_ITEM_TYPE_VLAN;
+		items[n].spec = &vlan;
+		items[n].mask = &vlan_mask;
+		n++;
+	}
+	if (m->fields & DPDK_SYS_FLOW_IPV6) {
+		items[n].type = RTE_FLOW_ITEM_TYPE_IPV6;
+		if (m->fields & DPDK_SYS_FLOW_IP_DST) {
+			memcpy(&ip6.hdr.dst_addr, m->ipv6_dst, 16);
+			memset(&ip6_mask.hdr.dst_addr, 0xff, 16);
+			items[n].spec = &ip6;
+			items[n].mask = &ip6_mask;
+		}
+		n++;
+	} else if (m->fields & DPDK_SYS_FLOW_IPV4) {
+		items[n].type = RTE_FLOW_ITEM_TYPE_IPV4;
+		if (m->fields & DPDK_SYS_FLOW_IP_DST) {
+			ip4.hdr.dst_addr = m->ipv4_dst;
+			ip4_mask.hdr.dst_addr = 0xffffffff;
+			items[n].spec = &ip4;
+			items[n].mask = &ip4_mask;
+		}
+		n++;
+	}
+	if (m->fields & DPDK_SYS_FLOW_UDP_DST) {
+		udp.hdr.dst_port = rte_cpu_to_be_16(m->l4_dst);
+		udp_mask.hdr.dst_port = 0xffff;
+		items[n].type = RTE_FLOW_ITEM_TYPE_UDP;
+		items[n].spec = &udp;
+		items[n].mask = &udp_mask;
+		n++;
+	} else if (m->fields & DPDK_SYS_FLOW_TCP_DST) {
+		tcp.hdr.dst_port = rte_cpu_to_be_16(m->l4_dst);
+		tcp_mask.hdr.dst_port = 0xffff;
+		items[n].type = RTE_FLOW_ITEM_TYPE_TCP;
+		items[n].spec = &tcp;
+		items[n].mask = &tcp_mask;
+		n++;
+	}
+	items[n].type = RTE_FLOW_ITEM_TYPE_END;
+	if (count) {
+		actions[a].type = RTE_FLOW_ACTION_TYPE_COUNT;
+		actions[a].conf = &counter;
+		a++;
+	}
+	actions[a].type = RTE_FLOW_ACTION_TYPE_QUEUE;
+	actions[a].conf = &to;
+	a++;
+	actions[a].type = RTE_FLOW_ACTION_TYPE_END;
+	if (rte_flow_validate(port, &attr, items, actions, err) != 0)
+		return NULL;
+	if (validate_only)
+		return (struct rte_flow *)(uintptr_t)1;
+	return rte_flow_create(port, &attr, items, actions, err);
+}
+
+int dpdk_sys_flow_hits(uint16_t port, struct rte_flow *flow, uint64_t *hits,
+		struct rte_flow_error *err)
+{
+	struct rte_flow_query_count q = { 0 };
+	struct rte_flow_action count[2] = {
+		{ .type = RTE_FLOW_ACTION_TYPE_COUNT },
+		{ .type = RTE_FLOW_ACTION_TYPE_END },
+	};
+	int r = rte_flow_query(port, flow, count, &q, err);
+
+	if (r == 0) {
+		if (!q.hits_set)
+			return -ENOTSUP;
+		*hits = q.hits;
+	}
+	return r;
+}

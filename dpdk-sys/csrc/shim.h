@@ -77,4 +77,32 @@ struct dpdk_sys_layout_entry {
 	size_t value;
 };
 const struct dpdk_sys_layout_entry *dpdk_sys_layout_table(size_t *count);
+
+/* rte_flow steering (shim.c): one flat description of what to match. */
+#define DPDK_SYS_FLOW_ETH_DST 0x01
+#define DPDK_SYS_FLOW_VLAN 0x02
+#define DPDK_SYS_FLOW_IPV4 0x04
+#define DPDK_SYS_FLOW_IPV6 0x08
+#define DPDK_SYS_FLOW_IP_DST 0x10
+#define DPDK_SYS_FLOW_UDP_DST 0x20
+#define DPDK_SYS_FLOW_TCP_DST 0x40
+struct dpdk_sys_flow_match {
+	uint32_t fields;      /* DPDK_SYS_FLOW_* */
+	uint8_t eth_dst[6];
+	uint16_t vlan_id;
+	uint32_t ipv4_dst;    /* network order */
+	uint8_t ipv6_dst[16];
+	uint16_t l4_dst;      /* host order */
+};
+struct rte_flow;
+struct rte_flow_error;
+/* Validates, then (unless validate_only) creates an ingress rule: what m
+ * matches goes to rx queue `queue`, counted if `count`. NULL and err set
+ * if the PMD refuses; (void *)1 for a rule that validated only. */
+struct rte_flow *dpdk_sys_flow_create(uint16_t port, const struct dpdk_sys_flow_match *m,
+		uint16_t queue, int count, int validate_only, struct rte_flow_error *err);
+/* The rule's COUNT hits: 0, or a negative errno (-ENOTSUP: not counted). */
+int dpdk_sys_flow_hits(uint16_t port, struct rte_flow *flow, uint64_t *hits,
+		struct rte_flow_error *err);
+
 #endif

@@ -19,10 +19,14 @@ commands:
                                                       grows on the guest's request up to max_buffers (default 2048);
                                                       ring: descriptors per ring (default 4096: guests post up to 3840 rx buffers)
   remove socket <path>
+  add flow <port_id> <pattern> queue <q>              steer what the pattern matches to NIC queue q (its socket's guest),
+                                                      by rte_flow; pattern: [eth dst <mac>] [vlan <id>] [ipv4|ipv6 [dst <addr>]]
+                                                      [udp|tcp dst <port>], in that order; the NIC's own error if it cannot
+  remove flow <port_id> <id>
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
   set mtu <port_id> <n>                               the NIC's MTU, for guests that connect after (none may be connected)
   set timing on|off                                   count the datapath's TSC cycles per stage (costs a little)
-  show ports | show sockets | show stats | show datapath
+  show ports | show sockets | show stats | show datapath | show flows
   help | quit";
 
 #[derive(Debug, PartialEq)]
@@ -45,6 +49,15 @@ pub enum Command {
     },
     RemoveSocket {
         path: String,
+    },
+    AddFlow {
+        port: u16,
+        pattern: crate::flow::Match,
+        queue: u16,
+    },
+    RemoveFlow {
+        port: u16,
+        id: u32,
     },
     Show(String),
     SetLink {
@@ -225,7 +238,28 @@ pub fn parse(line: &str) -> Result<Command, String> {
         (Some("remove"), Some("socket")) => Command::RemoveSocket {
             path: it.next().ok_or("missing path")?.to_string(),
         },
-        (Some("show"), Some(what @ ("ports" | "sockets" | "stats" | "datapath"))) => {
+        (Some("add"), Some("flow")) => {
+            let port = num("port_id", it.next())?;
+            let rest: Vec<&str> = it.by_ref().collect();
+            let (pattern, tail) = match rest.iter().position(|&w| w == "queue") {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => return Err("add flow: missing 'queue <q>'".into()),
+            };
+            let queue = match tail {
+                [q] => num("queue", Some(q))?,
+                _ => return Err("add flow: expected 'queue <q>' last".into()),
+            };
+            Command::AddFlow {
+                port,
+                pattern: crate::flow::Match::parse(pattern)?,
+                queue,
+            }
+        }
+        (Some("remove"), Some("flow")) => Command::RemoveFlow {
+            port: num("port_id", it.next())?,
+            id: num("flow id", it.next())?,
+        },
+        (Some("show"), Some(what @ ("ports" | "sockets" | "stats" | "datapath" | "flows"))) => {
             Command::Show(what.to_string())
         }
         (Some("set"), Some("link")) => {
@@ -287,6 +321,18 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
             access,
         } => p.add_socket(path, port, queues, cfg, access)?,
         Command::RemoveSocket { path } => p.remove_socket(&path)?,
+        Command::AddFlow {
+            port,
+            pattern,
+            queue,
+        } => {
+            let id = p.add_flow(port, pattern, queue)?;
+            let _ = writeln!(out, "flow {id}");
+        }
+        Command::RemoveFlow { port, id } => {
+            p.flows.remove(port, id).map_err(|e| e.to_string())?;
+            crate::log::info(&format!("flow {id} of port {port} removed"));
+        }
         Command::SetTiming(on) => {
             // Paused, so that no round adds to a counter being zeroed.
             let _paused = p.dp.pause();
@@ -311,6 +357,7 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
                 "ports" => p.show_ports(),
                 "sockets" => p.show_sockets(),
                 "datapath" => p.dp.timing.show(),
+                "flows" => p.flows.show(),
                 _ => p.show_stats(),
             };
             let _ = write!(out, "{text}");
@@ -325,6 +372,23 @@ mod tests {
 
     #[test]
     fn parses_the_documented_commands() {
+        assert_eq!(
+            parse("add flow 0 vlan 7 udp dst 4789 queue 1").unwrap(),
+            Command::AddFlow {
+                port: 0,
+                pattern: crate::flow::Match {
+                    vlan: Some(7),
+                    l4: Some((crate::flow::L4::Udp, 4789)),
+                    ..Default::default()
+                },
+                queue: 1
+            }
+        );
+        assert_eq!(
+            parse("remove flow 0 3").unwrap(),
+            Command::RemoveFlow { port: 0, id: 3 }
+        );
+        assert_eq!(parse("show flows").unwrap(), Command::Show("flows".into()));
         assert_eq!(
             parse("add port 0").unwrap(),
             Command::AddPort {

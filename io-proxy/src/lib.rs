@@ -2,7 +2,7 @@
 //! line, signals and threads; the fuzz targets drive `guest_region`.
 //!
 //! Modules, leaves first: `log`, `stats`, `error`; `access` (who may
-//! attach to a socket); `nic`, `dma`;
+//! attach to a socket); `nic`, `dma`, `flow` (rte_flow steering);
 //! `guest_region` (a guest's rings and buffers), `pool_ops` (the
 //! `shm_proxy` mempools), `datapath` (the polling loop); `session`
 //! (handshake); `proxy` (sockets, sessions, guests), `show` (text tables),
@@ -12,6 +12,7 @@ pub mod command;
 pub mod datapath;
 pub mod dma;
 pub mod error;
+pub mod flow;
 pub mod guest_region;
 pub mod log;
 pub mod nic;

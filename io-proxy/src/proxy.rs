@@ -5,6 +5,7 @@ use crate::access::SocketAccess;
 use crate::datapath::{Datapath, DpQueue};
 use crate::dma;
 use crate::error::ProxyError;
+use crate::flow::{Flows, Match};
 use crate::guest_region::{self, GuestPtr, GuestSlot};
 use crate::log;
 use crate::nic::{self, mac_str, NicPort};
@@ -65,6 +66,8 @@ pub struct Proxy {
     /// The buffer areas of connected guests, which their other sockets may
     /// share (held by the sessions; gone with the last of them).
     buffers: Vec<Weak<GuestBuffers>>,
+    /// rte_flow rules steering traffic to queues (`add flow`).
+    pub flows: Flows,
 }
 
 impl Proxy {
@@ -75,7 +78,27 @@ impl Proxy {
             sockets: Vec::new(),
             dp,
             buffers: Vec::new(),
+            flows: Flows::default(),
         }
+    }
+
+    /// `add flow`: what `m` matches on `port` goes to its NIC queue
+    /// `queue` (so to the socket serving it). Returns the rule's id.
+    pub fn add_flow(&mut self, port: u16, m: Match, queue: u16) -> Result<u32, String> {
+        let p = self
+            .ports
+            .get(&port)
+            .ok_or_else(|| format!("port {port} not added"))?;
+        if queue >= p.nb_queues {
+            return Err(format!(
+                "port {port} has {} queues: no queue {queue}",
+                p.nb_queues
+            ));
+        }
+        let text = m.to_string();
+        let id = self.flows.add(port, m, queue).map_err(|e| e.to_string())?;
+        log::info(&format!("flow {id}: port {port} {text} -> queue {queue}"));
+        Ok(id)
     }
 
     pub fn add_port(&mut self, id: u16, queues: u16, rxd: u16, mtu: u16) -> Result<(), String> {
@@ -776,7 +799,8 @@ impl Proxy {
         let mut st = self.dp.pause();
         st.queues.clear();
         drop(st);
-        for p in self.ports.values() {
+        for (&id, p) in &self.ports {
+            self.flows.flush(id);
             p.stop();
         }
     }

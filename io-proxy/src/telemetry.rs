@@ -36,10 +36,20 @@ struct SocketRow {
     /// The guest's buffer area (it may grow while this snapshot lives).
     buffers: Option<Arc<crate::session::GuestBuffers>>,
 }
+/// A steering rule, its hits read at publish time (the rule's handle
+/// stays with the control thread, which may destroy it).
+struct FlowRow {
+    id: u32,
+    port: u16,
+    queue: u16,
+    pattern: String,
+    hits: Option<u64>,
+}
 #[derive(Default)]
 struct Snapshot {
     ports: Vec<PortRow>,
     sockets: Vec<SocketRow>,
+    flows: Vec<FlowRow>,
     datapath: Option<Arc<Datapath>>,
 }
 static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
@@ -80,6 +90,18 @@ pub fn publish(p: &Proxy) {
                     Some((a.state.clone(), a.iova()))
                 }),
                 buffers: s.session.as_ref().map(|x| x.buffers.clone()),
+            })
+            .collect(),
+        flows: p
+            .flows
+            .list
+            .iter()
+            .map(|f| FlowRow {
+                id: f.id,
+                port: f.port,
+                queue: f.queue,
+                pattern: f.pattern.to_string(),
+                hits: crate::flow::Flows::hits(f),
             })
             .collect(),
         datapath: Some(p.dp.clone()),
@@ -300,6 +322,38 @@ unsafe extern "C" fn tel_dma(
     }
 }
 
+unsafe extern "C" fn tel_flows(
+    _cmd: *const c_char,
+    _params: *const c_char,
+    d: *mut sys::rte_tel_data,
+) -> c_int {
+    // SAFETY: the telemetry library calls its commands with a fresh
+    // output container `d`, valid for the call.
+    unsafe {
+        sys::ffi_guard("io_proxy telemetry tel_flows", -libc::EIO, || {
+            let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+            sys::rte_tel_data_start_dict(d);
+            let Some(snap) = g.as_ref() else { return 0 };
+            for f in &snap.flows {
+                let Some(c) = new_dict() else {
+                    return -libc::ENOMEM;
+                };
+                add_u64(c, "port", f.port as u64);
+                add_u64(c, "queue", f.queue as u64);
+                add_str(c, "pattern", &f.pattern);
+                // -1: the NIC does not count this rule.
+                sys::rte_tel_data_add_dict_int(
+                    c,
+                    c"hits".as_ptr(),
+                    f.hits.map_or(-1, |h| h.min(i32::MAX as u64) as i64) as _,
+                );
+                add_dict(d, &format!("flow{}", f.id), c);
+            }
+            0
+        })
+    }
+}
+
 /// Registers the telemetry commands (after EAL init).
 pub fn register() {
     // SAFETY: static strings and callbacks that live for the process.
@@ -319,6 +373,11 @@ pub fn register() {
             c"/io_proxy/datapath".as_ptr(),
             Some(tel_datapath),
             c"dpdk-io-proxy datapath TSC cycles per stage, while 'set timing on'".as_ptr(),
+        );
+        sys::rte_telemetry_register_cmd(
+            c"/io_proxy/flows".as_ptr(),
+            Some(tel_flows),
+            c"rte_flow steering rules: port, pattern, queue, hits (-1: not counted)".as_ptr(),
         );
         sys::rte_telemetry_register_cmd(
             c"/io_proxy/dma".as_ptr(),

@@ -1,0 +1,108 @@
+//! Steering by rte_flow (`add flow`): what the NIC cannot do is refused
+//! with the PMD's own message, nothing is half-applied and the proxy goes
+//! on serving. net_tap implements rte_flow through TC, but only with the
+//! kernel's multiq qdisc; this machine's kernel has none (net_tap says
+//! "Disabling rte flow support"), so here every rule is refused by the
+//! PMD. net_null has no rte_flow at all.
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Runs the proxy at a terminal (script(1)) with `vdev`, `setup` as its
+/// startup commands, types `lines` at its prompt and returns what it said.
+fn at_prompt(tag: &str, vdev: &str, setup: &str, lines: &[&str]) -> String {
+    let dir = Scratch::new(tag);
+    let cmds = dir.path("p.cmds");
+    std::fs::write(&cmds, setup).unwrap();
+    let proxy = format!(
+        "{} --no-huge -m 256 --no-pci --vdev {vdev} --file-prefix iop_{tag} -- --cmds {} 0",
+        proxy_bin().display(),
+        cmds.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &proxy, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    std::thread::sleep(Duration::from_secs(3));
+    for line in lines.iter().chain(&["quit"]) {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn a_flow_the_nic_cannot_do_is_refused_with_the_pmds_message() {
+    let iface = "iop_flowtap";
+    let text = at_prompt(
+        "flowtap",
+        &format!("net_tap0,iface={iface}"),
+        "add port 0 queues 2\nadd socket /tmp/iop-flowtap/a/sock 0 0\nadd socket /tmp/iop-flowtap/b/sock 0 1\n",
+        &[
+            "add flow 0 udp dst 2001 queue 1",
+            "add flow 0 eth dst 02:00:00:00:00:07 vlan 100 queue 1",
+            "add flow 0 udp dst 2001 queue 5",
+            "add flow 0 udp dst 2001",
+            "show flows",
+            "remove flow 0 1",
+            "show sockets",
+        ],
+    );
+    assert!(
+        text.contains("Disabling rte flow support"),
+        "net_tap has rte_flow on this kernel: this test expects it refused\n{text}"
+    );
+    // The PMD's own words, after what was asked.
+    assert!(
+        text.contains("error: port 0: flow udp dst 2001 -> queue 1: overlapping rules or Kernel too old for flower support"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: port 0: flow eth dst 02:00:00:00:00:07 vlan 100 -> queue 1: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: port 0 has 2 queues: no queue 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: add flow: missing 'queue <q>'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no flows"),
+        "a refused rule was kept:\n{text}"
+    );
+    assert!(text.contains("error: port 0 has no flow 1"), "{text}");
+    assert!(
+        text.contains("/tmp/iop-flowtap/b/sock"),
+        "show sockets did not run after the refusals:\n{text}"
+    );
+}
+
+#[test]
+fn a_nic_without_rte_flow_refuses_every_rule() {
+    let text = at_prompt(
+        "flownull",
+        "net_null0",
+        "add port 0 queues 1\n",
+        &[
+            "add flow 0 ipv6 dst fd00::1 tcp dst 80 queue 0",
+            "show flows",
+        ],
+    );
+    assert!(
+        text.contains("error: port 0: flow ipv6 dst fd00::1 tcp dst 80 -> queue 0: "),
+        "{text}"
+    );
+    assert!(text.contains("no flows"), "{text}");
+}
