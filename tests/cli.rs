@@ -3,7 +3,6 @@
 mod common;
 use common::*;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 #[test]
 fn bad_startup_line_stops_with_file_and_line() {
@@ -45,37 +44,12 @@ fn bad_startup_line_stops_with_file_and_line() {
 
 #[test]
 fn interactive_bad_command_prints_error_and_usage_and_keeps_running() {
-    let dir = Scratch::new("cli-tty");
-    let cmds = dir.path("ok.cmds");
-    std::fs::write(&cmds, "add port 0 queues 1\n").unwrap();
-    let proxy = format!(
-        "{} --no-huge -m 256 --no-pci --vdev net_null0 --file-prefix iop_cli_tty -- --cmds {} 0",
-        proxy_bin().display(),
-        cmds.display()
+    let text = proxy_at_prompt(
+        "cli-tty",
+        "net_null0",
+        "add port 0 queues 1\n",
+        &["frobnicate the port", "add port 9", "show ports"],
     );
-    // script(1) gives the proxy a terminal, as a user at a prompt would.
-    let mut child = Command::new("script")
-        .args(["-qfec", &proxy, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    use std::io::Write;
-    std::thread::sleep(Duration::from_secs(3));
-    for line in [
-        "frobnicate the port\n",
-        "add port 9\n",
-        "show ports\n",
-        "quit\n",
-    ] {
-        stdin.write_all(line.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_millis(400));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
     assert!(
         text.contains("error: unknown command 'frobnicate the port'"),
         "{text}"

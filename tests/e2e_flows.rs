@@ -6,44 +6,11 @@
 //! PMD. net_null has no rte_flow at all.
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-/// Runs the proxy at a terminal (script(1)) with `vdev`, `setup` as its
-/// startup commands, types `lines` at its prompt and returns what it said.
-fn at_prompt(tag: &str, vdev: &str, setup: &str, lines: &[&str]) -> String {
-    let dir = Scratch::new(tag);
-    let cmds = dir.path("p.cmds");
-    std::fs::write(&cmds, setup).unwrap();
-    let proxy = format!(
-        "{} --no-huge -m 256 --no-pci --vdev {vdev} --file-prefix iop_{tag} -- --cmds {} 0",
-        proxy_bin().display(),
-        cmds.display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qfec", &proxy, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    use std::io::Write;
-    std::thread::sleep(Duration::from_secs(3));
-    for line in lines.iter().chain(&["quit"]) {
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_millis(400));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}");
-    text
-}
 
 #[test]
 fn a_flow_the_nic_cannot_do_is_refused_with_the_pmds_message() {
     let iface = "iop_flowtap";
-    let text = at_prompt(
+    let text = proxy_at_prompt(
         "flowtap",
         &format!("net_tap0,iface={iface}"),
         "add port 0 queues 2\nadd socket /tmp/iop-flowtap/a/sock 0 0\nadd socket /tmp/iop-flowtap/b/sock 0 1\n",
@@ -91,7 +58,7 @@ fn a_flow_the_nic_cannot_do_is_refused_with_the_pmds_message() {
 
 #[test]
 fn a_nic_without_rte_flow_refuses_every_rule() {
-    let text = at_prompt(
+    let text = proxy_at_prompt(
         "flownull",
         "net_null0",
         "add port 0 queues 1\n",

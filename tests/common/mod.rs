@@ -893,3 +893,34 @@ pub fn fd_count(pid: i32) -> usize {
         .unwrap()
         .count()
 }
+
+/// Runs the proxy at a terminal (script(1)) with `vdev`, `setup` as its
+/// startup commands, types `lines` at its prompt and returns what it said.
+pub fn proxy_at_prompt(tag: &str, vdev: &str, setup: &str, lines: &[&str]) -> String {
+    let dir = Scratch::new(tag);
+    let cmds = dir.path("p.cmds");
+    std::fs::write(&cmds, setup).unwrap();
+    let proxy = format!(
+        "{} --no-huge -m 256 --no-pci --vdev {vdev} --file-prefix iop_{tag} -- --cmds {} 0",
+        proxy_bin().display(),
+        cmds.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &proxy, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    std::thread::sleep(Duration::from_secs(3));
+    for line in lines.iter().chain(&["quit"]) {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
