@@ -149,8 +149,8 @@ static DRIVER_C: EalCell<sys::rte_driver> =
     // SAFETY: all-zero is a valid rte_driver (null name and alias, empty list entry).
     EalCell(std::cell::UnsafeCell::new(unsafe { std::mem::zeroed() }));
 
-/// Registers the `sock` bus with EAL. Call once, from the plugin constructor.
-/// Registers the `sock` bus, unless a `sock` bus is there already: then
+/// Registers the `sock` bus with EAL (once, from the plugin constructor),
+/// unless a `sock` bus is there already: then
 /// another copy of the plugin was loaded first (installed in DPDK's plugin
 /// directory and given with `-d` too), which serves; this one stays idle
 /// and says so. Returns whether it registered.

@@ -431,7 +431,7 @@ impl Proxy {
             .max(1)
             .checked_next_multiple_of(GROW_STEP)
             .unwrap_or(u64::MAX);
-        if sess.version < 6 || end.checked_add(len).is_none_or(|e| e > b.limit()) {
+        if sess.version < 6 || !b.has_room_for(len) {
             return Err(ProxyError::NoMemory(format!(
                 "guest {} asked for {} MiB more buffers: {} MiB in use of the socket's limit of {} MiB \
                  (add socket ... max_buffers <MiB>)",

@@ -82,6 +82,12 @@ impl GuestBuffers {
     pub fn limit(&self) -> u64 {
         self.layout.buf_off + self.layout.buf_max
     }
+    /// Whether `len` more bytes at the end stay within the limit.
+    pub fn has_room_for(&self, len: u64) -> bool {
+        self.end()
+            .checked_add(len)
+            .is_some_and(|e| e <= self.limit())
+    }
 }
 
 /// The identity of the memfd behind `fd`.
@@ -311,7 +317,7 @@ fn adopt_region(
             "RESUME without the region's memfd and layout".into(),
         ));
     };
-    let size = sealed_size(fd.as_fd(), "the region")?;
+    let size = sealed_stat(fd.as_fd(), "the region")?.st_size as u64;
     if size != l.region_size {
         return Err(ProxyError::Invalid(format!(
             "the region has {size} bytes, its layout says {}",
@@ -334,10 +340,10 @@ fn adopt_region(
     Ok((region, l, l.page_size == HUGE_2M))
 }
 
-/// The size of memfd `fd` that a guest passed (`what`), which must be
-/// sealed against shrinking and growing: else the guest could make our
+/// What fstat says of memfd `fd` that a guest passed (`what`), which must
+/// be sealed against shrinking and growing: else the guest could make our
 /// mapping of it fault.
-fn sealed_size(fd: BorrowedFd<'_>, what: &str) -> Result<u64, ProxyError> {
+fn sealed_stat(fd: BorrowedFd<'_>, what: &str) -> Result<nix::sys::stat::FileStat, ProxyError> {
     use nix::fcntl::{fcntl, FcntlArg, SealFlag};
     let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)
         .map_err(|e| ProxyError::Denied(format!("{what} is not a memfd (F_GET_SEALS: {e})")))?;
@@ -347,9 +353,8 @@ fn sealed_size(fd: BorrowedFd<'_>, what: &str) -> Result<u64, ProxyError> {
             "{what} is not sealed against shrinking and growing"
         )));
     }
-    let st = nix::sys::stat::fstat(fd.as_raw_fd())
-        .map_err(|e| ProxyError::io("fstat", std::io::Error::from_raw_os_error(e as i32)))?;
-    Ok(st.st_size as u64)
+    nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|e| ProxyError::io("fstat", std::io::Error::from_raw_os_error(e as i32)))
 }
 
 /// A part of `len` bytes at region offset `off` that a resumed guest
@@ -364,24 +369,19 @@ pub fn check_part(
     fd: BorrowedFd<'_>,
 ) -> Result<bool, ProxyError> {
     let end = buffers.end();
-    if off != end
-        || len == 0
-        || !len.is_multiple_of(GROW_STEP)
-        || end.checked_add(len).is_none_or(|e| e > buffers.limit())
-    {
+    if off != end || len == 0 || !len.is_multiple_of(GROW_STEP) || !buffers.has_room_for(len) {
         return Err(ProxyError::Invalid(format!(
             "a part of {len} bytes at {off} does not follow the area (end {end}, limit {})",
             buffers.limit()
         )));
     }
-    let size = sealed_size(fd, "the part")?;
+    let st = sealed_stat(fd, "the part")?;
+    let size = st.st_size as u64;
     if size != len {
         return Err(ProxyError::Invalid(format!(
             "the part has {size} bytes, {len} were announced"
         )));
     }
-    let st = nix::sys::stat::fstat(fd.as_raw_fd())
-        .map_err(|e| ProxyError::io("fstat", std::io::Error::from_raw_os_error(e as i32)))?;
     Ok(st.st_blksize as u64 == HUGE_2M)
 }
 
