@@ -15,7 +15,15 @@ the packets sent over that window, from the guest's own counters (shm) or
 the ceiling's. Each count is split by object: the proxy's own code, the
 net_null stand-in NIC, DPDK's libraries, libc and the dynamic loader.
 
+With --idle 0,15,63 it measures instead what idle sockets cost the busy
+one: the proxy's instructions per packet of one busy socket (64 B macswap)
+while that many more sockets are attached by guests with no traffic (stock
+testpmd, io forwarding, up to 16 `sock:` ports each) on NIC queues that
+receive nothing (net_ring ports of 16 queues). --proxy names another
+checkout's proxy to compare (a baseline).
+
 usage: bench/callgrind.py [--sizes 64,1518] [--warmup S] [--window S] [--out DIR]
+       bench/callgrind.py --idle 0,15,63 [--proxy CHECKOUT]
 Also run by bench/run.py at the end (unless --no-callgrind); the JSON goes
 into its results as "callgrind".
 """
@@ -85,20 +93,42 @@ def counts(out_prefix):
     return best
 
 
-def measure(peer, size, warmup, window):
+IDLE_PER_GUEST = 16  # sock: ports per idle guest, queues per net_ring port
+
+
+def measure(peer, size, warmup, window, idle=0, proxy=None):
     subprocess.run(["rm", "-rf", str(run.RUN)])
     run.RUN.mkdir(parents=True)
     out = run.RUN / "cg.out"
     vg = [*VALGRIND, f"--callgrind-out-file={out}"]
     side = guest = None
+    idlers = []
     try:
         if peer == "shm":
             cmds = run.RUN / "proxy.cmds"
-            cmds.write_text(f"add port 0 queues 1\nadd socket {run.RUN}/s0/sock 0 0\n")
-            side = run.start([*vg, str(run.PROXY), "--no-huge", "-m", "512", "--no-pci",
-                              "--file-prefix", "bside", "--vdev", run.null_vdev("net_null0", size),
+            rings = -(-idle // IDLE_PER_GUEST)
+            idle_socks = [f"{run.RUN}/i{k}/sock" for k in range(idle)]
+            cmds.write_text(f"add port 0 queues 1\nadd socket {run.RUN}/s0/sock 0 0\n"
+                            + "".join(f"add port {1 + r} queues {IDLE_PER_GUEST}\n" for r in range(rings))
+                            + "".join(f"add socket {p} {1 + k // IDLE_PER_GUEST} {k % IDLE_PER_GUEST}"
+                                      " buffers 32\n" for k, p in enumerate(idle_socks)))
+            rdevs = [a for r in range(rings) for a in ("--vdev", f"net_ring{r}")]
+            side = run.start([*vg, str(proxy or run.PROXY), "--no-huge", "-m", "1024", "--no-pci",
+                              "--file-prefix", "bside", "--vdev", run.null_vdev("net_null0", size), *rdevs,
                               "--", "--cmds", str(cmds), "0"], run.RUN / "side.log")
             run.wait_for(run.RUN / "side.log", "dpdk-io-proxy ready", 120)
+            # The idle guests first, all attached before counting starts.
+            # They forward on CPU 0, the proxy's: their spinning must not
+            # slow the busy guest (CPU 1), and instruction counts do not
+            # depend on how CPU 0 is shared.
+            for g in range(rings):
+                socks = idle_socks[g * IDLE_PER_GUEST:(g + 1) * IDLE_PER_GUEST]
+                log = run.RUN / f"idle{g}.log"
+                idlers.append(run.start(["dpdk-testpmd", "-d", str(run.PMDS), "-l", "0,1", "--main-lcore", "1",
+                                         "--no-pci", "--no-shconf", "--file-prefix", f"bidle{g}",
+                                         "--no-huge", "-m1", *[a for p in socks for a in ("-a", f"sock:{p}")],
+                                         "--", "--forward-mode=io", "--total-num-mbufs=8192", "--stats-period", "60"], log))
+                run.wait_for(log, "forwards packets on", 120)
             guest = run.start(["dpdk-testpmd", "-d", str(run.PMDS), *run.GUEST_EAL, "--no-huge", "-m1",
                                "-a", f"sock:{run.RUN}/s0/sock", "--", "--forward-mode=macswap"],
                               run.RUN / "guest.log")
@@ -114,6 +144,11 @@ def measure(peer, size, warmup, window):
             run.wait_for(run.RUN / "side.log", "Press enter to exit", 120)
             ports = [0, 1]
             tel = run.Telemetry("bguest", 60)
+        deadline = time.monotonic() + 180  # attaching is slow under valgrind
+        while tel.opackets(ports)[0] == 0:
+            if time.monotonic() > deadline or counted.poll() is not None:
+                raise RuntimeError(f"{peer}: no packet within 180 s")
+            time.sleep(0.2)
         time.sleep(warmup)
         subprocess.run(["callgrind_control", "-i", "on", str(side.pid)], capture_output=True, check=True)
         o1, _ = tel.opackets(ports)
@@ -124,12 +159,14 @@ def measure(peer, size, warmup, window):
             raise RuntimeError(f"{peer} exited early")
     finally:
         run.stop(guest)
+        for g in idlers:
+            run.stop(g, enter=False)
         run.stop(side, enter=peer != "shm")
     total, by = counts(out)
     packets = o2 - o1
     if packets <= 0:
         raise RuntimeError(f"{peer} {size} B: no packets in the window")
-    return {"peer": peer, "size": size, "packets": packets,
+    return {"peer": peer, "size": size, "packets": packets, "idle_sockets": idle,
             "ir_per_packet": total / packets, "by_group": {g: v / packets for g, v in by.items()}}
 
 
@@ -156,22 +193,45 @@ def print_table(rows):
               f" {r['ir_per_packet'] / ceil:8.2f}")
 
 
+def measure_idle(counts_, warmup, window, proxy):
+    rows = []
+    for n in counts_:
+        r = measure("shm", 64, warmup, window, idle=n, proxy=proxy)
+        rows.append(r)
+        print(f"callgrind 64 B shm with {n:>2} idle sockets: {r['ir_per_packet']:7.0f} instructions/packet  "
+              + "  ".join(f"{g} {v:.0f}" for g, v in sorted(r["by_group"].items())), flush=True)
+    base = rows[0]["ir_per_packet"]
+    print("\nthe busy socket's cost with idle sockets attached (proxy instructions per packet, 64 B macswap)")
+    for r in rows:
+        print(f"{r['idle_sockets']:>3} idle sockets: {r['ir_per_packet']:7.0f}  x{r['ir_per_packet'] / base:.2f}"
+              f"  (+{(r['ir_per_packet'] - base) / max(r['idle_sockets'], 1):.1f} per idle socket)")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="64,1518")
     ap.add_argument("--warmup", type=float, default=4.0)
     ap.add_argument("--window", type=float, default=8.0)
     ap.add_argument("--out", default=str(run.ROOT / "bench/results"))
+    ap.add_argument("--idle", help="idle socket counts, e.g. 0,15,63: the busy socket's cost with them")
+    ap.add_argument("--proxy", help="a checkout whose dpdk-io-proxy to measure (default: this one)")
     a = ap.parse_args()
-    if not run.PROXY.exists():
-        sys.exit(f"{run.PROXY} missing: run `make build` first")
-    rows = measure_all([int(s) for s in a.sizes.split(",")], a.warmup, a.window)
-    print_table(rows)
+    proxy = Path(a.proxy) / "target/release/dpdk-io-proxy" if a.proxy else run.PROXY
+    if not proxy.exists():
+        sys.exit(f"{proxy} missing: run `make build` first")
+    if a.idle:
+        rows = measure_idle([int(n) for n in a.idle.split(",")], a.warmup, a.window, proxy)
+        kind = "callgrind-idle"
+    else:
+        rows = measure_all([int(s) for s in a.sizes.split(",")], a.warmup, a.window)
+        print_table(rows)
+        kind = "callgrind"
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"callgrind-{stamp}.json").write_text(json.dumps({"date": stamp, "callgrind": rows}, indent=1))
-    print(f"\nresults: {out / f'callgrind-{stamp}.json'}")
+    (out / f"{kind}-{stamp}.json").write_text(json.dumps({"date": stamp, "proxy": str(proxy), kind: rows}, indent=1))
+    print(f"\nresults: {out / f'{kind}-{stamp}.json'}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,11 @@ GUEST_EAL = ["-l", "0,1", "--no-pci", "--no-shconf", "--file-prefix", "bguest"]
 SIDE_EAL = ["-l", "0,1", "--main-lcore", "1", "--no-pci", "--file-prefix", "bside"]
 
 
+# The proxy's datapath lcores (bench/scaling.py sets "0,1"); the baseline
+# checkout's proxy always gets "0".
+PROXY_LCORES = "0"
+
+
 def null_vdev(name, size):
     return f"{name},copy=1,size={size}"
 
@@ -94,8 +99,9 @@ def peer_commands(peer, mode, size, guests=1):
         cmds = RUN / "proxy.cmds"
         cmds.write_text(f"add port 0 queues {guests}\n"
                         + "".join(f"add socket {RUN}/s{k}/sock 0 {k}\n" for k in ks))
+        lcores = "0" if peer == "shm-base" else PROXY_LCORES
         side = [str(proxy), "--no-pci", "--file-prefix", "bside", "--vdev", null_vdev("net_null0", size),
-                "--", "--cmds", str(cmds), "0"]
+                "--", "--cmds", str(cmds), lcores]
         guest = [["dpdk-testpmd", "-d", str(pmds), *guest_eal(k), "--no-huge", "-m1",
                   "-a", f"sock:{RUN}/s{k}/sock{devargs}", "--", f"--forward-mode={mode}"] for k in ks]
         return side, guest, [0]

@@ -75,7 +75,7 @@ fn help_and_version() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{help}");
     for word in [
-        "usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE",
+        "usage: dpdk-io-proxy [EAL options --] [--cmds FILE] [LCORES]",
         "--version",
         "add port",
         "add socket",
@@ -86,6 +86,8 @@ fn help_and_version() {
         "set link",
         "set mtu",
         "set timing",
+        "set idle",
+        "lcore <list>",
         "show ports",
         "quit",
     ] {
@@ -100,5 +102,11 @@ fn help_and_version() {
     );
     let out = Command::new(proxy_bin()).arg("zero").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad LCORE 'zero'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad LCORES 'zero'"));
+    let out = Command::new(proxy_bin()).arg("1,1").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lcore 1 listed twice"));
+    let out = Command::new(proxy_bin()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing LCORES"));
 }

@@ -10,9 +10,11 @@ commands:
   add port <port_id> [queues <n>] [rxd <n>] [mtu <n>] configure n rx/tx queue pairs (default 2), RSS over them, start;
                                                       rxd: NIC rx descriptors per queue (default: the PMD's); mtu: the NIC's MTU
   add socket <path> <port_id> <queues> [heap <MiB>] [buffers <MiB>] [max_buffers <MiB>] [ring <n>]
-             [owner <user>[:<group>]] [mode <octal>] [allow_uid <list>] [allow_gid <list>]
+             [owner <user>[:<group>]] [mode <octal>] [allow_uid <list>] [allow_gid <list>] [lcore <list>]
                                                       serve those queues (2, 0-3, 0,2) on a unix socket at <path>:
                                                       the guest port gets one rx/tx queue pair per NIC queue;
+                                                      lcore: the datapath lcore(s) polling them, one per queue in
+                                                      turn (default: the least loaded for each);
                                                       owner/mode: the socket file's (default: the proxy's user, 0660);
                                                       allow_uid/allow_gid: only these peers (SO_PEERCRED) are served;
                                                       buffers: the guest's pool area at attach (default 512), which
@@ -26,6 +28,10 @@ commands:
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
   set mtu <port_id> <n>                               the NIC's MTU, for guests that connect after (none may be connected)
   set timing on|off                                   count the datapath's TSC cycles per stage (costs a little)
+  set idle poll | set idle sleep <max_us> [after <us>]
+                                                      idle datapath lcores: busy poll, or (default: sleep 100 after 1000)
+                                                      sleep between rounds once nothing moved for <us>, 10 us at first,
+                                                      doubling up to <max_us>
   show ports | show sockets | show stats | show datapath | show flows
   help | quit";
 
@@ -46,6 +52,8 @@ pub enum Command {
         queues: Vec<u16>,
         cfg: RegionConfig,
         access: SocketAccess,
+        /// Datapath lcores for the queues, in turn; empty: least loaded.
+        lcores: Vec<u32>,
     },
     RemoveSocket {
         path: String,
@@ -69,6 +77,7 @@ pub enum Command {
         mtu: u16,
     },
     SetTiming(bool),
+    SetIdle(crate::datapath::IdleMode),
     Help,
     Quit,
     Nothing,
@@ -184,8 +193,15 @@ pub fn parse(line: &str) -> Result<Command, String> {
             let mut cfg = RegionConfig::default();
             let mut access = SocketAccess::default();
             let mut max_buffers = None;
+            let mut lcores = Vec::new();
             while let Some(k) = it.next() {
                 match k {
+                    "lcore" => {
+                        lcores = word("lcore list", it.next())?
+                            .split(',')
+                            .map(|l| num("lcore", Some(l)))
+                            .collect::<Result<_, _>>()?
+                    }
                     "owner" => {
                         access.owner = Some(SocketAccess::parse_owner(word("owner", it.next())?)?)
                     }
@@ -233,6 +249,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 queues,
                 cfg,
                 access,
+                lcores,
             }
         }
         (Some("remove"), Some("socket")) => Command::RemoveSocket {
@@ -288,6 +305,29 @@ pub fn parse(line: &str) -> Result<Command, String> {
             Some("off") => Command::SetTiming(false),
             other => return Err(format!("set timing: expected on or off, got {other:?}")),
         },
+        (Some("set"), Some("idle")) => {
+            use crate::datapath::IdleMode;
+            match it.next() {
+                Some("poll") => Command::SetIdle(IdleMode::Poll),
+                Some("sleep") => {
+                    let max_us: u32 = num("max_us", it.next())?;
+                    let after_us = match it.next() {
+                        Some("after") => num("after us", it.next())?,
+                        Some(x) => return Err(format!("unexpected '{x}'")),
+                        None => 1000,
+                    };
+                    if !(1..=100_000).contains(&max_us) {
+                        return Err("set idle sleep: max_us from 1 to 100000".into());
+                    }
+                    Command::SetIdle(IdleMode::Sleep { after_us, max_us })
+                }
+                other => {
+                    return Err(format!(
+                        "set idle: expected poll or sleep <max_us> [after <us>], got {other:?}"
+                    ))
+                }
+            }
+        }
         (Some("help"), None) => Command::Help,
         (Some("quit" | "exit"), None) => Command::Quit,
         _ => return Err(format!("unknown command '{}'", w.join(" "))),
@@ -319,7 +359,8 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
             queues,
             cfg,
             access,
-        } => p.add_socket(path, port, queues, cfg, access)?,
+            lcores,
+        } => p.add_socket(path, port, queues, cfg, access, lcores)?,
         Command::RemoveSocket { path } => p.remove_socket(&path)?,
         Command::AddFlow {
             port,
@@ -335,12 +376,18 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
         }
         Command::SetTiming(on) => {
             // Paused, so that no round adds to a counter being zeroed.
-            let _paused = p.dp.pause();
-            p.dp.timing.set(on);
+            let _paused = p.lcores.pause_all();
+            for dp in p.lcores.datapaths() {
+                dp.timing.set(on);
+            }
             crate::log::info(&format!(
                 "datapath timing {}",
                 if on { "on" } else { "off" }
             ));
+        }
+        Command::SetIdle(mode) => {
+            p.lcores.set_idle(mode);
+            crate::log::info(&format!("idle datapath lcores: {mode}"));
         }
         Command::SetLink { port, up } => {
             let port_ref = p
@@ -356,7 +403,7 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
             let text = match what.as_str() {
                 "ports" => p.show_ports(),
                 "sockets" => p.show_sockets(),
-                "datapath" => p.dp.timing.show(),
+                "datapath" => p.show_datapath(),
                 "flows" => p.flows.show(),
                 _ => p.show_stats(),
             };
@@ -445,12 +492,14 @@ mod tests {
                 queues,
                 cfg,
                 access,
+                lcores,
             } => {
                 assert_eq!(
                     (path.as_str(), port, queues, cfg.heap_mb, cfg.buffers_mb),
                     ("/tmp/s_0_0/sock", 0, vec![1], 32, 256)
                 );
                 assert_eq!(access, SocketAccess::default());
+                assert!(lcores.is_empty());
             }
             other => panic!("{other:?}"),
         }
@@ -501,6 +550,32 @@ mod tests {
             Command::Show("datapath".into())
         );
         assert!(parse("set timing maybe").unwrap_err().contains("on or off"));
+        match parse("add socket /tmp/s 0 0-3 lcore 1,2").unwrap() {
+            Command::AddSocket { lcores, .. } => assert_eq!(lcores, vec![1, 2]),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("add socket /tmp/s 0 0 lcore x").is_err());
+        use crate::datapath::IdleMode;
+        assert_eq!(
+            parse("set idle poll").unwrap(),
+            Command::SetIdle(IdleMode::Poll)
+        );
+        assert_eq!(
+            parse("set idle sleep 200").unwrap(),
+            Command::SetIdle(IdleMode::Sleep {
+                after_us: 1000,
+                max_us: 200
+            })
+        );
+        assert_eq!(
+            parse("set idle sleep 50 after 10").unwrap(),
+            Command::SetIdle(IdleMode::Sleep {
+                after_us: 10,
+                max_us: 50
+            })
+        );
+        assert!(parse("set idle sleep 0").is_err());
+        assert!(parse("set idle nap").unwrap_err().contains("poll or sleep"));
     }
 
     #[test]

@@ -1,8 +1,14 @@
-//! The polling loop on the datapath lcore.
+//! The polling loop of one datapath lcore.
 //!
-//! The datapath holds the state lock for as long as it runs; the control
-//! thread asks it to pause (one relaxed atomic load per loop) and then owns
-//! the state until it lets go. No lock, syscall or allocation per packet.
+//! Each datapath lcore has a [`Datapath`]: the NIC queues it polls and
+//! their guests (`lcores.rs` says which lcore polls which queue). It holds
+//! its state lock for as long as it runs; the control thread asks it to
+//! pause (one relaxed atomic load per round) and then owns the state until
+//! it lets go. Lcores share nothing on the fast path: no lock, syscall or
+//! allocation per packet, and each queue's counters on lines of their own.
+//!
+//! An lcore whose queues moved nothing for a while backs off ([`IdleMode`]):
+//! it sleeps between rounds, longer the longer it stays idle.
 
 use crate::guest_region::{self, hdr_priv, GuestPtr, GuestSlot, BURST};
 use crate::stats::SocketStats;
@@ -19,25 +25,94 @@ pub struct DpQueue {
     /// guest_region.rs says: never by a reference across a DPDK call).
     pub guest: Option<GuestPtr>,
     pub stats: Arc<SocketStats>,
+    /// Rounds in a row that this queue moved nothing (saturating).
+    quiet: u32,
+}
+
+impl DpQueue {
+    pub fn new(port: u16, queue: u16, stats: Arc<SocketStats>) -> DpQueue {
+        DpQueue {
+            port,
+            queue,
+            guest: None,
+            stats,
+            quiet: 0,
+        }
+    }
 }
 
 // SAFETY: the GuestRegion behind the pointer is used only by whichever
 // thread holds the state lock (see module doc).
 unsafe impl Send for DpQueue {}
 
-#[derive(Default)]
-pub struct DpState {
-    pub queues: Vec<DpQueue>,
+/// A queue that moved nothing for this many rounds is quiet: while other
+/// queues of its lcore are busy, it is polled only every
+/// [`QUIET_EVERY`]th round, so that idle guests cost a busy one little.
+/// When the whole lcore is idle every queue is polled every round.
+const QUIET_ROUNDS: u32 = 256;
+const QUIET_EVERY: u32 = 8;
+
+/// How a datapath lcore waits when its queues have nothing (`set idle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Busy polling, always: the lowest latency, a whole core.
+    Poll,
+    /// After `after_us` in which no queue moved a packet, sleep between
+    /// rounds: first [`FIRST_SLEEP_US`], doubling up to `max_us`. The
+    /// first packet after an idle period waits up to `max_us` (plus the
+    /// wake-up) more than with polling.
+    Sleep { after_us: u32, max_us: u32 },
+}
+
+/// The first sleep of an idle period, in microseconds.
+pub const FIRST_SLEEP_US: u32 = 10;
+
+impl Default for IdleMode {
+    fn default() -> IdleMode {
+        IdleMode::Sleep {
+            after_us: 1000,
+            max_us: 100,
+        }
+    }
+}
+
+impl std::fmt::Display for IdleMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdleMode::Poll => write!(f, "poll"),
+            IdleMode::Sleep { after_us, max_us } => {
+                write!(f, "sleep {max_us} after {after_us}")
+            }
+        }
+    }
 }
 
 #[derive(Default)]
+pub struct DpState {
+    pub queues: Vec<DpQueue>,
+    pub idle: IdleMode,
+}
+
 pub struct Datapath {
+    /// The EAL lcore this loop runs on.
+    pub lcore: u32,
     state: Mutex<DpState>,
     pause: AtomicBool,
     quit: AtomicBool,
     pub timing: DpTiming,
+    pub sleeps: DpSleeps,
+    /// Times control paused this lcore (written by control only).
+    pub pauses: AtomicU64,
 }
 
+/// What the idle back-off did: one writer (the lcore), others read.
+#[derive(Default)]
+#[repr(align(64))]
+pub struct DpSleeps {
+    /// Sleeps between idle rounds, and the microseconds asked for.
+    pub count: AtomicU64,
+    pub asked_us: AtomicU64,
+}
 /// Where the datapath lcore's time goes, in TSC cycles, per stage of a
 /// round: kept only while asked for (`set timing on`), as reading the clock
 /// costs a little in every round. One writer (the lcore); others read.
@@ -119,15 +194,43 @@ impl DpTiming {
     }
 }
 
+/// Where an lcore is in an idle period.
+#[derive(Default)]
+struct IdleClock {
+    /// TSC of the first round that moved nothing; 0 while busy.
+    since: u64,
+    /// The next sleep, in microseconds.
+    next_us: u32,
+}
+
 impl Datapath {
-    /// Stops the loop between two polls and returns the state.
-    pub fn pause(&self) -> Paused<'_> {
-        self.pause.store(true, Ordering::Release);
-        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        Paused {
-            dp: self,
-            guard: Some(guard),
+    pub fn new(lcore: u32) -> Datapath {
+        Datapath {
+            lcore,
+            state: Mutex::new(DpState::default()),
+            pause: AtomicBool::new(false),
+            quit: AtomicBool::new(false),
+            timing: DpTiming::default(),
+            sleeps: DpSleeps::default(),
+            pauses: AtomicU64::new(0),
         }
+    }
+
+    /// Asks the loop to stop between two rounds; [`Datapath::held`] then
+    /// waits until it has.
+    pub(crate) fn request_pause(&self) {
+        self.pauses.fetch_add(1, Ordering::Relaxed);
+        self.pause.store(true, Ordering::Release);
+    }
+
+    /// The state, once the loop stopped (after [`Datapath::request_pause`]).
+    pub(crate) fn held(&self) -> MutexGuard<'_, DpState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets the loop go on (the state's guard dropped first).
+    pub(crate) fn resume(&self) {
+        self.pause.store(false, Ordering::Release);
     }
 
     /// Makes run() return: the inner loop watches only `pause`.
@@ -138,23 +241,51 @@ impl Datapath {
 
     /// Runs until stop().
     pub fn run(&self) {
+        // Sleeps of tens of microseconds: the default timer slack (50 us)
+        // would stretch each one.
+        // SAFETY: prctl on this thread, with an integer argument.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+        // SAFETY: plain read of a value EAL set at init.
+        let us = (unsafe { sys::rte_get_tsc_hz() } / 1_000_000).max(1);
         let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
         let mut tx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
         while !self.quit.load(Ordering::Relaxed) {
             {
-                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut st = self.held();
+                let st = &mut *st;
+                let mut clock = IdleClock::default();
+                let mut round = 0u32;
+                let mut busy = false;
                 while !self.pause.load(Ordering::Relaxed) {
                     let timed = self.timing.on.load(Ordering::Relaxed);
+                    round = round.wrapping_add(1);
+                    // Quiet queues wait their turn only while others move.
+                    let all = !busy || round.is_multiple_of(QUIET_EVERY);
+                    busy = false;
                     for q in st.queues.iter_mut() {
+                        if q.quiet >= QUIET_ROUNDS && !all {
+                            continue;
+                        }
                         // SAFETY: we hold the state lock, so the guest
                         // region (if any) is ours to use.
-                        unsafe {
+                        let moved = unsafe {
                             if timed {
                                 poll::<true>(q, &mut rx, &mut tx, &self.timing)
                             } else {
                                 poll::<false>(q, &mut rx, &mut tx, &self.timing)
                             }
                         };
+                        if moved {
+                            q.quiet = 0;
+                            busy = true;
+                        } else {
+                            q.quiet = q.quiet.saturating_add(1);
+                        }
+                    }
+                    if busy {
+                        clock.since = 0;
+                    } else if let IdleMode::Sleep { after_us, max_us } = st.idle {
+                        self.idle_round(&mut clock, us, after_us, max_us);
                     }
                 }
             }
@@ -163,34 +294,33 @@ impl Datapath {
             }
         }
     }
-}
 
-/// The state while the datapath is paused; resumes it when dropped.
-pub struct Paused<'a> {
-    dp: &'a Datapath,
-    guard: Option<MutexGuard<'a, DpState>>,
-}
-impl std::ops::Deref for Paused<'_> {
-    type Target = DpState;
-    fn deref(&self) -> &DpState {
-        self.guard.as_ref().unwrap()
-    }
-}
-impl std::ops::DerefMut for Paused<'_> {
-    fn deref_mut(&mut self) -> &mut DpState {
-        self.guard.as_mut().unwrap()
-    }
-}
-impl Drop for Paused<'_> {
-    fn drop(&mut self) {
-        self.guard.take();
-        self.dp.pause.store(false, Ordering::Release);
+    /// A round that moved nothing: once the lcore has been idle for
+    /// `after_us`, sleep, a little longer each time up to `max_us`.
+    #[cold]
+    fn idle_round(&self, clock: &mut IdleClock, tsc_per_us: u64, after_us: u32, max_us: u32) {
+        // SAFETY: reads the TSC, nothing else.
+        let now = unsafe { sys::dpdk_sys_tsc_cycles() };
+        if clock.since == 0 {
+            clock.since = now;
+            clock.next_us = FIRST_SLEEP_US.min(max_us);
+            return;
+        }
+        if now.wrapping_sub(clock.since) < after_us as u64 * tsc_per_us {
+            return;
+        }
+        let d = clock.next_us;
+        std::thread::sleep(std::time::Duration::from_micros(d as u64));
+        SocketStats::add(&self.sleeps.count, 1);
+        SocketStats::add(&self.sleeps.asked_us, d as u64);
+        clock.next_us = d.saturating_mul(2).min(max_us);
     }
 }
 
 /// One round on one queue: NIC rx -> guest (descriptors staged), guest
 /// tx -> NIC, then the rx descriptors published. `TIMED` rounds also charge
-/// their TSC cycles to the stages in `timing`.
+/// their TSC cycles to the stages in `timing`. Returns whether a packet
+/// moved.
 ///
 /// # Safety
 /// Caller holds the state lock; `q.guest` points to a live GuestRegion.
@@ -200,7 +330,7 @@ unsafe fn poll<const TIMED: bool>(
     rx: &mut [*mut sys::rte_mbuf; BURST],
     tx: &mut [*mut sys::rte_mbuf; BURST],
     timing: &DpTiming,
-) {
+) -> bool {
     let tsc = || {
         if TIMED {
             // SAFETY: reads the TSC, nothing else.
@@ -222,7 +352,7 @@ unsafe fn poll<const TIMED: bool>(
             }
             SocketStats::add(&q.stats.rx_drops, n as u64);
         }
-        return;
+        return n > 0;
     };
     if n > 0 {
         // SAFETY: we hold the state lock (contract); received mbufs.
@@ -258,6 +388,7 @@ unsafe fn poll<const TIMED: bool>(
     if broken {
         q.stats.guest_broken.store(true, Ordering::Relaxed);
     }
+    n > 0 || k > 0
 }
 
 /// Moves one burst of the guest's tx ring to the NIC. Returns how many

@@ -4,7 +4,8 @@
 //! Modules, leaves first: `log`, `stats`, `error`; `access` (who may
 //! attach to a socket); `nic`, `dma`, `flow` (rte_flow steering);
 //! `guest_region` (a guest's rings and buffers), `pool_ops` (the
-//! `shm_proxy` mempools), `datapath` (the polling loop); `session`
+//! `shm_proxy` mempools), `datapath` (the polling loop of one lcore), `lcores` (which lcore polls
+//! which queue); `session`
 //! (handshake); `proxy` (sockets, sessions, guests), `show` (text tables),
 //! `telemetry`; `command` (the command language).
 pub mod access;
@@ -14,6 +15,7 @@ pub mod dma;
 pub mod error;
 pub mod flow;
 pub mod guest_region;
+pub mod lcores;
 pub mod log;
 pub mod nic;
 pub mod pool_ops;

@@ -1,11 +1,12 @@
 //! dpdk-io-proxy: owns the NICs, serves each NIC queue on a unix socket to
 //! an unmodified DPDK app that attaches with `-a sock:/path`.
 //!
-//! Usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE
+//! Usage: dpdk-io-proxy [EAL options --] [--cmds FILE] [LCORES]
 
 use dpdk_sys as sys;
 use io_proxy::command::{execute, parse, Command, USAGE};
 use io_proxy::datapath::Datapath;
+use io_proxy::lcores::Lcores;
 use io_proxy::proxy::Proxy;
 use io_proxy::{log, pool_ops, telemetry};
 use std::io::{BufRead, IsTerminal, Write};
@@ -17,24 +18,27 @@ const DEFAULT_CMDS: &str = "dpdk-io-proxy.cmds";
 
 struct Args {
     eal: Vec<String>,
-    lcore: u32,
+    /// The datapath lcores; empty: every lcore the EAL options name.
+    lcores: Vec<u32>,
     cmds: Option<String>,
 }
 
 fn usage() -> String {
     format!(
         "\
-usage: dpdk-io-proxy [EAL options --] [--cmds FILE] LCORE
+usage: dpdk-io-proxy [EAL options --] [--cmds FILE] [LCORES]
        dpdk-io-proxy --help | --version
 
 Owns NICs through DPDK and serves their queues to DPDK apps over unix
 sockets, zero-copy (dpdk-io-proxy(8)). Apps attach with -a sock:<socket>.
 
   EAL options   DPDK's own, before `--`: -a <pci>, --vdev <vdev>, --file-prefix,
-                -m, --no-huge, ...; `-l LCORE` is added if they name no cores
+                -m, --no-huge, ...; `-l LCORES` is added if they name no cores
   --cmds FILE   startup commands (default: dpdk-io-proxy.cmds in the working
                 directory, if there is one)
-  LCORE         the lcore of the datapath
+  LCORES        the datapath lcores, one polling loop on each: 1, 1,2 or 1-3
+                (default: every lcore the EAL options name); each NIC queue
+                is polled by one of them (add socket ... lcore <n>)
   -h, --help    this text
   --version     versions: the proxy's, its protocol's and DPDK's
 
@@ -67,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
         Some(i) => (all[1..i].to_vec(), all[i + 1..].to_vec()),
         None => (Vec::new(), all[1..].to_vec()),
     };
-    let mut lcore = None;
+    let mut lcores = None;
     let mut cmds = None;
     let mut it = app.into_iter();
     while let Some(a) = it.next() {
@@ -81,24 +85,53 @@ fn parse_args() -> Result<Args, String> {
                 println!("{}", version());
                 std::process::exit(0);
             }
-            x => {
-                lcore = Some(
-                    x.parse::<u32>()
-                        .map_err(|_| format!("bad LCORE '{x}'\n{}", usage()))?,
-                )
+            x if lcores.is_none() => {
+                lcores =
+                    Some(lcore_list(x).map_err(|e| format!("bad LCORES '{x}': {e}\n{}", usage()))?)
             }
+            x => return Err(format!("unexpected '{x}'\n{}", usage())),
         }
     }
-    let lcore = lcore.ok_or_else(|| format!("missing LCORE\n{}", usage()))?;
     let has_cores = eal
         .iter()
-        .any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l"));
+        .any(|a| a == "-c" || a.starts_with("--lcores") || a.starts_with("-l"));
+    let lcores = match lcores {
+        Some(l) => l,
+        None if has_cores => Vec::new(),
+        None => return Err(format!("missing LCORES\n{}", usage())),
+    };
     if !has_cores {
-        eal.insert(0, lcore.to_string());
+        let list: Vec<String> = lcores.iter().map(|l| l.to_string()).collect();
+        eal.insert(0, list.join(","));
         eal.insert(0, "-l".into());
     }
     eal.insert(0, prog);
-    Ok(Args { eal, lcore, cmds })
+    Ok(Args { eal, lcores, cmds })
+}
+
+/// `1`, `1,2`, `0-3`, `0,2-3`: lcore ids, none twice.
+fn lcore_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out: Vec<u32> = Vec::new();
+    for part in s.split(',') {
+        let n = |x: &str| {
+            x.parse::<u32>()
+                .map_err(|_| format!("'{x}' is not an lcore id"))
+        };
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (n(a)?, n(b)?),
+            None => (n(part)?, n(part)?),
+        };
+        if a > b {
+            return Err(format!("range {part} runs backwards"));
+        }
+        for l in a..=b {
+            if out.contains(&l) {
+                return Err(format!("lcore {l} listed twice"));
+            }
+            out.push(l);
+        }
+    }
+    Ok(out)
 }
 
 static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
@@ -221,14 +254,15 @@ fn control_loop(proxy: &mut Proxy, sig: OwnedFd, interactive: bool) {
     }
 }
 
-fn set_control_affinity(dp_cpu: u32) {
+/// Keeps the control thread off the datapath lcores' CPUs, if any are left.
+fn set_control_affinity(dp_cpus: &[u32]) {
     // SAFETY: plain libc cpu-set manipulation on a local.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         let n = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
         let mut any = false;
         for c in 0..n {
-            if c as u32 != dp_cpu || n == 1 {
+            if !dp_cpus.contains(&(c as u32)) {
                 libc::CPU_SET(c, &mut set);
                 any = true;
             }
@@ -237,6 +271,20 @@ fn set_control_affinity(dp_cpu: u32) {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
     }
+}
+
+/// Every lcore the EAL runs, the main one included.
+fn eal_lcores() -> Vec<u32> {
+    let mut out = Vec::new();
+    // SAFETY: plain EAL queries after init.
+    unsafe {
+        let mut l = sys::rte_get_next_lcore(u32::MAX, 0, 0);
+        while l < sys::RTE_MAX_LCORE {
+            out.push(l);
+            l = sys::rte_get_next_lcore(l, 0, 0);
+        }
+    }
+    out
 }
 
 unsafe extern "C" fn dp_entry(arg: *mut libc::c_void) -> libc::c_int {
@@ -269,20 +317,22 @@ fn main() {
         eprintln!("dpdk-io-proxy: {e}");
         std::process::exit(1);
     }
-    // SAFETY: plain EAL queries after init.
-    let (main_lcore, enabled, dp_cpu) = unsafe {
-        (
-            sys::rte_get_main_lcore(),
-            sys::rte_lcore_is_enabled(args.lcore) != 0,
-            sys::rte_lcore_to_cpu_id(args.lcore as i32),
-        )
+    let lcores = if args.lcores.is_empty() {
+        eal_lcores()
+    } else {
+        args.lcores.clone()
     };
-    if !enabled {
-        eprintln!(
-            "dpdk-io-proxy: lcore {} is not among the EAL's lcores",
-            args.lcore
-        );
-        std::process::exit(2);
+    // SAFETY: plain EAL queries after init.
+    let main_lcore = unsafe { sys::rte_get_main_lcore() };
+    let mut dp_cpus = Vec::new();
+    for &l in &lcores {
+        // SAFETY: as above.
+        if l >= sys::RTE_MAX_LCORE || unsafe { sys::rte_lcore_is_enabled(l) } == 0 {
+            eprintln!("dpdk-io-proxy: lcore {l} is not among the EAL's lcores");
+            std::process::exit(2);
+        }
+        // SAFETY: as above, for an enabled lcore.
+        dp_cpus.push(unsafe { sys::rte_lcore_to_cpu_id(l as i32) } as u32);
     }
     let sig = match install_signals() {
         Ok(s) => s,
@@ -291,20 +341,19 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let dp = Arc::new(Datapath::default());
-    let mut proxy = Proxy::new(dp.clone());
+    let mut proxy = Proxy::new(Lcores::new(&lcores));
+    let dps: Vec<Arc<Datapath>> = proxy.lcores.datapaths().to_vec();
     let cmds = args.cmds.clone().or_else(|| {
         std::path::Path::new(DEFAULT_CMDS)
             .exists()
             .then(|| DEFAULT_CMDS.to_string())
     });
 
-    let dp_ctl = dp.clone();
     let interactive = std::io::stdin().is_terminal();
     let control = std::thread::Builder::new()
         .name("io-proxy-ctl".into())
         .spawn(move || {
-            set_control_affinity(dp_cpu as u32);
+            set_control_affinity(&dp_cpus);
             let mut code = 0;
             let ok = match &cmds {
                 Some(f) => match run_cmds_file(&mut proxy, f) {
@@ -332,33 +381,50 @@ fn main() {
             }
             proxy.shutdown();
             let _ = std::io::stdout().flush();
-            dp_ctl.stop();
+            proxy.lcores.stop();
             code
         })
         .expect("spawn control thread");
 
-    if args.lcore == main_lcore {
-        dp.run();
-    } else {
-        // SAFETY: dp outlives the lcore: we wait for it below.
+    // Each datapath on its lcore; the main lcore's (if it is one) here.
+    let mut launched = Vec::new();
+    let mut failed = false;
+    for dp in dps.iter().filter(|dp| dp.lcore != main_lcore) {
+        // SAFETY: dp outlives the lcore: `dps` holds it until we waited
+        // for the lcore below.
         let r = unsafe {
             sys::rte_eal_remote_launch(
                 Some(dp_entry),
-                Arc::as_ptr(&dp) as *mut libc::c_void,
-                args.lcore,
+                Arc::as_ptr(dp) as *mut libc::c_void,
+                dp.lcore,
             )
         };
-        if r != 0 {
+        if r == 0 {
+            launched.push(dp.lcore);
+        } else {
             eprintln!(
                 "dpdk-io-proxy: cannot launch the datapath on lcore {}",
-                args.lcore
+                dp.lcore
             );
-            dp.stop();
+            failed = true;
         }
-        // SAFETY: waits for the launched function to return.
-        unsafe { sys::rte_eal_wait_lcore(args.lcore) };
     }
-    let code = control.join().unwrap_or(1);
+    if failed {
+        // As a SIGTERM: the control thread stops the others and cleans up.
+        on_signal(libc::SIGTERM);
+    }
+    if let Some(dp) = dps.iter().find(|dp| dp.lcore == main_lcore) {
+        dp.run();
+    }
+    for l in launched {
+        // SAFETY: waits for the launched function to return.
+        unsafe { sys::rte_eal_wait_lcore(l) };
+    }
+    let code = if failed {
+        control.join().map_or(1, |c| c.max(1))
+    } else {
+        control.join().unwrap_or(1)
+    };
     // SAFETY: every DPDK user is done.
     unsafe { sys::rte_eal_cleanup() };
     std::process::exit(code);

@@ -2,11 +2,11 @@
 //! each socket's guest session; guests connect, start, stop and go.
 
 use crate::access::SocketAccess;
-use crate::datapath::{Datapath, DpQueue};
 use crate::dma;
 use crate::error::ProxyError;
 use crate::flow::{Flows, Match};
 use crate::guest_region::{self, GuestPtr, GuestSlot};
+use crate::lcores::Lcores;
 use crate::log;
 use crate::nic::{self, mac_str, NicPort};
 use crate::pool_ops;
@@ -30,6 +30,8 @@ pub struct SocketEntry {
     pub access: SocketAccess,
     pub listener: OwnedFd,
     pub session: Option<Session>,
+    /// The datapath lcore polling each NIC queue in `queues`.
+    pub lcores: Vec<u32>,
     /// The counters of each NIC queue in `queues`.
     pub stats: Vec<Arc<SocketStats>>,
     pub pools_made: u32,
@@ -57,12 +59,25 @@ pub fn queue_list(qs: &[u16]) -> String {
     }
 }
 
+/// Each queue's lcore, `1,1,2` as `1,1,2`; all on one as `1`.
+pub fn lcore_list(l: &[u32]) -> String {
+    match l {
+        [first, rest @ ..] if rest.iter().all(|x| x == first) => first.to_string(),
+        _ => l
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
 pub struct Proxy {
     /// Link (up, speed) last told to the guests, per port.
     links: BTreeMap<u16, (bool, u32)>,
     pub ports: BTreeMap<u16, NicPort>,
     pub sockets: Vec<SocketEntry>,
-    pub dp: Arc<Datapath>,
+    /// The datapath lcores and the queues each polls.
+    pub lcores: Lcores,
     /// The buffer areas of connected guests, which their other sockets may
     /// share (held by the sessions; gone with the last of them).
     buffers: Vec<Weak<GuestBuffers>>,
@@ -71,12 +86,12 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(dp: Arc<Datapath>) -> Proxy {
+    pub fn new(lcores: Lcores) -> Proxy {
         Proxy {
             links: BTreeMap::new(),
             ports: BTreeMap::new(),
             sockets: Vec::new(),
-            dp,
+            lcores,
             buffers: Vec::new(),
             flows: Flows::default(),
         }
@@ -120,16 +135,10 @@ impl Proxy {
             },
             mac_str(&p.mac)
         ));
-        let mut st = self.dp.pause();
         for q in 0..queues {
-            st.queues.push(DpQueue {
-                port: id,
-                queue: q,
-                guest: None,
-                stats: p.queue_stats[q as usize].clone(),
-            });
+            self.lcores
+                .add_queue(id, q, p.queue_stats[q as usize].clone());
         }
-        drop(st);
         self.ports.insert(id, p);
         Ok(())
     }
@@ -152,7 +161,7 @@ impl Proxy {
             .ports
             .get_mut(&id)
             .ok_or_else(|| format!("port {id} not added"))?;
-        let _paused = self.dp.pause();
+        let _paused = self.lcores.pause_port(id);
         // SAFETY: paused; no guest pool is behind any queue of the port.
         unsafe { p.set_mtu(mtu) }.map_err(|e| e.to_string())?;
         log::info(&format!(
@@ -169,6 +178,7 @@ impl Proxy {
         queues: Vec<u16>,
         cfg: RegionConfig,
         access: SocketAccess,
+        lcores: Vec<u32>,
     ) -> Result<(), String> {
         use nix::sys::socket::{
             bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
@@ -226,12 +236,24 @@ impl Proxy {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        listen(&fd, Backlog::new(4).unwrap()).map_err(|e| format!("listen: {e}"))?;
+        if let Err(e) = listen(&fd, Backlog::new(4).unwrap()) {
+            let _ = std::fs::remove_file(&path);
+            return Err(format!("listen: {e}"));
+        }
+        let on = match self.lcores.serve(port, &queues, &lcores) {
+            Ok(on) => on,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         log::info(&format!(
-            "serving port {port} queue{} {} on {path} ({})",
+            "serving port {port} queue{} {} on {path} ({}), datapath lcore{} {}",
             if queues.len() > 1 { "s" } else { "" },
             queue_list(&queues),
-            access.describe()
+            access.describe(),
+            if on.len() > 1 { "s" } else { "" },
+            lcore_list(&on)
         ));
         self.sockets.push(SocketEntry {
             path,
@@ -245,6 +267,7 @@ impl Proxy {
             access,
             listener: fd,
             session: None,
+            lcores: on,
             pools_made: 0,
         });
         Ok(())
@@ -258,6 +281,7 @@ impl Proxy {
             .ok_or_else(|| format!("no socket {path}"))?;
         self.disconnect(i, "socket removed");
         let s = self.sockets.remove(i);
+        self.lcores.unserve(s.port, &s.queues);
         let _ = std::fs::remove_file(&s.path);
         log::info(&format!("stopped serving {}", s.path));
         Ok(())
@@ -499,7 +523,19 @@ impl Proxy {
             page_size: if huge { crate::session::HUGE_2M } else { 4096 },
         };
         b.grown.lock().unwrap().push(part);
-        let paused = self.dp.pause();
+        // Only the lcores polling a started queue on these buffers.
+        let on_buffers: Vec<(u16, u16)> = self
+            .sockets
+            .iter()
+            .filter_map(|s| Some((s, s.session.as_ref()?)))
+            .filter(|(_, sess)| Arc::ptr_eq(&sess.buffers, &b))
+            .flat_map(|(s, sess)| {
+                (0..sess.guest.len())
+                    .filter(|&q| sess.started[q])
+                    .map(|q| (s.port, s.queues[q]))
+            })
+            .collect();
+        let paused = self.lcores.pause_queues(&on_buffers);
         let mut failed = None;
         for (j, sj) in self.sockets.iter_mut().enumerate() {
             let port = sj.port;
@@ -637,7 +673,13 @@ impl Proxy {
             };
             g.mp
         };
-        let mut st = self.dp.pause();
+        // A port stop and start pauses every lcore polling the port; a
+        // queue restart only the queue's.
+        let mut st = if port.runtime_rx_setup {
+            self.lcores.pause_queues(&[(s.port, nic_queue)])
+        } else {
+            self.lcores.pause_port(s.port)
+        };
         // The queue setup fills the NIC ring from the pool (ops_dequeue uses
         // g): no reference to g is alive here.
         // SAFETY: paused (st); mp lives until stop_guest puts the idle
@@ -656,11 +698,7 @@ impl Proxy {
             }
             return Err(e.context("attach queue"));
         }
-        if let Some(dq) = st
-            .queues
-            .iter_mut()
-            .find(|dq| (dq.port, dq.queue) == (s.port, nic_queue))
-        {
+        if let Some(dq) = st.queue(s.port, nic_queue) {
             dq.guest = Some(g);
         }
         drop(st);
@@ -688,13 +726,10 @@ impl Proxy {
             return Ok(());
         }
         let port = &self.ports[&s.port];
-        let mut st = self.dp.pause();
+        // set_idle stops the port: every lcore polling it pauses.
+        let mut st = self.lcores.pause_port(s.port);
         for &(q, nic_queue, g) in &attached {
-            if let Some(dq) = st
-                .queues
-                .iter_mut()
-                .find(|dq| (dq.port, dq.queue) == (s.port, nic_queue))
-            {
+            if let Some(dq) = st.queue(s.port, nic_queue) {
                 dq.guest = None;
             }
             if give_back {
@@ -796,8 +831,10 @@ impl Proxy {
         for p in paths {
             let _ = self.remove_socket(&p);
         }
-        let mut st = self.dp.pause();
-        st.queues.clear();
+        let mut st = self.lcores.pause_all();
+        for s in st.states() {
+            s.queues.clear();
+        }
         drop(st);
         for (&id, p) in &self.ports {
             self.flows.flush(id);

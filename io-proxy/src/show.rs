@@ -34,8 +34,8 @@ impl Proxy {
 
     pub fn show_sockets(&self) -> String {
         let mut s = format!(
-            "{:<32} {:>4} {:>6} {:<10} {:>7} {:<12}\n",
-            "socket", "port", "queues", "guest", "pid", "state"
+            "{:<32} {:>4} {:>6} {:>6} {:<10} {:>7} {:<12}\n",
+            "socket", "port", "queues", "lcore", "guest", "pid", "state"
         );
         for e in &self.sockets {
             let (guest, pid, state, dma) = match &e.session {
@@ -57,10 +57,11 @@ impl Proxy {
                 None => ("-".into(), "-".into(), "listening".into(), String::new()),
             };
             s += &format!(
-                "{:<32} {:>4} {:>6} {:<10} {:>7} {:<12}{dma}  {}\n",
+                "{:<32} {:>4} {:>6} {:>6} {:<10} {:>7} {:<12}{dma}  {}\n",
                 e.path,
                 e.port,
                 e.queue_list(),
+                crate::proxy::lcore_list(&e.lcores),
                 guest,
                 pid,
                 state,
@@ -85,7 +86,10 @@ impl Proxy {
                     (e.port == p.id).then_some((e, k as u16))
                 });
                 s += &format!(
-                    "  queue {q} {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, tx offload errors {}, payload copies {}\n",
+                    "  queue {q} (lcore {}) {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, tx offload errors {}, payload copies {}\n",
+                    self.lcores
+                        .lcore_of(p.id, q as u16)
+                        .map_or("-".into(), |l| l.to_string()),
                     served.map_or("(no socket)".to_string(), |(e, k)| if e.queues.len() > 1 {
                         format!("{} queue {k}", e.path)
                     } else {
@@ -119,6 +123,36 @@ impl Proxy {
                         used.join(", ")
                     );
                 }
+            }
+        }
+        s
+    }
+
+    /// `show datapath`: each lcore's queues, back-off and timing.
+    pub fn show_datapath(&self) -> String {
+        let mut s = format!("idle lcores: {}\n", self.lcores.idle());
+        let load = self.lcores.load();
+        for (dp, (_, served)) in self.lcores.datapaths().iter().zip(load) {
+            let polled: Vec<String> = self
+                .lcores
+                .polled_by(dp.lcore)
+                .iter()
+                .map(|(p, q)| format!("{p}/{q}"))
+                .collect();
+            s += &format!(
+                "lcore {}: polls port/queue {} ({served} served by sockets); paused {} times; {} idle sleeps ({} ms asked)\n",
+                dp.lcore,
+                if polled.is_empty() {
+                    "none".to_string()
+                } else {
+                    polled.join(" ")
+                },
+                get(&dp.pauses),
+                get(&dp.sleeps.count),
+                get(&dp.sleeps.asked_us) / 1000,
+            );
+            for line in dp.timing.show().lines() {
+                s += &format!("  {line}\n");
             }
         }
         s

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// On lines of its own: queues on different datapath lcores share none.
 #[derive(Default)]
+#[repr(align(64))]
 pub struct SocketStats {
     pub rx_packets: AtomicU64,
     pub rx_bytes: AtomicU64,

@@ -23,6 +23,7 @@ struct SocketRow {
     path: String,
     port: u16,
     queues: Vec<u16>,
+    lcores: Vec<u32>,
     connected: bool,
     /// Queue pairs attached to their NIC queue.
     started: usize,
@@ -45,12 +46,17 @@ struct FlowRow {
     pattern: String,
     hits: Option<u64>,
 }
+/// (port, NIC queue).
+type PortQueue = (u16, u16);
+
 #[derive(Default)]
 struct Snapshot {
     ports: Vec<PortRow>,
     sockets: Vec<SocketRow>,
     flows: Vec<FlowRow>,
-    datapath: Option<Arc<Datapath>>,
+    /// Each datapath lcore, and the queues it polls.
+    datapaths: Vec<(Arc<Datapath>, Vec<PortQueue>)>,
+    idle: String,
 }
 static SNAPSHOT: Mutex<Option<Snapshot>> = Mutex::new(None);
 
@@ -76,6 +82,7 @@ pub fn publish(p: &Proxy) {
                 path: s.path.clone(),
                 port: s.port,
                 queues: s.queues.clone(),
+                lcores: s.lcores.clone(),
                 connected: s.session.is_some(),
                 started: s
                     .session
@@ -104,7 +111,13 @@ pub fn publish(p: &Proxy) {
                 hits: crate::flow::Flows::hits(f),
             })
             .collect(),
-        datapath: Some(p.dp.clone()),
+        datapaths: p
+            .lcores
+            .datapaths()
+            .iter()
+            .map(|dp| (dp.clone(), p.lcores.polled_by(dp.lcore)))
+            .collect(),
+        idle: p.lcores.idle().to_string(),
     };
     *SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap);
 }
@@ -211,6 +224,8 @@ unsafe extern "C" fn tel_sockets(
                 add_u64(c, "port", s.port as u64);
                 add_u64(c, "queue", s.queues[0] as u64);
                 add_str(c, "queues", &crate::proxy::queue_list(&s.queues));
+                add_u64(c, "lcore", s.lcores[0] as u64);
+                add_str(c, "lcores", &crate::proxy::lcore_list(&s.lcores));
                 add_u64(c, "connected", s.connected as u64);
                 add_u64(c, "started", (s.started > 0) as u64);
                 add_u64(c, "queues_started", s.started as u64);
@@ -284,14 +299,25 @@ unsafe extern "C" fn tel_datapath(
         sys::ffi_guard("io_proxy telemetry tel_datapath", -libc::EIO, || {
             let g = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
             sys::rte_tel_data_start_dict(d);
-            let Some(dp) = g.as_ref().and_then(|s| s.datapath.as_ref()) else {
-                return 0;
+            let Some(snap) = g.as_ref() else { return 0 };
+            // The totals over every lcore, then each lcore's own.
+            let sum = |f: &dyn Fn(&Datapath) -> u64| -> u64 {
+                snap.datapaths.iter().map(|(dp, _)| f(dp)).sum()
             };
-            let t = &dp.timing;
-            add_u64(d, "timing", t.on.load(Ordering::Relaxed) as u64);
+            let on = sum(&|dp| dp.timing.on.load(Ordering::Relaxed) as u64) > 0;
+            add_u64(d, "timing", on as u64);
             add_u64(d, "tsc_hz", sys::rte_get_tsc_hz());
-            add_u64(d, "idle_cycles", t.idle.load(Ordering::Relaxed));
-            for (name, cycles, packets) in t.stages() {
+            add_str(d, "idle", &snap.idle);
+            add_u64(d, "lcores", snap.datapaths.len() as u64);
+            add_u64(d, "idle_cycles", sum(&|dp| get(&dp.timing.idle)));
+            add_u64(d, "idle_sleeps", sum(&|dp| get(&dp.sleeps.count)));
+            for k in 0..4 {
+                let name = snap
+                    .datapaths
+                    .first()
+                    .map_or("", |(dp, _)| dp.timing.stages()[k].0);
+                let cycles = sum(&|dp| dp.timing.stages()[k].1);
+                let packets = sum(&|dp| dp.timing.stages()[k].2);
                 add_u64(d, &format!("{name}_cycles"), cycles);
                 add_u64(d, &format!("{name}_packets"), packets);
                 add_u64(
@@ -299,6 +325,23 @@ unsafe extern "C" fn tel_datapath(
                     &format!("{name}_cycles_per_packet"),
                     (cycles + packets / 2) / packets.max(1),
                 );
+            }
+            for (dp, polled) in &snap.datapaths {
+                let Some(c) = new_dict() else {
+                    return -libc::ENOMEM;
+                };
+                add_u64(c, "queues", polled.len() as u64);
+                let list: Vec<String> = polled.iter().map(|(p, q)| format!("{p}/{q}")).collect();
+                add_str(c, "polls", &list.join(" "));
+                add_u64(c, "pauses", get(&dp.pauses));
+                add_u64(c, "idle_sleeps", get(&dp.sleeps.count));
+                add_u64(c, "idle_sleep_us", get(&dp.sleeps.asked_us));
+                add_u64(c, "idle_cycles", get(&dp.timing.idle));
+                for (name, cycles, packets) in dp.timing.stages() {
+                    add_u64(c, &format!("{name}_cycles"), cycles);
+                    add_u64(c, &format!("{name}_packets"), packets);
+                }
+                add_dict(d, &format!("lcore{}", dp.lcore), c);
             }
             0
         })
@@ -372,7 +415,7 @@ pub fn register() {
         sys::rte_telemetry_register_cmd(
             c"/io_proxy/datapath".as_ptr(),
             Some(tel_datapath),
-            c"dpdk-io-proxy datapath TSC cycles per stage, while 'set timing on'".as_ptr(),
+            c"dpdk-io-proxy datapath lcores: queues polled, idle sleeps, TSC cycles per stage while 'set timing on'".as_ptr(),
         );
         sys::rte_telemetry_register_cmd(
             c"/io_proxy/flows".as_ptr(),

@@ -173,14 +173,24 @@ impl Proxy {
         Proxy::start_as(Command::new(proxy_bin()), dir, prefix, eal, cmds)
     }
 
+    /// As [`Proxy::start`], with datapath lcores `lcores` (`0,1`).
+    pub fn start_on(dir: &Scratch, prefix: &str, eal: &[&str], cmds: &str, lcores: &str) -> Proxy {
+        Proxy::start_as_on(Command::new(proxy_bin()), dir, prefix, eal, cmds, lcores)
+    }
+
     /// As [`Proxy::start`], with `cmd` the proxy binary to run (or what
     /// runs it: another release's root, say).
-    pub fn start_as(
+    pub fn start_as(cmd: Command, dir: &Scratch, prefix: &str, eal: &[&str], cmds: &str) -> Proxy {
+        Proxy::start_as_on(cmd, dir, prefix, eal, cmds, "0")
+    }
+
+    fn start_as_on(
         mut cmd: Command,
         dir: &Scratch,
         prefix: &str,
         eal: &[&str],
         cmds: &str,
+        lcores: &str,
     ) -> Proxy {
         let cmds_file = dir.path("proxy.cmds");
         std::fs::write(&cmds_file, cmds).unwrap();
@@ -196,7 +206,7 @@ impl Proxy {
         .arg("--")
         .arg("--cmds")
         .arg(&cmds_file)
-        .arg("0")
+        .arg(lcores)
         .current_dir(&dir.0);
         let mut proc = Proc::spawn(&mut cmd, dir.path("proxy.log"), false);
         proc.wait_for("dpdk-io-proxy ready", 1, Duration::from_secs(20));
@@ -308,10 +318,15 @@ impl Proxy {
 
     /// A numeric field of the socket at `path` in /io_proxy/sockets.
     pub fn socket_field(&self, path: &str, field: &str) -> i64 {
-        let json = self.telemetry("/io_proxy/sockets");
+        socket_field_of(&self.telemetry("/io_proxy/sockets"), path, field)
+    }
+
+    /// A numeric field of datapath lcore `lcore` in /io_proxy/datapath.
+    pub fn lcore_field(&self, lcore: u32, field: &str) -> u64 {
+        let json = self.telemetry("/io_proxy/datapath");
         let at = json
-            .find(&format!("\"path\": \"{path}\""))
-            .unwrap_or_else(|| panic!("{path} not in telemetry: {json}"));
+            .find(&format!("\"lcore{lcore}\": {{"))
+            .unwrap_or_else(|| panic!("no lcore {lcore} in telemetry: {json}"));
         let obj = &json[at..json[at..].find('}').map(|e| at + e).unwrap()];
         json_number(obj, field)
     }
@@ -568,6 +583,15 @@ impl Guest {
         self.proc.signal(libc::SIGKILL);
         self.proc.wait_exit(Duration::from_secs(10));
     }
+}
+
+/// A numeric field of the socket at `path` in a /io_proxy/sockets answer.
+pub fn socket_field_of(json: &str, path: &str, field: &str) -> i64 {
+    let at = json
+        .find(&format!("\"path\": \"{path}\""))
+        .unwrap_or_else(|| panic!("{path} not in telemetry: {json}"));
+    let obj = &json[at..json[at..].find('}').map(|e| at + e).unwrap()];
+    json_number(obj, field)
 }
 
 /// The JSON answer of the DPDK process with file prefix `prefix` to a
