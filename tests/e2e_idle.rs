@@ -1,0 +1,90 @@
+//! An idle proxy backs off: with a guest attached and no traffic its
+//! datapath lcore sleeps between rounds (telemetry `idle_sleeps`) and
+//! takes a fraction of its core; kernel traffic that then arrives is
+//! forwarded whole. `set idle poll` keeps it busy polling, never asleep.
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// The proxy's CPU time (user + system), in seconds.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / hz
+}
+
+/// The share of one CPU the proxy used over `d`.
+fn cpu_share(proxy: &Proxy, d: Duration) -> f64 {
+    let (c0, t0) = (cpu_seconds(proxy.proc.pid()), Instant::now());
+    std::thread::sleep(d);
+    (cpu_seconds(proxy.proc.pid()) - c0) / t0.elapsed().as_secs_f64()
+}
+
+fn idle_proxy(tag: &str, setting: &str) -> (Scratch, Netns, String, Proxy, Guest) {
+    let (dir, net, sock, proxy) = Proxy::veth_port(tag, "", &format!(" queues 1\n{setting}"), "0");
+    let g = Guest::start(&dir, "g", &sock);
+    let t = Instant::now();
+    while proxy.socket_field(&sock, "started") == 0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "guest not started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (dir, net, sock, proxy, g)
+}
+
+#[test]
+fn an_idle_proxy_sleeps_and_wakes_for_traffic() {
+    let (_dir, net, sock, proxy, g) = idle_proxy("id", "");
+    let sleeps = proxy.lcore_field(0, "idle_sleeps");
+    let share = cpu_share(&proxy, Duration::from_secs(2));
+    let slept = proxy.lcore_field(0, "idle_sleeps") - sleeps;
+    eprintln!(
+        "idle: {:.1} % of a CPU, {slept} sleeps in 2 s",
+        share * 100.0
+    );
+    // 100 us sleeps at most: thousands of them, and far from a whole core.
+    assert!(slept > 2000, "the idle lcore slept {slept} times in 2 s");
+    assert!(
+        share < 0.5,
+        "an idle proxy took {:.0} % of a CPU",
+        share * 100.0
+    );
+
+    let r = net.flows(1000, 16);
+    assert_eq!(
+        (r.sent, r.matched, r.bad),
+        (1000, 1000, 0),
+        "after the idle period: {r:?}\n{}",
+        proxy.counters()
+    );
+    g.stop(libc::SIGINT);
+    proxy.stop(&[&sock]);
+}
+
+#[test]
+fn set_idle_poll_keeps_the_lcore_polling() {
+    let (_dir, net, sock, proxy, g) = idle_proxy("ip", "set idle poll\n");
+    // (It slept before the command ran, while it had no queue.)
+    let sleeps = proxy.lcore_field(0, "idle_sleeps");
+    let share = cpu_share(&proxy, Duration::from_secs(2));
+    eprintln!("idle poll: {:.1} % of a CPU", share * 100.0);
+    assert_eq!(proxy.lcore_field(0, "idle_sleeps"), sleeps);
+    assert!(
+        share > 0.8,
+        "a polling proxy took only {:.0} % of a CPU",
+        share * 100.0
+    );
+    assert!(proxy
+        .telemetry("/io_proxy/datapath")
+        .contains("\"idle\": \"poll\""));
+    let r = net.flows(1000, 16);
+    assert_eq!((r.sent, r.matched, r.bad), (1000, 1000, 0), "{r:?}");
+    g.stop(libc::SIGINT);
+    proxy.stop(&[&sock]);
+}
