@@ -28,7 +28,6 @@ Also run by bench/run.py at the end (unless --no-callgrind); the JSON goes
 into its results as "callgrind".
 """
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -227,12 +226,7 @@ def main():
         rows = measure_all([int(s) for s in a.sizes.split(",")], a.warmup, a.window)
         print_table(rows)
         kind = "callgrind"
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"{kind}-{stamp}.json").write_text(json.dumps({"date": stamp, "proxy": str(proxy), kind: rows}, indent=1))
-    print(f"\nresults: {out / f'{kind}-{stamp}.json'}")
-
+    run.save_results(a.out, kind, {"proxy": str(proxy), kind: rows})
 
 if __name__ == "__main__":
     main()

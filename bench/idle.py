@@ -13,7 +13,6 @@ usage: bench/idle.py [--settings "poll;sleep 50;sleep 100;sleep 200;sleep 500"] 
 Needs root (a network namespace). Not part of `make test`.
 """
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -114,12 +113,7 @@ def main():
         if poll and r is not poll:
             print(f"rep {r['rep']} {r['setting']:<10} +{r['rtt_us_median'] - poll['rtt_us_median']:5.0f} us median,"
                   f" +{r['rtt_us_mean'] - poll['rtt_us_mean']:5.0f} us mean; CPU {r['idle_cpu'] * 100:.1f} %")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"idle-{stamp}.json").write_text(json.dumps({"date": stamp, "idle": rows}, indent=1))
-    print(f"\nresults: {out / f'idle-{stamp}.json'}")
-
+    run.save_results(a.out, "idle", {"idle": rows})
 
 if __name__ == "__main__":
     main()

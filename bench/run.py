@@ -74,6 +74,17 @@ SIDE_EAL = ["-l", "0,1", "--main-lcore", "1", "--no-pci", "--file-prefix", "bsid
 PROXY_LCORES = "0"
 
 
+def save_results(out, kind, payload):
+    """Writes OUT/KIND-<date>.json (payload plus its date) and says where."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = out / f"{kind}-{stamp}.json"
+    path.write_text(json.dumps({"date": stamp, **payload}, indent=1))
+    print(f"\nresults: {path}")
+    return path
+
+
 def null_vdev(name, size):
     return f"{name},copy=1,size={size}"
 

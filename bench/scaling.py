@@ -12,10 +12,8 @@ the lcores, not how the rate grows on a host with a core per loop
 usage: bench/scaling.py [--guests 1,2,4] [--lcores "0;0,1"] [--reps 3] [--size 64] [--out DIR]
 """
 import argparse
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,12 +52,7 @@ def main():
             v = [r["pps"] for r in rows if r["proxy_lcores"] == lcores and r["guests"] == n]
             line += f"{statistics.median(v) / 1e6:12.2f}"
         print(line)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"scaling-{stamp}.json").write_text(json.dumps({"date": stamp, "scaling": rows}, indent=1))
-    print(f"\nresults: {out / f'scaling-{stamp}.json'}")
-
+    run.save_results(a.out, "scaling", {"scaling": rows})
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ commands:
                                                       serve those queues (2, 0-3, 0,2) on a unix socket at <path>:
                                                       the guest port gets one rx/tx queue pair per NIC queue;
                                                       lcore: the datapath lcore(s) polling them, one per queue in
-                                                      turn (default: the least loaded for each);
+                                                      turn (default: for each, an lcore serving the fewest);
                                                       owner/mode: the socket file's (default: the proxy's user, 0660);
                                                       allow_uid/allow_gid: only these peers (SO_PEERCRED) are served;
                                                       buffers: the guest's pool area at attach (default 512), which
@@ -99,6 +99,9 @@ impl PartialEq for RegionConfig {
 const RING_MIN: u32 = 512;
 const RING_MAX: u32 = 16384;
 
+/// Longest lcore list (EAL's RTE_MAX_LCORE in Debian's build).
+pub const MAX_LCORES: usize = 128;
+
 fn word<'a>(what: &str, s: Option<&'a str>) -> Result<&'a str, String> {
     s.ok_or_else(|| format!("missing {what}"))
 }
@@ -108,36 +111,47 @@ fn num<T: std::str::FromStr>(what: &str, s: Option<&str>) -> Result<T, String> {
     s.parse().map_err(|_| format!("bad {what} '{s}'"))
 }
 
-/// A queue list: `2`, `0-3`, `0,2,5` or a mix (`0-1,4`); no queue twice,
-/// at most [`QUEUES_MAX`](shm_abi::layout::QUEUES_MAX).
-fn queue_list(s: Option<&str>) -> Result<Vec<u16>, String> {
-    let s = s.ok_or("missing queue")?;
-    let mut qs: Vec<u16> = Vec::new();
+/// A list of ids (queues, lcores): `2`, `0-3`, `0,2,5` or a mix
+/// (`0-1,4`); none twice, at most `max` of them.
+pub fn id_list<T>(what: &str, s: &str, max: usize) -> Result<Vec<T>, String>
+where
+    T: std::str::FromStr + Copy + PartialEq + PartialOrd + std::fmt::Display + TryFrom<u64>,
+    u64: From<T>,
+{
+    let mut out: Vec<T> = Vec::new();
     for part in s.split(',') {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (num("queue", Some(a))?, num("queue", Some(b))?),
+        let (a, b): (T, T) = match part.split_once('-') {
+            Some((a, b)) => (num(what, Some(a))?, num(what, Some(b))?),
             None => {
-                let q = num("queue", Some(part))?;
-                (q, q)
+                let x = num(what, Some(part))?;
+                (x, x)
             }
         };
         if a > b {
-            return Err(format!("bad queue range '{part}'"));
+            return Err(format!("bad {what} range '{part}'"));
         }
-        for q in a..=b {
-            if qs.contains(&q) {
-                return Err(format!("queue {q} listed twice"));
+        for x in u64::from(a)..=u64::from(b) {
+            let x = T::try_from(x).map_err(|_| format!("bad {what} '{x}'"))?;
+            if out.contains(&x) {
+                return Err(format!("{what} {x} listed twice"));
             }
-            qs.push(q);
-            if qs.len() > shm_abi::layout::QUEUES_MAX as usize {
-                return Err(format!(
-                    "at most {} queues per socket",
-                    shm_abi::layout::QUEUES_MAX
-                ));
+            out.push(x);
+            if out.len() > max {
+                return Err(format!("at most {max} {what}s"));
             }
         }
     }
-    Ok(qs)
+    Ok(out)
+}
+
+/// A socket's queue list ([`id_list`]), at most
+/// [`QUEUES_MAX`](shm_abi::layout::QUEUES_MAX) queues.
+fn queue_list(s: Option<&str>) -> Result<Vec<u16>, String> {
+    id_list(
+        "queue",
+        s.ok_or("missing queue")?,
+        shm_abi::layout::QUEUES_MAX as usize,
+    )
 }
 
 /// Parses one command line.
@@ -197,10 +211,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
             while let Some(k) = it.next() {
                 match k {
                     "lcore" => {
-                        lcores = word("lcore list", it.next())?
-                            .split(',')
-                            .map(|l| num("lcore", Some(l)))
-                            .collect::<Result<_, _>>()?
+                        lcores = id_list("lcore", word("lcore list", it.next())?, MAX_LCORES)?
                     }
                     "owner" => {
                         access.owner = Some(SocketAccess::parse_owner(word("owner", it.next())?)?)
@@ -554,7 +565,14 @@ mod tests {
             Command::AddSocket { lcores, .. } => assert_eq!(lcores, vec![1, 2]),
             other => panic!("{other:?}"),
         }
+        match parse("add socket /tmp/s 0 0-3 lcore 0-1,3").unwrap() {
+            Command::AddSocket { lcores, .. } => assert_eq!(lcores, vec![0, 1, 3]),
+            other => panic!("{other:?}"),
+        }
         assert!(parse("add socket /tmp/s 0 0 lcore x").is_err());
+        assert!(parse("add socket /tmp/s 0 0 lcore 1,1")
+            .unwrap_err()
+            .contains("lcore 1 listed twice"));
         use crate::datapath::IdleMode;
         assert_eq!(
             parse("set idle poll").unwrap(),

@@ -55,6 +55,18 @@ impl Lcores {
             .collect()
     }
 
+    /// Where a socket's queue polled by lcore `now` goes: an lcore serving
+    /// the fewest socket queues, `now` itself if it is one of them (no
+    /// move), else the one polling fewest queues.
+    fn least_loaded_for(&self, now: usize) -> usize {
+        let fewest = self.served.iter().copied().min().unwrap_or(0);
+        if self.served[now] == fewest {
+            now
+        } else {
+            self.least_loaded()
+        }
+    }
+
     /// The least loaded lcore: fewest served queues, then fewest queues.
     fn least_loaded(&self) -> usize {
         let mut polled = vec![0u32; self.dps.len()];
@@ -94,7 +106,7 @@ impl Lcores {
                 return Err(format!("port {port} has no queue {q}"));
             }
             let i = match want {
-                [] => self.least_loaded(),
+                [] => self.least_loaded_for(self.placed[&(port, q)]),
                 w => {
                     let l = w[k % w.len()];
                     self.dps.iter().position(|d| d.lcore == l).expect("checked")

@@ -4,7 +4,7 @@
 //! Usage: dpdk-io-proxy [EAL options --] [--cmds FILE] [LCORES]
 
 use dpdk_sys as sys;
-use io_proxy::command::{execute, parse, Command, USAGE};
+use io_proxy::command::{execute, id_list, parse, Command, MAX_LCORES, USAGE};
 use io_proxy::datapath::Datapath;
 use io_proxy::lcores::Lcores;
 use io_proxy::proxy::Proxy;
@@ -71,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
         Some(i) => (all[1..i].to_vec(), all[i + 1..].to_vec()),
         None => (Vec::new(), all[1..].to_vec()),
     };
-    let mut lcores = None;
+    let mut lcores: Option<Vec<u32>> = None;
     let mut cmds = None;
     let mut it = app.into_iter();
     while let Some(a) = it.next() {
@@ -86,8 +86,10 @@ fn parse_args() -> Result<Args, String> {
                 std::process::exit(0);
             }
             x if lcores.is_none() => {
-                lcores =
-                    Some(lcore_list(x).map_err(|e| format!("bad LCORES '{x}': {e}\n{}", usage()))?)
+                lcores = Some(
+                    id_list("lcore", x, MAX_LCORES)
+                        .map_err(|e| format!("bad LCORES '{x}': {e}\n{}", usage()))?,
+                )
             }
             x => return Err(format!("unexpected '{x}'\n{}", usage())),
         }
@@ -107,31 +109,6 @@ fn parse_args() -> Result<Args, String> {
     }
     eal.insert(0, prog);
     Ok(Args { eal, lcores, cmds })
-}
-
-/// `1`, `1,2`, `0-3`, `0,2-3`: lcore ids, none twice.
-fn lcore_list(s: &str) -> Result<Vec<u32>, String> {
-    let mut out: Vec<u32> = Vec::new();
-    for part in s.split(',') {
-        let n = |x: &str| {
-            x.parse::<u32>()
-                .map_err(|_| format!("'{x}' is not an lcore id"))
-        };
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (n(a)?, n(b)?),
-            None => (n(part)?, n(part)?),
-        };
-        if a > b {
-            return Err(format!("range {part} runs backwards"));
-        }
-        for l in a..=b {
-            if out.contains(&l) {
-                return Err(format!("lcore {l} listed twice"));
-            }
-            out.push(l);
-        }
-    }
-    Ok(out)
 }
 
 static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);

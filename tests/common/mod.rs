@@ -192,6 +192,42 @@ impl Proxy {
         cmds: &str,
         lcores: &str,
     ) -> Proxy {
+        Proxy::args(&mut cmd, dir, prefix, eal, cmds, lcores);
+        let mut proc = Proc::spawn(&mut cmd, dir.path("proxy.log"), false);
+        proc.wait_for("dpdk-io-proxy ready", 1, Duration::from_secs(20));
+        Proxy {
+            proc,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Runs a proxy with these options to its end (its start-up must
+    /// fail): its exit code and output.
+    pub fn run_to_end(
+        dir: &Scratch,
+        prefix: &str,
+        eal: &[&str],
+        cmds: &str,
+        lcores: &str,
+    ) -> (Option<i32>, String) {
+        let mut cmd = Command::new(proxy_bin());
+        Proxy::args(&mut cmd, dir, prefix, eal, cmds, lcores);
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    }
+
+    /// The proxy's arguments: `eal` after the test defaults, the command
+    /// file `cmds` (written to `dir`), datapath `lcores`.
+    fn args(
+        cmd: &mut Command,
+        dir: &Scratch,
+        prefix: &str,
+        eal: &[&str],
+        cmds: &str,
+        lcores: &str,
+    ) {
         let cmds_file = dir.path("proxy.cmds");
         std::fs::write(&cmds_file, cmds).unwrap();
         cmd.args([
@@ -208,12 +244,6 @@ impl Proxy {
         .arg(&cmds_file)
         .arg(lcores)
         .current_dir(&dir.0);
-        let mut proc = Proc::spawn(&mut cmd, dir.path("proxy.log"), false);
-        proc.wait_for("dpdk-io-proxy ready", 1, Duration::from_secs(20));
-        Proxy {
-            proc,
-            prefix: prefix.to_string(),
-        }
     }
 
     /// A scratch directory `/tmp/iop-TAG` and a proxy (EAL prefix `iop_TAG`)
