@@ -56,13 +56,7 @@ fn an_idle_proxy_sleeps_and_wakes_for_traffic() {
         share * 100.0
     );
 
-    let r = net.flows(1000, 16);
-    assert_eq!(
-        (r.sent, r.matched, r.bad),
-        (1000, 1000, 0),
-        "after the idle period: {r:?}\n{}",
-        proxy.counters()
-    );
+    all_frames_back(&net, &proxy, 1000, 16, "after the idle period");
     g.stop(libc::SIGINT);
     proxy.stop(&[&sock]);
 }
@@ -83,8 +77,7 @@ fn set_idle_poll_keeps_the_lcore_polling() {
     assert!(proxy
         .telemetry("/io_proxy/datapath")
         .contains("\"idle\": \"poll\""));
-    let r = net.flows(1000, 16);
-    assert_eq!((r.sent, r.matched, r.bad), (1000, 1000, 0), "{r:?}");
+    all_frames_back(&net, &proxy, 1000, 16, "while polling");
     g.stop(libc::SIGINT);
     proxy.stop(&[&sock]);
 }

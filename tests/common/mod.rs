@@ -615,6 +615,19 @@ impl Guest {
     }
 }
 
+/// Sends `count` frames on `flows` flows from the namespace through a
+/// macswap guest and checks that every one came back whole; `what` says
+/// when, in the failure message with the proxy's counters.
+pub fn all_frames_back(net: &Netns, proxy: &Proxy, count: u32, flows: u32, what: &str) {
+    let r = net.flows(count, flows);
+    assert_eq!(
+        (r.sent, r.matched, r.bad),
+        (count, count, 0),
+        "{what}: {r:?}\n{}",
+        proxy.counters()
+    );
+}
+
 /// A numeric field of the socket at `path` in a /io_proxy/sockets answer.
 pub fn socket_field_of(json: &str, path: &str, field: &str) -> i64 {
     let at = json
