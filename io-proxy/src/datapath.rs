@@ -113,6 +113,7 @@ pub struct DpSleeps {
     pub count: AtomicU64,
     pub asked_us: AtomicU64,
 }
+
 /// Where the datapath lcore's time goes, in TSC cycles, per stage of a
 /// round: kept only while asked for (`set timing on`), as reading the clock
 /// costs a little in every round. One writer (the lcore); others read.

@@ -7,6 +7,12 @@ use crate::stats::SocketStats;
 use std::collections::BTreeMap;
 use std::sync::{Arc, MutexGuard};
 
+/// (port, queue)s as `0/0 0/1 1/0`.
+pub fn port_queue_list(pqs: &[(u16, u16)]) -> String {
+    let v: Vec<String> = pqs.iter().map(|(p, q)| format!("{p}/{q}")).collect();
+    v.join(" ")
+}
+
 pub struct Lcores {
     dps: Vec<Arc<Datapath>>,
     /// (port, NIC queue) -> index in `dps` of the lcore polling it.
@@ -46,13 +52,10 @@ impl Lcores {
             .collect()
     }
 
-    /// Queues served by a socket, per lcore, in the lcores' order.
-    pub fn load(&self) -> Vec<(u32, u32)> {
-        self.dps
-            .iter()
-            .zip(&self.served)
-            .map(|(d, &n)| (d.lcore, n))
-            .collect()
+    /// Queues served by a socket, per lcore, in the order of
+    /// [`Lcores::datapaths`].
+    pub fn served(&self) -> &[u32] {
+        &self.served
     }
 
     /// Where a socket's queue polled by lcore `now` goes: an lcore serving

@@ -397,11 +397,9 @@ fn main() {
         // SAFETY: waits for the launched function to return.
         unsafe { sys::rte_eal_wait_lcore(l) };
     }
-    let code = if failed {
-        control.join().map_or(1, |c| c.max(1))
-    } else {
-        control.join().unwrap_or(1)
-    };
+    let code = control
+        .join()
+        .map_or(1, |c| if failed { c.max(1) } else { c });
     // SAFETY: every DPDK user is done.
     unsafe { sys::rte_eal_cleanup() };
     std::process::exit(code);

@@ -236,11 +236,10 @@ impl Proxy {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        if let Err(e) = listen(&fd, Backlog::new(4).unwrap()) {
-            let _ = std::fs::remove_file(&path);
-            return Err(format!("listen: {e}"));
-        }
-        let on = match self.lcores.serve(port, &queues, &lcores) {
+        let on = listen(&fd, Backlog::new(4).unwrap())
+            .map_err(|e| format!("listen: {e}"))
+            .and_then(|()| self.lcores.serve(port, &queues, &lcores));
+        let on = match on {
             Ok(on) => on,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);

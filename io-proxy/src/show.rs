@@ -131,22 +131,12 @@ impl Proxy {
     /// `show datapath`: each lcore's queues, back-off and timing.
     pub fn show_datapath(&self) -> String {
         let mut s = format!("idle lcores: {}\n", self.lcores.idle());
-        let load = self.lcores.load();
-        for (dp, (_, served)) in self.lcores.datapaths().iter().zip(load) {
-            let polled: Vec<String> = self
-                .lcores
-                .polled_by(dp.lcore)
-                .iter()
-                .map(|(p, q)| format!("{p}/{q}"))
-                .collect();
+        for (dp, served) in self.lcores.datapaths().iter().zip(self.lcores.served()) {
+            let polled = crate::lcores::port_queue_list(&self.lcores.polled_by(dp.lcore));
             s += &format!(
                 "lcore {}: polls port/queue {} ({served} served by sockets); paused {} times; {} idle sleeps ({} ms asked)\n",
                 dp.lcore,
-                if polled.is_empty() {
-                    "none".to_string()
-                } else {
-                    polled.join(" ")
-                },
+                if polled.is_empty() { "none" } else { &polled },
                 get(&dp.pauses),
                 get(&dp.sleeps.count),
                 get(&dp.sleeps.asked_us) / 1000,

@@ -311,13 +311,13 @@ unsafe extern "C" fn tel_datapath(
             add_u64(d, "lcores", snap.datapaths.len() as u64);
             add_u64(d, "idle_cycles", sum(&|dp| get(&dp.timing.idle)));
             add_u64(d, "idle_sleeps", sum(&|dp| get(&dp.sleeps.count)));
-            for k in 0..4 {
-                let name = snap
-                    .datapaths
-                    .first()
-                    .map_or("", |(dp, _)| dp.timing.stages()[k].0);
-                let cycles = sum(&|dp| dp.timing.stages()[k].1);
-                let packets = sum(&|dp| dp.timing.stages()[k].2);
+            let mut totals = [("", 0u64, 0u64); 4];
+            for (dp, _) in &snap.datapaths {
+                for (t, (name, cycles, packets)) in totals.iter_mut().zip(dp.timing.stages()) {
+                    *t = (name, t.1 + cycles, t.2 + packets);
+                }
+            }
+            for (name, cycles, packets) in totals {
                 add_u64(d, &format!("{name}_cycles"), cycles);
                 add_u64(d, &format!("{name}_packets"), packets);
                 add_u64(
@@ -331,8 +331,7 @@ unsafe extern "C" fn tel_datapath(
                     return -libc::ENOMEM;
                 };
                 add_u64(c, "queues", polled.len() as u64);
-                let list: Vec<String> = polled.iter().map(|(p, q)| format!("{p}/{q}")).collect();
-                add_str(c, "polls", &list.join(" "));
+                add_str(c, "polls", &crate::lcores::port_queue_list(polled));
                 add_u64(c, "pauses", get(&dp.pauses));
                 add_u64(c, "idle_sleeps", get(&dp.sleeps.count));
                 add_u64(c, "idle_sleep_us", get(&dp.sleeps.asked_us));
