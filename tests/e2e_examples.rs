@@ -10,40 +10,6 @@ use std::time::Duration;
 
 const FRAMES: u32 = 1000;
 const FLOWS: u32 = 32;
-const EXAMPLES: &str = "/usr/share/dpdk/examples";
-
-/// Builds example `name` (its directory under dpdk-doc's examples) into
-/// `target/examples`, once, and returns its binary `bin`.
-fn example(name: &str, bin: &str) -> PathBuf {
-    let dir = root().join("target/examples");
-    let built = dir.join(name).join("build").join(bin);
-    if built.exists() {
-        return built;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    for d in [name, "common"] {
-        let st = Command::new("cp")
-            .args(["-rT", &format!("{EXAMPLES}/{d}")])
-            .arg(dir.join(d))
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "no {EXAMPLES}/{d}: is dpdk-doc installed (scripts/setup.sh)?"
-        );
-    }
-    let out = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(dir.join(name))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && built.exists(),
-        "building {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    built
-}
 
 /// Runs example `bin` as the guest of both sockets, with its own file
 /// prefix (its telemetry answers `telemetry(prefix, ...)`), and waits for

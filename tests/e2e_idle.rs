@@ -6,20 +6,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// The proxy's CPU time (user + system), in seconds.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / hz
-}
-
 /// The share of one CPU the proxy used over `d`.
 fn cpu_share(proxy: &Proxy, d: Duration) -> f64 {
     let (c0, t0) = (cpu_seconds(proxy.proc.pid()), Instant::now());

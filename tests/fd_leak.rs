@@ -96,6 +96,7 @@ fn descriptors_sent_to_the_proxy_are_closed() {
         rx_headroom: 128,
         queue: 0,
         scatter: false,
+        rx_intr: false,
     })
     .encode(msg::VERSION_MAX);
     let stop = Msg::Stop.encode(msg::VERSION_MAX);

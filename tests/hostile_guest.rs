@@ -91,6 +91,7 @@ fn hostile_guest_is_contained_and_the_socket_keeps_working() {
         rx_headroom: 128,
         queue: 0,
         scatter: false,
+        rx_intr: false,
     };
     wire::send(fd.as_raw_fd(), &Msg::Start(start), ack.version, None).unwrap();
     match recv(&fd).msg {
@@ -365,4 +366,106 @@ fn resume_with_a_region_that_is_not_a_sealed_memfd_of_its_layout_is_refused() {
     let counts = g.stop(libc::SIGINT);
     assert!(counts.rx > 10_000, "{counts:?}");
     proxy.stop(&[sock]);
+}
+
+#[test]
+fn rx_wake_sockets_that_could_reach_someone_else_are_refused() {
+    let (_dir, sock, proxy) = Proxy::one_queue("hwake", "net_null0", "");
+    let sock = sock.as_str();
+    let fd = connect_seqpacket(sock);
+    send(
+        &fd,
+        Msg::Hello(Hello {
+            version_min: msg::VERSION_MAX,
+            version_max: msg::VERSION_MAX,
+            pid: std::process::id(),
+            name: "waker".into(),
+            flags: 0,
+            resume: None,
+        }),
+    );
+    let reply = recv(&fd);
+    let Msg::HelloAck(ack) = reply.msg else {
+        panic!("{:?}", reply.msg)
+    };
+    let l = ack.layout;
+    let region = Region::map(reply.fd.expect("memfd"), l.region_size as usize).unwrap();
+    let layout = l.validate(l.region_size).unwrap();
+    let start = Msg::Start(Start {
+        rx_buf_len: 2176,
+        rx_headroom: 128,
+        queue: 0,
+        scatter: false,
+        rx_intr: true,
+    });
+    let start_with = |pass: Option<&OwnedFd>| {
+        wire::send(
+            fd.as_raw_fd(),
+            &start,
+            ack.version,
+            pass.map(|p| p.as_raw_fd()),
+        )
+        .unwrap();
+        match recv(&fd).msg {
+            Msg::StartAck(s) => s,
+            other => panic!("{other:?}"),
+        }
+    };
+    // A pipe; a datagram socket (it could be connected anywhere); a
+    // seqpacket socket connected to someone else's listener (the proxy's
+    // own socket: its peer is the proxy). No wake socket at all.
+    let mut p = [0; 2];
+    // SAFETY: pipe writes two descriptors, wrapped right away.
+    let (pipe_r, _pipe_w) = unsafe {
+        use std::os::fd::FromRawFd;
+        assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+        (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1]))
+    };
+    let (dgram, _dgram_peer) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let foreign = connect_seqpacket(sock);
+    let cases: [(Option<OwnedFd>, &str, i32); 4] = [
+        (None, "no wake socket", libc::EINVAL),
+        (Some(pipe_r), "not a unix SOCK_SEQPACKET", libc::EINVAL),
+        (
+            Some(dgram.into()),
+            "not a unix SOCK_SEQPACKET",
+            libc::EINVAL,
+        ),
+        (
+            Some(foreign),
+            &format!("peer is process {}", proxy.proc.pid()),
+            libc::EACCES,
+        ),
+    ];
+    for (pass, why, errno) in cases {
+        let s = start_with(pass.as_ref());
+        assert!(s.text.contains(why), "{why}: {s:?}");
+        assert_eq!(s.code, -errno, "{s:?}");
+    }
+    // The guest's own pair: accepted. Armed, with fill buffers posted
+    // after, the proxy's first rx publish wakes it, once, and disarms it.
+    let (wait, kick) = shm_abi::wake::pair().unwrap();
+    let s = start_with(Some(&kick));
+    assert_eq!(s.code, 0, "{s:?}");
+    drop(kick);
+    let ctl = region.queue_ctl(&layout, 0).unwrap();
+    let mut fill = region.producer(l.fill_off, l.ring_entries).unwrap();
+    let mut rx = region.consumer(l.rx_off, l.ring_entries).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(shm_abi::wake::drain(std::os::fd::AsFd::as_fd(&wait)), 0);
+    ctl.arm_rx();
+    assert!(!rx.pending(), "rx before any fill buffer");
+    for k in 0..64 {
+        fill.push(Desc::new(l.buf_off + k * 4096, 128, 0)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.available(1).unwrap() > 0, "net_null delivered nothing");
+    assert_eq!(
+        shm_abi::wake::drain(std::os::fd::AsFd::as_fd(&wait)),
+        1,
+        "one arm, one wake-up"
+    );
+    assert_eq!(proxy.socket_field(sock, "rx_wakes"), 1);
+    drop(fd);
+    assert!(proxy.guest_gone(sock));
 }

@@ -9,7 +9,7 @@ use shm_abi::msg::{self, Hello, HelloAck, Msg};
 use shm_abi::region::Region;
 use shm_abi::socket::{self, Received};
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -291,6 +291,16 @@ impl Conn {
     /// thread): the reply of type `expected`, and the descriptor it
     /// carried, or why there is none (a refusal's errno and text).
     fn exchange(&self, msg: &Msg, expected: u16) -> Result<(Msg, Option<OwnedFd>), RequestError> {
+        self.exchange_passing(msg, expected, None)
+    }
+
+    /// As [`exchange`](Self::exchange), with descriptor `pass` attached.
+    fn exchange_passing(
+        &self,
+        msg: &Msg,
+        expected: u16,
+        pass: Option<BorrowedFd<'_>>,
+    ) -> Result<(Msg, Option<OwnedFd>), RequestError> {
         let lost = || RequestError::other("proxy connection lost");
         let mut st = self.state.lock().unwrap();
         if st.gone {
@@ -301,7 +311,7 @@ impl Conn {
         let fd = self
             .raw_fd()
             .ok_or_else(|| RequestError::other("proxy connection closed"))?;
-        socket::send(fd, msg, self.version, None)
+        socket::send(fd, msg, self.version, pass.map(|p| p.as_raw_fd()))
             .map_err(|e| RequestError::other(format!("send to proxy: {e}")))?;
         let (mut st, timeout) = self
             .cond
@@ -375,8 +385,13 @@ impl Conn {
         Ok(table)
     }
 
-    pub fn start(&self, s: msg::Start) -> Result<(), String> {
-        self.request(&Msg::Start(s))
+    /// Sends START and waits for its acknowledgement; with rx interrupts
+    /// (v10, `s.rx_intr`), `wake` is the queue's wake socket for the proxy.
+    pub fn start(&self, s: msg::Start, wake: Option<BorrowedFd<'_>>) -> Result<(), String> {
+        let wake = if s.rx_intr { wake } else { None };
+        self.exchange_passing(&Msg::Start(s), msg::MSG_START_ACK, wake)
+            .map(|_| ())
+            .map_err(|e| e.text)
     }
     pub fn stop(&self) -> Result<(), String> {
         self.request(&Msg::Stop)

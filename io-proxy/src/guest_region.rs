@@ -29,8 +29,10 @@ use shm_abi::hint;
 use shm_abi::layout::ValidLayout;
 use shm_abi::region::{AreaView, Region};
 use shm_abi::ring::{Consumer, Producer, RingError};
+use shm_abi::wake::{self, QueueCtl};
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -143,6 +145,11 @@ pub struct GuestRegion {
     pub stats: Arc<SocketStats>,
     /// Set when the guest broke the protocol; the control side disconnects it.
     pub broken: bool,
+    /// The queue's control line (v10), and its wake socket while the
+    /// guest's START asked for rx interrupts: a guest armed when rx is
+    /// published is woken (`shm_abi::wake`).
+    pub(crate) rx_ctl: QueueCtl,
+    pub(crate) rx_wake: Option<OwnedFd>,
 }
 
 /// A [`GuestRegion`] and the flag that says a scope is using it. Everyone
@@ -654,6 +661,8 @@ impl GuestRegion {
             tx_mp: std::ptr::null_mut(),
             stats,
             broken: false,
+            rx_ctl: region.queue_ctl(&layout, queue)?,
+            rx_wake: None,
         })
     }
 
@@ -1006,10 +1015,26 @@ impl GuestRegion {
         self.free_hdrs.extend_from_slice(hdrs);
     }
 
-    /// Makes the staged rx descriptors visible to the guest.
+    /// Makes the staged rx descriptors visible to the guest, and wakes it
+    /// if it sleeps on them.
     #[inline]
     pub fn publish_rx(&mut self) {
-        self.rx.publish_staged();
+        if self.rx.publish_staged() && self.rx_wake.is_some() {
+            self.wake_rx();
+        }
+    }
+
+    /// After an rx publish on a queue with rx interrupts: one wake-up if
+    /// the guest armed (the fence in `take_rx_armed` orders it after the
+    /// publish).
+    #[inline(never)]
+    fn wake_rx(&mut self) {
+        if let Some(fd) = &self.rx_wake {
+            if self.rx_ctl.take_rx_armed() {
+                wake::wake(fd.as_fd());
+                SocketStats::add(&self.stats.rx_wakes, 1);
+            }
+        }
     }
 
     /// Writes what the NIC set in received header `m` (`flags`, masked

@@ -14,6 +14,7 @@ use crate::session::{self, GrownPart, GuestBuffers, RegionConfig, Session, GROW_
 use crate::stats::SocketStats;
 use shm_abi::msg::{self, GrowAck, Msg, Reta, Start, Status};
 use shm_abi::socket::{self as wire, RecvError};
+use shm_abi::wake;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -369,7 +370,7 @@ impl Proxy {
                 Err(e) => (Msg::Error(self.refusal(i, &e)), None),
             },
             Msg::Start(s) => {
-                let r = self.start_guest(i, s);
+                let r = self.start_guest(i, s, passed);
                 (Msg::StartAck(self.status(i, r)), None)
             }
             Msg::Stop => {
@@ -582,7 +583,12 @@ impl Proxy {
         Ok(off)
     }
 
-    fn start_guest(&mut self, i: usize, start: Start) -> Result<(), ProxyError> {
+    fn start_guest(
+        &mut self,
+        i: usize,
+        start: Start,
+        wake_fd: Option<OwnedFd>,
+    ) -> Result<(), ProxyError> {
         let s = &mut self.sockets[i];
         let sess = s
             .session
@@ -599,6 +605,24 @@ impl Proxy {
         if sess.started[q] {
             return Ok(());
         }
+        // Rx interrupts (v10): the queue's wake socket, which must reach
+        // the guest and no one else. A descriptor without the flag is
+        // closed here.
+        let rx_wake = match (start.rx_intr, wake_fd) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(ProxyError::Invalid(
+                    "START asks for rx interrupts but carries no wake socket".into(),
+                ))
+            }
+            (true, Some(fd)) => match wake::check_wake_fd(fd.as_fd(), sess.pid, sess.uid) {
+                Ok(()) => Some(fd),
+                Err(e @ wake::WakeFdError::ForeignPeer { .. }) => {
+                    return Err(ProxyError::Denied(e.to_string()))
+                }
+                Err(e) => return Err(ProxyError::Invalid(e.to_string())),
+            },
+        };
         let nic_queue = s.queues[q];
         let port = &self.ports[&s.port];
         let room = start.rx_buf_len as u32;
@@ -654,7 +678,9 @@ impl Proxy {
             g.rules.rx_headroom = start.rx_headroom;
             g.rules.buf_end = buf_end;
             g.rx_chains = chains;
+            g.rx_wake = rx_wake;
         }
+        let intr = if start.rx_intr { ", rx interrupts" } else { "" };
         s.pools_made += 1;
         let name = format!("shm_p{}q{}_{}", s.port, nic_queue, s.pools_made % 10000);
         let n = 4 * s.cfg.ring_entries - 1;
@@ -703,7 +729,7 @@ impl Proxy {
         drop(st);
         sess.started[q] = true;
         log::info(&format!(
-            "{}: guest started queue {q}: port {} queue {nic_queue} attached; buffers DMA: {}",
+            "{}: guest started queue {q}: port {} queue {nic_queue} attached{intr}; buffers DMA: {}",
             s.path, s.port, area.state
         ));
         Ok(())

@@ -26,6 +26,8 @@ pub struct SocketStats {
     /// Packets whose payload the proxy copied. The proxy has no copy path:
     /// this stays 0 by construction, and telemetry shows it.
     pub payload_copies: AtomicU64,
+    /// Rx interrupts (v10): wake-ups sent to a guest asleep on its rx.
+    pub rx_wakes: AtomicU64,
     /// The guest broke the ring protocol; the control side disconnects it.
     pub guest_broken: AtomicBool,
 }

@@ -25,6 +25,7 @@ fn log(level: u32, msg: &str) {
 }
 macro_rules! err { ($($a:tt)*) => { log(sys::RTE_LOG_ERR, &format!($($a)*)) } }
 macro_rules! info { ($($a:tt)*) => { log(sys::RTE_LOG_INFO, &format!($($a)*)) } }
+mod intr;
 mod reconnect;
 mod vdev;
 
@@ -136,6 +137,8 @@ static OPS: sys::eth_dev_ops = sys::eth_dev_ops {
     tx_queue_setup: Some(tx_queue_setup),
     rx_queue_release: Some(rx_queue_release),
     tx_queue_release: Some(tx_queue_release),
+    rx_queue_intr_enable: Some(intr::rx_queue_intr_enable),
+    rx_queue_intr_disable: Some(intr::rx_queue_intr_disable),
     // SAFETY: every other member is an optional callback: all-zero is None.
     ..unsafe { std::mem::zeroed() }
 };
@@ -343,6 +346,10 @@ unsafe extern "C" fn dev_configure(dev: *mut sys::rte_eth_dev) -> c_int {
                 );
             }
             if let Err(e) = rss_conf_check(p, &conf.rx_adv_conf.rss_conf) {
+                return e;
+            }
+            let version = p.sock.conn().map_or(0, |c| c.version);
+            if let Err(e) = intr::check_configure(dev, version) {
                 return e;
             }
             0
@@ -646,6 +653,11 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
                     return -libc::EINVAL;
                 }
             }
+            if intr::wanted(dev) {
+                if let Err(e) = intr::install(dev) {
+                    return e;
+                }
+            }
             // Each queue pair attaches to its NIC queue in turn; if one
             // fails, those before it are stopped again.
             if let Err(k) = reconnect::start_queues(dev, conn) {
@@ -736,6 +748,7 @@ unsafe extern "C" fn dev_close(dev: *mut sys::rte_eth_dev) -> c_int {
             for k in 0..(*data).nb_tx_queues {
                 tx_queue_release(dev, k);
             }
+            intr::uninstall(dev);
             let holder = (*data).dev_private as *mut *mut Port;
             let p = Box::from_raw(*holder);
             *p.sock.driver_data.lock().unwrap() = 0;
@@ -869,6 +882,9 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
                 ] {
                     c.reset();
                 }
+                if let Some(i) = &q.intr {
+                    i.wakeups.reset();
+                }
             }
             for q in tx {
                 for c in [
@@ -891,7 +907,7 @@ unsafe extern "C" fn stats_reset(dev: *mut sys::rte_eth_dev) -> c_int {
     }
 }
 
-const XSTATS: [&str; 10] = [
+const XSTATS: [&str; 11] = [
     "rx_discarded_at_stop",
     "tx_recycled",
     "rx_empty_returns",
@@ -902,6 +918,7 @@ const XSTATS: [&str; 10] = [
     "tx_oversize",
     "rx_chain_drops",
     "tx_offloaded",
+    "rx_intr_wakeups",
 ];
 
 unsafe extern "C" fn xstats_get_names(
@@ -955,6 +972,7 @@ unsafe extern "C" fn xstats_get(
                 tx_sum(|q| q.oversize.get()),
                 rx_sum(|q| q.chain_drops.get()),
                 tx_sum(|q| q.offloaded.get()),
+                rx_sum(|q| q.intr.as_ref().map_or(0, |i| i.wakeups.get())),
             ];
             for (i, v) in values.iter().enumerate() {
                 (*xs.add(i)).id = i as u64;
@@ -1055,6 +1073,22 @@ unsafe extern "C" fn rx_queue_setup(
             ) else {
                 return -libc::EINVAL;
             };
+            // Rx interrupts: the queue's wake socket and control line.
+            let intr = if intr::wanted(dev) {
+                let made = region
+                    .queue_ctl(&l, qid)
+                    .map_err(|e| e.to_string())
+                    .and_then(|ctl| intr::RxIntr::new(ctl).map_err(|e| e.to_string()));
+                match made {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        err!("port {} rx queue {qid}: rx interrupt: {e}", p.port_id);
+                        return -libc::ENOMEM;
+                    }
+                }
+            } else {
+                None
+            };
             let q = Box::new(RxQueue {
                 fill,
                 rx,
@@ -1096,6 +1130,7 @@ unsafe extern "C" fn rx_queue_setup(
                 // ethdev checked nb_desc against the limits in dev_info.
                 fill_target: nb_desc.clamp(p.rx_desc_min, p.rx_desc_max) as u32,
                 broken: false,
+                intr,
                 packets: Default::default(),
                 bytes: Default::default(),
                 nombuf: Default::default(),

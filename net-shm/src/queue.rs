@@ -258,6 +258,8 @@ pub struct RxQueue {
     /// The app enabled VLAN stripping: done here (the proxy's NIC hands
     /// tagged frames on as they are).
     pub vlan_strip: bool,
+    /// Rx interrupts (protocol v10), when the app asked for them.
+    pub intr: Option<crate::intr::RxIntr>,
 }
 
 #[repr(C, align(64))]

@@ -10,6 +10,7 @@ use crate::{link_update, log, port_ptr, Port};
 use bus_shm::guest::{Conn, ResumeError};
 use dpdk_sys as sys;
 use shm_abi::msg::Start;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -136,8 +137,10 @@ pub(crate) unsafe fn start_queues(dev: *mut sys::rte_eth_dev, conn: &Conn) -> Re
                 rx_headroom: sys::RTE_PKTMBUF_HEADROOM as u16,
                 queue: k as u16,
                 scatter: (*rxq).scatter,
+                rx_intr: (*rxq).intr.is_some(),
             };
-            if let Err(e) = conn.start(start) {
+            let wake = (*rxq).intr.as_ref().map(|i| i.kick.as_fd());
+            if let Err(e) = conn.start(start, wake) {
                 err!("port {port_id}: start queue {k}: {e}");
                 return Err(k as u16);
             }

@@ -4,6 +4,7 @@
 
 use crate::msg::ProtoError;
 use crate::ring::ring_bytes;
+use crate::wake::QUEUE_CTL_SIZE;
 
 /// Offsets in bytes from the region's start, as they cross the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,7 +100,8 @@ impl ValidLayout {
 }
 
 impl Layout {
-    /// Lays out a region of one queue pair: index page, four rings, heap,
+    /// Lays out a region of one queue pair: control page (the queues'
+    /// control lines, [`crate::wake`]), four rings, heap,
     /// buffers, each part aligned to the page size.
     pub fn compute(page_size: u64, ring_entries: u32, heap_len: u64, buf_len: u64) -> Layout {
         Layout::compute_queues(page_size, ring_entries, 1, heap_len, buf_len)
@@ -107,7 +109,8 @@ impl Layout {
 
     /// Lays out a region of `queues` queue pairs (1..=[`QUEUES_MAX`]): index
     /// page, each queue's four rings, heap, buffers. Always valid for its
-    /// own `region_size`.
+    /// own `region_size`. The first page holds the control lines of up to
+    /// [`QUEUES_MAX`] queue pairs.
     pub fn compute_queues(
         page_size: u64,
         ring_entries: u32,
@@ -118,6 +121,8 @@ impl Layout {
         let align = |x: u64| x.div_ceil(page_size) * page_size;
         let ring = ring_bytes(ring_entries) as u64;
         let queues = queues.clamp(1, QUEUES_MAX);
+        // The control page: a line per queue pair, for as many as a region has.
+        const _: () = assert!(QUEUES_MAX as u64 * QUEUE_CTL_SIZE <= 4096);
         let fill_off = 4096;
         let rx_off = fill_off + ring;
         let tx_off = rx_off + ring;
@@ -190,6 +195,10 @@ impl Layout {
         }
         // No two rings share a byte: each has one producer and one consumer.
         rings.sort_unstable();
+        // The queues' control lines (v10) come first.
+        if rings[0] < self.queue_count as u64 * QUEUE_CTL_SIZE {
+            return bad("rings overlap the queue control lines");
+        }
         if rings.windows(2).any(|w| w[1] - w[0] < ring) {
             return bad("rings overlap");
         }
@@ -259,6 +268,13 @@ mod tests {
         let mut bad = l;
         bad.queue_count = 0;
         assert!(bad.validate(l.region_size).is_err());
+        // Queue 0's rings moved into the control lines of four queues.
+        let mut bad = l;
+        bad.fill_off = 128;
+        assert_eq!(
+            bad.validate(l.region_size),
+            Err(ProtoError::Invalid("rings overlap the queue control lines"))
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`region`]: the memfd mapping and checked views into it
 //! - [`socket`]: messages and the descriptors passed with them
 //! - [`hint`]: cache hints the datapath uses
+//! - [`wake`]: rx interrupts: each queue's control line and wake socket
 pub mod desc;
 pub mod hint;
 pub mod layout;
@@ -17,3 +18,4 @@ pub mod msg;
 pub mod region;
 pub mod ring;
 pub mod socket;
+pub mod wake;

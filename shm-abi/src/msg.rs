@@ -20,9 +20,10 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// [`crate::desc::TX_META`]), the NIC's RSS redirection table (RETA_QUERY);
 /// v8: a guest resumes its region with a restarted proxy (HELLO's
 /// [`HELLO_RESUME`]); v9: a resumed buffer area brings back the parts it
-/// grew by (RESUME_PART).
+/// grew by (RESUME_PART); v10: rx interrupts (START's [`START_RX_INTR`]
+/// and its wake socket, the queue control lines of [`crate::wake`]).
 pub const VERSION_MIN: u16 = 3;
-pub const VERSION_MAX: u16 = 9;
+pub const VERSION_MAX: u16 = 10;
 /// Largest message on the wire.
 pub const MAX_MSG: usize = 512;
 /// Bytes of the header every message starts with.
@@ -265,7 +266,15 @@ pub struct Start {
     /// enabled `RTE_ETH_RX_OFFLOAD_SCATTER`): a NIC that scatters may
     /// deliver frames longer than one buffer as chains ([`crate::desc::SEG_MORE`]).
     pub scatter: bool,
+    /// v10: the app sleeps on this queue's rx interrupt: the message
+    /// carries the queue's wake socket ([`crate::wake`]), which the proxy
+    /// signals after it publishes rx while the guest is armed.
+    pub rx_intr: bool,
 }
+
+/// START flags (v5: `scatter`; v10: `rx_intr`, with a descriptor).
+pub const START_SCATTER: u16 = 1;
+pub const START_RX_INTR: u16 = 2;
 
 /// A status reply (START_ACK, STOP_ACK) or an ERROR: a negative errno (0
 /// for success) and a text for the peer's log.
@@ -373,12 +382,13 @@ impl Msg {
     /// File descriptors this message type may carry: the region's memfd
     /// with HELLO_ACK, the region to share with HELLO (v5,
     /// [`HELLO_SHARE_BUFFERS`]), the new buffers with GROW_ACK (v6), a
-    /// grown part with RESUME_PART (v9), none with anything else. Whatever else arrives is closed
-    /// ([`crate::socket::recv`]).
+    /// grown part with RESUME_PART (v9), the queue's wake socket with
+    /// START (v10, [`START_RX_INTR`]), none with anything else. Whatever
+    /// else arrives is closed ([`crate::socket::recv`]).
     pub fn fds_expected(type_code: u16) -> usize {
         usize::from(matches!(
             type_code,
-            MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART
+            MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART | MSG_START
         ))
     }
 
@@ -450,7 +460,14 @@ impl Msg {
             Msg::Start(s) => {
                 w.u16(s.rx_buf_len).u16(s.rx_headroom);
                 if version >= 5 {
-                    w.u16(s.queue).u16(s.scatter as u16);
+                    let mut flags = 0;
+                    if s.scatter {
+                        flags |= START_SCATTER;
+                    }
+                    if s.rx_intr && version >= 10 {
+                        flags |= START_RX_INTR;
+                    }
+                    w.u16(s.queue).u16(flags);
                 }
             }
             Msg::StartAck(s) | Msg::StopAck(s) | Msg::Error(s) => {
@@ -511,12 +528,21 @@ impl Msg {
                 Msg::Hello(h)
             }
             MSG_HELLO_ACK => Msg::HelloAck(decode_hello_ack(&mut r)?),
-            MSG_START => Msg::Start(Start {
-                rx_buf_len: r.u16()?,
-                rx_headroom: r.u16()?,
-                queue: if version >= 5 { r.u16()? } else { 0 },
-                scatter: version >= 5 && r.u16()? & 1 != 0,
-            }),
+            MSG_START => {
+                let (rx_buf_len, rx_headroom) = (r.u16()?, r.u16()?);
+                let (queue, flags) = if version >= 5 {
+                    (r.u16()?, r.u16()?)
+                } else {
+                    (0, 0)
+                };
+                Msg::Start(Start {
+                    rx_buf_len,
+                    rx_headroom,
+                    queue,
+                    scatter: flags & START_SCATTER != 0,
+                    rx_intr: version >= 10 && flags & START_RX_INTR != 0,
+                })
+            }
             MSG_START_ACK => Msg::StartAck(decode_status(&mut r)?),
             MSG_STOP => Msg::Stop,
             MSG_STOP_ACK => Msg::StopAck(decode_status(&mut r)?),
@@ -724,6 +750,7 @@ mod tests {
                 rx_headroom: 128,
                 queue: 3,
                 scatter: true,
+                rx_intr: true,
             }),
             Msg::StartAck(Status::ok()),
             Msg::Stop,
@@ -870,13 +897,19 @@ mod tests {
             rx_headroom: 128,
             queue: 2,
             scatter: true,
+            rx_intr: true,
         });
         let bytes = s.encode(4);
         assert_eq!(bytes.len(), HEADER_LEN + 4);
         let Ok((4, Msg::Start(got))) = Msg::decode(&bytes) else {
             panic!("v4 start does not decode");
         };
-        assert_eq!((got.queue, got.scatter), (0, false));
+        assert_eq!((got.queue, got.scatter, got.rx_intr), (0, false, false));
+        // A v9 peer has no rx interrupts: the flag does not cross.
+        let Ok((9, Msg::Start(got))) = Msg::decode(&s.encode(9)) else {
+            panic!("v9 start does not decode");
+        };
+        assert_eq!((got.queue, got.scatter, got.rx_intr), (2, true, false));
     }
 
     #[test]
@@ -911,11 +944,11 @@ mod tests {
     }
 
     #[test]
-    fn only_hello_hello_ack_grow_ack_and_resume_part_carry_a_descriptor() {
+    fn only_hello_hello_ack_grow_ack_resume_part_and_start_carry_a_descriptor() {
         for t in 0..20u16 {
             let want = usize::from(matches!(
                 t,
-                MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART
+                MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART | MSG_START
             ));
             assert_eq!(Msg::fds_expected(t), want, "type {t}");
         }

@@ -9,6 +9,7 @@
 use crate::layout::ValidLayout;
 use crate::msg::ProtoError;
 use crate::ring::{in_flight_at, ring_bytes, Consumer, Producer, RING_HDR_SIZE};
+use crate::wake::{queue_ctl_off, QueueCtl, QUEUE_CTL_SIZE};
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -202,6 +203,23 @@ impl Region {
         let base = self.ring_base(off, entries)?;
         // SAFETY: as for producer().
         Ok(unsafe { Consumer::new(base, entries, self.map.clone()) })
+    }
+
+    /// Queue pair `q`'s control line (protocol v10), if the region has
+    /// the queue: it lies before the rings ([`Layout::validate`] checks).
+    ///
+    /// [`Layout::validate`]: crate::layout::Layout::validate
+    pub fn queue_ctl(&self, l: &ValidLayout, q: u16) -> Result<QueueCtl, ProtoError> {
+        if q >= l.queue_count {
+            return Err(ProtoError::Invalid("no such queue"));
+        }
+        let line = self
+            .ptr(queue_ctl_off(q), QUEUE_CTL_SIZE)
+            .ok_or(ProtoError::Invalid("queue control line outside region"))?;
+        // SAFETY: inside the mapping (checked), 64-byte aligned (a
+        // multiple of 64 from the page-aligned base); the line holds the
+        // mapping.
+        Ok(unsafe { QueueCtl::new(line, self.map.clone()) })
     }
 
     /// Keeps the mapping for the rest of the process (memory handed to

@@ -225,12 +225,15 @@ impl Producer {
         self.mem.indexes().prod.store(self.prod, Ordering::Release);
     }
 
-    /// Publishes what [`stage_all`](Self::stage_all) stored, if anything.
+    /// Publishes what [`stage_all`](Self::stage_all) stored, if anything;
+    /// says whether there was anything.
     #[inline]
-    pub fn publish_staged(&mut self) {
-        if self.staged > 0 {
+    pub fn publish_staged(&mut self) -> bool {
+        let any = self.staged > 0;
+        if any {
             self.publish(0);
         }
+        any
     }
 
     /// Takes ownership of the lines that the next `n` descriptors will be
@@ -324,6 +327,12 @@ impl Consumer {
         Ok(avail)
     }
 
+    /// Whether the producer has published entries this end has not read,
+    /// from a fresh look at its index (a consumer about to sleep).
+    pub fn pending(&self) -> bool {
+        self.mem.indexes().prod.load(Ordering::Acquire) != self.cons
+    }
+
     /// Copies out the `i`-th available descriptor (`i < available()`).
     /// The copy is all the caller may trust: validate it before use.
     #[inline]
@@ -391,8 +400,8 @@ mod tests {
         assert_eq!(lens, [60, 61, 62]);
         c.release(3);
         p.stage_all(&[Desc::new(32, 0, 63)]);
-        p.publish_staged();
-        p.publish_staged(); // nothing staged: no change
+        assert!(p.publish_staged());
+        assert!(!p.publish_staged()); // nothing staged: no change
         assert_eq!(c.available(8).unwrap(), 1);
         assert_eq!(c.read(0).offset(), 32);
         c.release(1);
@@ -405,7 +414,7 @@ mod tests {
         p.stage_all(&burst);
         assert_eq!(c.available(8).unwrap(), 0, "staged, not published");
         assert_eq!(p.free(1).unwrap(), 1);
-        p.publish_staged();
+        assert!(p.publish_staged());
         assert_eq!(c.available(8).unwrap(), 7);
         let lens: Vec<u16> = (0..7).map(|i| c.read(i).data_len).collect();
         assert_eq!(lens, [64, 70, 71, 72, 73, 74, 75]);

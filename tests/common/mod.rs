@@ -991,3 +991,53 @@ pub fn proxy_at_prompt(tag: &str, vdev: &str, setup: &str, lines: &[&str]) -> St
     assert!(out.status.success(), "{text}");
     text
 }
+
+/// Process `pid`'s CPU time (user + system), in seconds.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / hz
+}
+
+/// Where Debian's dpdk-doc keeps DPDK's example apps.
+pub const EXAMPLES: &str = "/usr/share/dpdk/examples";
+
+/// Builds example `name` (its directory under dpdk-doc's examples) into
+/// `target/examples`, once, and returns its binary `bin`.
+pub fn example(name: &str, bin: &str) -> PathBuf {
+    let dir = root().join("target/examples");
+    let built = dir.join(name).join("build").join(bin);
+    if built.exists() {
+        return built;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [name, "common"] {
+        let st = Command::new("cp")
+            .args(["-rT", &format!("{EXAMPLES}/{d}")])
+            .arg(dir.join(d))
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "no {EXAMPLES}/{d}: is dpdk-doc installed (scripts/setup.sh)?"
+        );
+    }
+    let out = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(dir.join(name))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && built.exists(),
+        "building {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built
+}

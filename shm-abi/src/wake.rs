@@ -1,0 +1,318 @@
+//! Rx interrupts (protocol v10): a guest queue that may sleep until the
+//! proxy hands it packets.
+//!
+//! Two parts, both per queue pair:
+//! - its control line: 64 bytes at region offset `q * 64`, in the page
+//!   before the rings ([`QueueCtl`]). Its `rx_armed` word is the guest's
+//!   "wake me": the guest sets it before it sleeps and clears it when it
+//!   polls again; the proxy clears it when it wakes the guest, so one arm
+//!   gives at most one wake-up.
+//! - its wake socket: a `SOCK_SEQPACKET` pair the guest makes and keeps
+//!   (the app's epoll waits on one end); START passes the other end to the
+//!   proxy. A wake-up is one 1-byte message, sent without ever blocking
+//!   ([`wake`]).
+//!
+//! The two sides order their accesses as Dekker's: the proxy publishes rx
+//! descriptors, then (full fence) reads `rx_armed`; the guest arms, then
+//! (full fence) looks at the rx ring. One of them sees the other's store,
+//! so a packet is never left on the ring of a guest asleep.
+
+use crate::region::Mapping;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// Bytes of one queue pair's control line.
+pub const QUEUE_CTL_SIZE: u64 = 64;
+
+/// Region offset of queue pair `q`'s control line.
+pub const fn queue_ctl_off(q: u16) -> u64 {
+    q as u64 * QUEUE_CTL_SIZE
+}
+
+/// A control line, as laid out in the region.
+#[repr(C)]
+struct CtlLine {
+    rx_armed: AtomicU32,
+    _pad: [u8; 60],
+}
+const _: () = assert!(std::mem::size_of::<CtlLine>() == QUEUE_CTL_SIZE as usize);
+
+/// One queue pair's control line. Made only by
+/// [`crate::region::Region::queue_ctl`], from a validated layout; holds
+/// the mapping.
+pub struct QueueCtl {
+    line: *const CtlLine,
+    _map: Arc<Mapping>,
+}
+
+// SAFETY: the line is reached only through atomics; the pointer stays
+// valid while `_map` lives.
+unsafe impl Send for QueueCtl {}
+
+impl QueueCtl {
+    /// # Safety
+    /// `line` points to `QUEUE_CTL_SIZE` bytes inside `map`, 64-byte
+    /// aligned.
+    pub(crate) unsafe fn new(line: *mut u8, map: Arc<Mapping>) -> QueueCtl {
+        QueueCtl {
+            line: line as *const CtlLine,
+            _map: map,
+        }
+    }
+
+    fn line(&self) -> &CtlLine {
+        // SAFETY: valid while the mapping lives (new()); only atomics in it.
+        unsafe { &*self.line }
+    }
+
+    /// Guest: wake me after the next rx publish. The fence orders the arm
+    /// before the caller's look at the rx ring (see the module doc).
+    pub fn arm_rx(&self) {
+        self.line().rx_armed.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Guest: polling again, no wake-up needed.
+    pub fn disarm_rx(&self) {
+        self.line().rx_armed.store(0, Ordering::Relaxed);
+    }
+
+    /// Proxy, right after publishing rx descriptors: whether the guest
+    /// was armed, disarming it. The line is only read while the guest
+    /// does not arm, so it stays in this core's cache.
+    #[inline]
+    pub fn take_rx_armed(&self) -> bool {
+        fence(Ordering::SeqCst);
+        let armed = &self.line().rx_armed;
+        armed.load(Ordering::Relaxed) != 0 && armed.swap(0, Ordering::Relaxed) != 0
+    }
+}
+
+/// A queue's wake socket pair: `(wait, kick)`. The guest's epoll waits on
+/// `wait`; `kick` (and the copy START passes) sends wake-ups to it.
+pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the array on success.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both are fresh descriptors this process owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends one wake-up on `kick`. Never blocks whatever the descriptor's
+/// flags (`MSG_DONTWAIT`), never raises SIGPIPE; a full socket (the
+/// guest has not read the last ones) is as good as a wake-up sent.
+#[inline]
+pub fn wake(kick: BorrowedFd<'_>) -> bool {
+    // SAFETY: a 1-byte send from a valid buffer on a descriptor we hold.
+    let r = unsafe {
+        libc::send(
+            kick.as_raw_fd(),
+            [1u8].as_ptr().cast(),
+            1,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    r == 1 || io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+}
+
+/// Reads every wake-up waiting on `wait`, without blocking; returns how
+/// many there were.
+pub fn drain(wait: BorrowedFd<'_>) -> u64 {
+    let mut n = 0;
+    let mut b = [0u8; 16];
+    loop {
+        // SAFETY: receives into a buffer of its stated length.
+        let r = unsafe {
+            libc::recv(
+                wait.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                b.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r <= 0 {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+/// Why a descriptor a guest passed is not a wake socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WakeFdError {
+    /// Not a unix `SOCK_SEQPACKET` socket.
+    NotSeqpacket,
+    /// Its peer is not the guest process itself (a socket connected to
+    /// some other listener): the proxy would write into someone else's
+    /// socket.
+    ForeignPeer {
+        pid: i32,
+        uid: u32,
+    },
+    Io(i32),
+}
+
+impl std::fmt::Display for WakeFdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WakeFdError::NotSeqpacket => {
+                write!(
+                    f,
+                    "the rx wake descriptor is not a unix SOCK_SEQPACKET socket"
+                )
+            }
+            WakeFdError::ForeignPeer { pid, uid } => write!(
+                f,
+                "the rx wake socket's peer is process {pid} (uid {uid}), not the guest"
+            ),
+            WakeFdError::Io(e) => write!(
+                f,
+                "the rx wake descriptor: {}",
+                io::Error::from_raw_os_error(*e)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WakeFdError {}
+
+/// An integer socket option of `fd`.
+fn sockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> Result<libc::c_int, WakeFdError> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        return Err(if e == libc::ENOTSOCK {
+            WakeFdError::NotSeqpacket
+        } else {
+            WakeFdError::Io(e)
+        });
+    }
+    Ok(v)
+}
+
+/// Checks that `fd`, passed by guest process `pid` (uid `uid`), is a wake
+/// socket: a unix `SOCK_SEQPACKET` socket whose peer that same process
+/// made (`socketpair`), so that a wake-up reaches the guest and no one
+/// else. Sending on it then never blocks ([`wake`]).
+pub fn check_wake_fd(fd: BorrowedFd<'_>, pid: i32, uid: u32) -> Result<(), WakeFdError> {
+    if sockopt_int(fd, libc::SO_DOMAIN)? != libc::AF_UNIX
+        || sockopt_int(fd, libc::SO_TYPE)? != libc::SOCK_SEQPACKET
+    {
+        return Err(WakeFdError::NotSeqpacket);
+    }
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(WakeFdError::Io(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
+    }
+    if cred.pid != pid || cred.uid != uid {
+        return Err(WakeFdError::ForeignPeer {
+            pid: cred.pid,
+            uid: cred.uid,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn me() -> (i32, u32) {
+        // SAFETY: plain getters.
+        unsafe { (libc::getpid(), libc::getuid()) }
+    }
+
+    #[test]
+    fn a_wake_reaches_the_other_end_and_drains() {
+        let (wait, kick) = pair().unwrap();
+        assert_eq!(drain(wait.as_fd()), 0);
+        assert!(wake(kick.as_fd()));
+        assert!(wake(kick.as_fd()));
+        assert_eq!(drain(wait.as_fd()), 2);
+        assert_eq!(drain(wait.as_fd()), 0);
+    }
+
+    #[test]
+    fn a_full_socket_does_not_block_the_waker() {
+        let (wait, kick) = pair().unwrap();
+        // Blocking again: only MSG_DONTWAIT keeps the waker going.
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(kick.as_raw_fd(), libc::F_SETFL, 0) };
+        for _ in 0..100_000 {
+            assert!(wake(kick.as_fd()));
+        }
+        assert!(drain(wait.as_fd()) > 0);
+    }
+
+    #[test]
+    fn only_the_guests_own_seqpacket_pair_is_a_wake_socket() {
+        let (pid, uid) = me();
+        let (_wait, kick) = pair().unwrap();
+        assert_eq!(check_wake_fd(kick.as_fd(), pid, uid), Ok(()));
+        assert_eq!(
+            check_wake_fd(kick.as_fd(), pid + 1, uid),
+            Err(WakeFdError::ForeignPeer { pid, uid })
+        );
+        let mut p = [0; 2];
+        // SAFETY: pipe writes two descriptors, wrapped right away.
+        let (r, _w) = unsafe {
+            assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+            (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1]))
+        };
+        assert_eq!(
+            check_wake_fd(r.as_fd(), pid, uid),
+            Err(WakeFdError::NotSeqpacket)
+        );
+        let (d, _d2) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let d: OwnedFd = d.into();
+        assert_eq!(
+            check_wake_fd(d.as_fd(), pid, uid),
+            Err(WakeFdError::NotSeqpacket)
+        );
+    }
+}
