@@ -67,3 +67,62 @@ fn set_idle_poll_keeps_the_lcore_polling() {
     g.stop(libc::SIGINT);
     proxy.stop(&[&sock]);
 }
+
+/// A port added with `intr` (net_tap, whose rx interrupt is its tap's
+/// descriptor): the idle lcore waits for the interrupt instead of sleeping
+/// in steps, takes a few percent of a CPU, and the kernel's frames wake it.
+#[test]
+fn an_idle_lcore_waits_for_the_nics_rx_interrupt() {
+    let iface = "iopiwtap";
+    let vdev = format!("net_tap0,iface={iface}");
+    let (dir, sock, proxy) = Proxy::one_queue("iw", &vdev, " intr");
+    sh(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{iface}.disable_ipv6=1"),
+    ]);
+    sh(&["ip", "link", "set", iface, "up"]);
+    let g = Guest::start(&dir, "g", &sock);
+    let t = Instant::now();
+    while proxy.socket_field(&sock, "started") == 0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "guest not started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (waits, sleeps) = (
+        proxy.lcore_field(0, "intr_waits"),
+        proxy.lcore_field(0, "idle_sleeps"),
+    );
+    let share = cpu_share(&proxy, Duration::from_secs(2));
+    let waited = proxy.lcore_field(0, "intr_waits") - waits;
+    eprintln!(
+        "idle with rx interrupts: {:.1} % of a CPU, {waited} waits in 2 s",
+        share * 100.0
+    );
+    // Waits of 1 ms at most: a thousand or so, and no timed sleep.
+    assert!(waited > 200, "the idle lcore waited {waited} times in 2 s");
+    assert_eq!(
+        proxy.lcore_field(0, "idle_sleeps"),
+        sleeps,
+        "it slept instead"
+    );
+    assert!(
+        share < 0.05,
+        "an idle proxy waiting for interrupts took {:.1} % of a CPU",
+        share * 100.0
+    );
+    let wakes = proxy.lcore_field(0, "intr_wakes");
+    let r = flows_via(iface, 1000, 16, 60, 1514);
+    assert_eq!(
+        (r.matched, r.bad),
+        (1000, 0),
+        "frames lost or altered: {r:?}\n{}",
+        proxy.counters()
+    );
+    assert!(
+        proxy.lcore_field(0, "intr_wakes") > wakes,
+        "no rx interrupt woke the lcore"
+    );
+    g.stop(libc::SIGINT);
+    proxy.stop(&[&sock]);
+}

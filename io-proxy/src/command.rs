@@ -7,8 +7,10 @@ use crate::session::RegionConfig;
 
 pub const USAGE: &str = "\
 commands:
-  add port <port_id> [queues <n>] [rxd <n>] [mtu <n>] configure n rx/tx queue pairs (default 2), RSS over them, start;
-                                                      rxd: NIC rx descriptors per queue (default: the PMD's); mtu: the NIC's MTU
+  add port <port_id> [queues <n>] [rxd <n>] [mtu <n>] [intr]
+                                                      configure n rx/tx queue pairs (default 2), RSS over them, start;
+                                                      rxd: NIC rx descriptors per queue (default: the PMD's); mtu: the NIC's MTU;
+                                                      intr: with its rx interrupts, which idle datapath lcores wait for
   add socket <path> <port_id> <queues> [heap <MiB>] [buffers <MiB>] [max_buffers <MiB>] [ring <n>]
              [owner <user>[:<group>]] [mode <octal>] [allow_uid <list>] [allow_gid <list>] [lcore <list>]
                                                       serve those queues (2, 0-3, 0,2) on a unix socket at <path>:
@@ -28,10 +30,11 @@ commands:
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
   set mtu <port_id> <n>                               the NIC's MTU, for guests that connect after (none may be connected)
   set timing on|off                                   count the datapath's TSC cycles per stage (costs a little)
-  set idle poll | set idle sleep <max_us> [after <us>]
-                                                      idle datapath lcores: busy poll, or (default: sleep 100 after 1000)
-                                                      sleep between rounds once nothing moved for <us>, 10 us at first,
-                                                      doubling up to <max_us>
+  set idle poll | set idle sleep <max_us> [after <us>] [wait <ms>]
+                                                      idle datapath lcores: busy poll, or (default: sleep 100 after 1000 wait 1)
+                                                      once nothing moved for <us>: wait up to <ms> for an rx interrupt if every
+                                                      queue of the lcore has one (ports added with intr; wait 0: never), else
+                                                      sleep between rounds, 10 us at first, doubling up to <max_us>
   show ports | show sockets | show stats | show datapath | show flows
   help | quit";
 
@@ -44,6 +47,8 @@ pub enum Command {
         rxd: u16,
         /// The NIC's MTU; 0: the PMD's.
         mtu: u16,
+        /// Configure the NIC's rx interrupts, for idle lcores to wait on.
+        intr: bool,
     },
     AddSocket {
         path: String,
@@ -163,10 +168,11 @@ pub fn parse(line: &str) -> Result<Command, String> {
         (None, _) => Command::Nothing,
         (Some("add"), Some("port")) => {
             let port = num("port_id", it.next())?;
-            let (mut queues, mut rxd, mut mtu) = (2, 0, 0);
+            let (mut queues, mut rxd, mut mtu, mut intr) = (2, 0, 0, false);
             while let Some(k) = it.next() {
                 match k {
                     "queues" => queues = num("queue count", it.next())?,
+                    "intr" => intr = true,
                     "mtu" => {
                         mtu = num("MTU", it.next())?;
                         if mtu < 68 {
@@ -190,6 +196,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 queues,
                 rxd,
                 mtu,
+                intr,
             }
         }
         (Some("add"), Some("socket")) => {
@@ -322,19 +329,30 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 Some("poll") => Command::SetIdle(IdleMode::Poll),
                 Some("sleep") => {
                     let max_us: u32 = num("max_us", it.next())?;
-                    let after_us = match it.next() {
-                        Some("after") => num("after us", it.next())?,
-                        Some(x) => return Err(format!("unexpected '{x}'")),
-                        None => 1000,
-                    };
+                    let (mut after_us, mut wait_ms) = (1000, 1);
+                    while let Some(k) = it.next() {
+                        match k {
+                            "after" => after_us = num("after us", it.next())?,
+                            "wait" => wait_ms = num("wait ms", it.next())?,
+                            x => return Err(format!("unexpected '{x}'")),
+                        }
+                    }
                     if !(1..=100_000).contains(&max_us) {
                         return Err("set idle sleep: max_us from 1 to 100000".into());
                     }
-                    Command::SetIdle(IdleMode::Sleep { after_us, max_us })
+                    // Control's pauses wait for a waiting lcore: bounded.
+                    if wait_ms > 100 {
+                        return Err("set idle sleep: wait from 0 to 100 ms".into());
+                    }
+                    Command::SetIdle(IdleMode::Sleep {
+                        after_us,
+                        max_us,
+                        wait_ms,
+                    })
                 }
                 other => {
                     return Err(format!(
-                        "set idle: expected poll or sleep <max_us> [after <us>], got {other:?}"
+                        "set idle: expected poll or sleep <max_us> [after <us>] [wait <ms>], got {other:?}"
                     ))
                 }
             }
@@ -362,7 +380,8 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
             queues,
             rxd,
             mtu,
-        } => p.add_port(port, queues, rxd, mtu)?,
+            intr,
+        } => p.add_port(port, queues, rxd, mtu, intr)?,
         Command::SetMtu { port, mtu } => p.set_mtu(port, mtu)?,
         Command::AddSocket {
             path,
@@ -453,7 +472,8 @@ mod tests {
                 port: 0,
                 queues: 2,
                 rxd: 0,
-                mtu: 0
+                mtu: 0,
+                intr: false
             }
         );
         assert_eq!(
@@ -462,7 +482,8 @@ mod tests {
                 port: 1,
                 queues: 4,
                 rxd: 0,
-                mtu: 0
+                mtu: 0,
+                intr: false
             }
         );
         assert_eq!(
@@ -471,7 +492,8 @@ mod tests {
                 port: 1,
                 queues: 1,
                 rxd: 256,
-                mtu: 0
+                mtu: 0,
+                intr: false
             }
         );
         assert_eq!(
@@ -480,7 +502,8 @@ mod tests {
                 port: 0,
                 queues: 2,
                 rxd: 0,
-                mtu: 9000
+                mtu: 9000,
+                intr: false
             }
         );
         assert_eq!(
@@ -582,16 +605,27 @@ mod tests {
             parse("set idle sleep 200").unwrap(),
             Command::SetIdle(IdleMode::Sleep {
                 after_us: 1000,
-                max_us: 200
+                max_us: 200,
+                wait_ms: 1
             })
         );
         assert_eq!(
             parse("set idle sleep 50 after 10").unwrap(),
             Command::SetIdle(IdleMode::Sleep {
                 after_us: 10,
-                max_us: 50
+                max_us: 50,
+                wait_ms: 1
             })
         );
+        assert_eq!(
+            parse("set idle sleep 50 wait 0 after 10").unwrap(),
+            Command::SetIdle(IdleMode::Sleep {
+                after_us: 10,
+                max_us: 50,
+                wait_ms: 0
+            })
+        );
+        assert!(parse("set idle sleep 50 wait 101").is_err());
         assert!(parse("set idle sleep 0").is_err());
         assert!(parse("set idle nap").unwrap_err().contains("poll or sleep"));
     }

@@ -8,12 +8,15 @@
 //! allocation per packet, and each queue's counters on lines of their own.
 //!
 //! An lcore whose queues moved nothing for a while backs off ([`IdleMode`]):
-//! it sleeps between rounds, longer the longer it stays idle.
+//! it waits for the NIC's rx interrupts where every queue it polls has
+//! them (ports added with `intr`), else it sleeps between rounds, longer
+//! the longer it stays idle.
 
 use crate::guest_region::{self, hdr_priv, GuestPtr, GuestSlot, BURST};
 use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::desc::{LEN_NOT_SENT, LEN_REJECTED};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,16 +30,33 @@ pub struct DpQueue {
     pub stats: Arc<SocketStats>,
     /// Rounds in a row that this queue moved nothing (saturating).
     quiet: u32,
+    /// The NIC queue's rx interrupt, as the lcore's idle wait sees it.
+    intr: Intr,
+}
+
+/// Whether an idle lcore may wait for a queue's rx interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Intr {
+    /// The port was added without `intr`: poll it.
+    Off,
+    /// To be registered with the lcore's epoll (again after a pause: the
+    /// port may have been stopped and started, which drops it).
+    Unknown,
+    Ready,
+    /// The PMD refused (logged once): poll it.
+    Unsupported,
 }
 
 impl DpQueue {
-    pub fn new(port: u16, queue: u16, stats: Arc<SocketStats>) -> DpQueue {
+    /// `intr`: the port was set up for rx interrupts.
+    pub fn new(port: u16, queue: u16, stats: Arc<SocketStats>, intr: bool) -> DpQueue {
         DpQueue {
             port,
             queue,
             guest: None,
             stats,
             quiet: 0,
+            intr: if intr { Intr::Unknown } else { Intr::Off },
         }
     }
 }
@@ -57,11 +77,18 @@ const QUIET_EVERY: u32 = 8;
 pub enum IdleMode {
     /// Busy polling, always: the lowest latency, a whole core.
     Poll,
-    /// After `after_us` in which no queue moved a packet, sleep between
-    /// rounds: first [`FIRST_SLEEP_US`], doubling up to `max_us`. The
-    /// first packet after an idle period waits up to `max_us` (plus the
-    /// wake-up) more than with polling.
-    Sleep { after_us: u32, max_us: u32 },
+    /// After `after_us` in which no queue moved a packet, back off. If
+    /// `wait_ms` > 0 and every queue of the lcore has rx interrupts, wait
+    /// for one, `wait_ms` at most (a guest's own tx then waits up to that
+    /// too: its ring raises no interrupt). Otherwise sleep between rounds:
+    /// first [`FIRST_SLEEP_US`], doubling up to `max_us`; the first packet
+    /// after an idle period then waits up to `max_us` (plus the wake-up)
+    /// more than with polling.
+    Sleep {
+        after_us: u32,
+        max_us: u32,
+        wait_ms: u32,
+    },
 }
 
 /// The first sleep of an idle period, in microseconds.
@@ -72,6 +99,7 @@ impl Default for IdleMode {
         IdleMode::Sleep {
             after_us: 1000,
             max_us: 100,
+            wait_ms: 1,
         }
     }
 }
@@ -80,9 +108,11 @@ impl std::fmt::Display for IdleMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IdleMode::Poll => write!(f, "poll"),
-            IdleMode::Sleep { after_us, max_us } => {
-                write!(f, "sleep {max_us} after {after_us}")
-            }
+            IdleMode::Sleep {
+                after_us,
+                max_us,
+                wait_ms,
+            } => write!(f, "sleep {max_us} after {after_us} wait {wait_ms}"),
         }
     }
 }
@@ -103,6 +133,9 @@ pub struct Datapath {
     pub sleeps: DpSleeps,
     /// Times control paused this lcore (written by control only).
     pub pauses: AtomicU64,
+    /// The epoll instance its idle wait blocks on: the rx interrupts of
+    /// its queues are registered there.
+    epfd: OwnedFd,
 }
 
 /// What the idle back-off did: one writer (the lcore), others read.
@@ -112,6 +145,10 @@ pub struct DpSleeps {
     /// Sleeps between idle rounds, and the microseconds asked for.
     pub count: AtomicU64,
     pub asked_us: AtomicU64,
+    /// Waits for rx interrupts, and those an interrupt ended (the others
+    /// ran out their `wait_ms`).
+    pub intr_waits: AtomicU64,
+    pub intr_wakes: AtomicU64,
 }
 
 /// Where the datapath lcore's time goes, in TSC cycles, per stage of a
@@ -205,8 +242,13 @@ struct IdleClock {
 }
 
 impl Datapath {
-    pub fn new(lcore: u32) -> Datapath {
-        Datapath {
+    pub fn new(lcore: u32) -> std::io::Result<Datapath> {
+        // SAFETY: epoll_create1 makes a new descriptor or fails.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Datapath {
             lcore,
             state: Mutex::new(DpState::default()),
             pause: AtomicBool::new(false),
@@ -214,7 +256,9 @@ impl Datapath {
             timing: DpTiming::default(),
             sleeps: DpSleeps::default(),
             pauses: AtomicU64::new(0),
-        }
+            // SAFETY: a fresh descriptor, ours alone.
+            epfd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Asks the loop to stop between two rounds; [`Datapath::held`] then
@@ -257,6 +301,13 @@ impl Datapath {
                 let mut clock = IdleClock::default();
                 let mut round = 0u32;
                 let mut busy = false;
+                // Control may have stopped and started a port meanwhile,
+                // which drops its interrupts' registration.
+                for q in st.queues.iter_mut() {
+                    if q.intr == Intr::Ready {
+                        q.intr = Intr::Unknown;
+                    }
+                }
                 while !self.pause.load(Ordering::Relaxed) {
                     let timed = self.timing.on.load(Ordering::Relaxed);
                     round = round.wrapping_add(1);
@@ -285,8 +336,14 @@ impl Datapath {
                     }
                     if busy {
                         clock.since = 0;
-                    } else if let IdleMode::Sleep { after_us, max_us } = st.idle {
-                        self.idle_round(&mut clock, us, after_us, max_us);
+                    } else if let IdleMode::Sleep {
+                        after_us,
+                        max_us,
+                        wait_ms,
+                    } = st.idle
+                    {
+                        let limits = (after_us, max_us, wait_ms);
+                        self.idle_round(&mut st.queues, &mut clock, us, limits);
                     }
                 }
             }
@@ -297,9 +354,16 @@ impl Datapath {
     }
 
     /// A round that moved nothing: once the lcore has been idle for
-    /// `after_us`, sleep, a little longer each time up to `max_us`.
+    /// `after_us`, wait for an rx interrupt (`wait_ms` at most) if every
+    /// queue has one, else sleep, a little longer each time up to `max_us`.
     #[cold]
-    fn idle_round(&self, clock: &mut IdleClock, tsc_per_us: u64, after_us: u32, max_us: u32) {
+    fn idle_round(
+        &self,
+        queues: &mut [DpQueue],
+        clock: &mut IdleClock,
+        tsc_per_us: u64,
+        (after_us, max_us, wait_ms): (u32, u32, u32),
+    ) {
         // SAFETY: reads the TSC, nothing else.
         let now = unsafe { sys::dpdk_sys_tsc_cycles() };
         if clock.since == 0 {
@@ -310,11 +374,84 @@ impl Datapath {
         if now.wrapping_sub(clock.since) < after_us as u64 * tsc_per_us {
             return;
         }
+        if wait_ms > 0 && !queues.is_empty() && queues.iter_mut().all(|q| self.intr_ready(q)) {
+            self.wait_intr(queues, wait_ms);
+            return;
+        }
         let d = clock.next_us;
         std::thread::sleep(std::time::Duration::from_micros(d as u64));
         SocketStats::add(&self.sleeps.count, 1);
         SocketStats::add(&self.sleeps.asked_us, d as u64);
         clock.next_us = d.saturating_mul(2).min(max_us);
+    }
+}
+
+impl Datapath {
+    /// Whether queue `q`'s rx interrupt is registered with this lcore's
+    /// epoll, registering it if it is not yet.
+    fn intr_ready(&self, q: &mut DpQueue) -> bool {
+        if q.intr == Intr::Unknown {
+            let epfd = self.epfd.as_raw_fd();
+            let ctl = |op| {
+                // SAFETY: an ethdev control call on a port and queue that
+                // exist (`add port`); it only adds or removes the queue's
+                // event fd in an epoll instance.
+                unsafe {
+                    sys::rte_eth_dev_rx_intr_ctl_q(q.port, q.queue, epfd, op, std::ptr::null_mut())
+                }
+            };
+            let mut r = ctl(sys::RTE_INTR_EVENT_ADD as i32);
+            if r == -libc::EEXIST {
+                // Registered with another lcore's epoll (the queue moved):
+                // removed from wherever it is, then here.
+                ctl(sys::RTE_INTR_EVENT_DEL as i32);
+                r = ctl(sys::RTE_INTR_EVENT_ADD as i32);
+            }
+            q.intr = if r == 0 {
+                Intr::Ready
+            } else {
+                crate::log::err(&format!(
+                    "port {} queue {}: no rx interrupt ({}): lcore {} sleeps between polls instead",
+                    q.port,
+                    q.queue,
+                    sys::strerror(r),
+                    self.lcore
+                ));
+                Intr::Unsupported
+            };
+        }
+        q.intr == Intr::Ready
+    }
+
+    /// Waits up to `wait_ms` for an rx interrupt of any of `queues` (all
+    /// registered), or for the time to pass. A packet that came since the
+    /// last poll has raised its event already: the wait then returns at
+    /// once.
+    fn wait_intr(&self, queues: &[DpQueue], wait_ms: u32) {
+        for q in queues {
+            // SAFETY: ethdev calls on our ports' queues; a PMD whose
+            // interrupt needs no arming (net_tap) says ENOTSUP.
+            unsafe { sys::rte_eth_dev_rx_intr_enable(q.port, q.queue) };
+        }
+        // SAFETY: all-zero is a valid array of plain C structs.
+        let mut ev: [sys::rte_epoll_event; 8] = unsafe { std::mem::zeroed() };
+        // SAFETY: EAL's wait on our epoll instance, into `ev`.
+        let n = unsafe {
+            sys::rte_epoll_wait(
+                self.epfd.as_raw_fd(),
+                ev.as_mut_ptr(),
+                ev.len() as i32,
+                wait_ms as i32,
+            )
+        };
+        for q in queues {
+            // SAFETY: as above.
+            unsafe { sys::rte_eth_dev_rx_intr_disable(q.port, q.queue) };
+        }
+        SocketStats::add(&self.sleeps.intr_waits, 1);
+        if n > 0 {
+            SocketStats::add(&self.sleeps.intr_wakes, 1);
+        }
     }
 }
 

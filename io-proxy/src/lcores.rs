@@ -25,13 +25,16 @@ pub struct Lcores {
 
 impl Lcores {
     /// One datapath per lcore, in this order.
-    pub fn new(lcores: &[u32]) -> Lcores {
-        Lcores {
-            dps: lcores.iter().map(|&l| Arc::new(Datapath::new(l))).collect(),
+    pub fn new(lcores: &[u32]) -> std::io::Result<Lcores> {
+        Ok(Lcores {
+            dps: lcores
+                .iter()
+                .map(|&l| Datapath::new(l).map(Arc::new))
+                .collect::<Result<_, _>>()?,
             placed: BTreeMap::new(),
             served: vec![0; lcores.len()],
             idle: IdleMode::default(),
-        }
+        })
     }
 
     pub fn datapaths(&self) -> &[Arc<Datapath>] {
@@ -83,10 +86,12 @@ impl Lcores {
 
     /// A new NIC queue, polled (its packets dropped) until a guest starts
     /// on it; only its lcore pauses.
-    pub fn add_queue(&mut self, port: u16, queue: u16, stats: Arc<SocketStats>) {
+    pub fn add_queue(&mut self, port: u16, queue: u16, stats: Arc<SocketStats>, intr: bool) {
         let i = self.least_loaded();
         let mut p = self.pause_indexes(&[i]);
-        p.state_of(i).queues.push(DpQueue::new(port, queue, stats));
+        p.state_of(i)
+            .queues
+            .push(DpQueue::new(port, queue, stats, intr));
         drop(p);
         self.placed.insert((port, queue), i);
     }

@@ -318,7 +318,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut proxy = Proxy::new(Lcores::new(&lcores));
+    let mut proxy = match Lcores::new(&lcores) {
+        Ok(l) => Proxy::new(l),
+        Err(e) => {
+            eprintln!("dpdk-io-proxy: datapath lcores: {e}");
+            std::process::exit(1);
+        }
+    };
     let dps: Vec<Arc<Datapath>> = proxy.lcores.datapaths().to_vec();
     let cmds = args.cmds.clone().or_else(|| {
         std::path::Path::new(DEFAULT_CMDS)

@@ -81,8 +81,16 @@ pub(crate) fn cstr_field(p: *const std::ffi::c_char) -> String {
 impl NicPort {
     /// Configures `id` with `nb_queues` rx/tx queue pairs, RSS over them when
     /// the device supports it, and starts it.
-    /// `mtu` 0 keeps the PMD's.
-    pub fn add(id: u16, nb_queues: u16, rxd: u16, mtu: u16) -> Result<NicPort, ProxyError> {
+    /// `mtu` 0 keeps the PMD's. `intr`: with rx interrupts (for idle
+    /// lcores to wait on; a PMD without them fails at configure or start,
+    /// or later when a lcore registers them).
+    pub fn add(
+        id: u16,
+        nb_queues: u16,
+        rxd: u16,
+        mtu: u16,
+        intr: bool,
+    ) -> Result<NicPort, ProxyError> {
         // SAFETY: ethdev control calls on the control thread; all pointers
         // are to locals that outlive the calls.
         unsafe {
@@ -125,6 +133,9 @@ impl NicPort {
             // The MTU at configure too: a PMD without mtu_set (net_pcap)
             // takes it only there.
             conf.rxmode.mtu = mtu as u32;
+            if intr {
+                conf.intr_conf.set_rxq(1);
+            }
             let mut name = [0 as std::ffi::c_char; sys::RTE_ETH_NAME_MAX_LEN as usize];
             sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr());
             let socket = sys::rte_eth_dev_socket_id(id);

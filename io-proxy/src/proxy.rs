@@ -117,13 +117,20 @@ impl Proxy {
         Ok(id)
     }
 
-    pub fn add_port(&mut self, id: u16, queues: u16, rxd: u16, mtu: u16) -> Result<(), String> {
+    pub fn add_port(
+        &mut self,
+        id: u16,
+        queues: u16,
+        rxd: u16,
+        mtu: u16,
+        intr: bool,
+    ) -> Result<(), String> {
         if self.ports.contains_key(&id) {
             return Err(format!("port {id} already added"));
         }
-        let p = NicPort::add(id, queues, rxd, mtu).map_err(|e| format!("port {id}: {e}"))?;
+        let p = NicPort::add(id, queues, rxd, mtu, intr).map_err(|e| format!("port {id}: {e}"))?;
         log::info(&format!(
-            "port {id} ({}, {}): {queues} queues of {} rx descriptors holding {} buffers each, MTU {}, {}, MAC {}",
+            "port {id} ({}, {}): {queues} queues of {} rx descriptors holding {} buffers each, MTU {}, {}{}, MAC {}",
             p.name,
             p.driver,
             p.nb_rxd,
@@ -134,11 +141,12 @@ impl Proxy {
             } else {
                 "device's own spreading"
             },
+            if intr { ", rx interrupts" } else { "" },
             mac_str(&p.mac)
         ));
         for q in 0..queues {
             self.lcores
-                .add_queue(id, q, p.queue_stats[q as usize].clone());
+                .add_queue(id, q, p.queue_stats[q as usize].clone(), intr);
         }
         self.ports.insert(id, p);
         Ok(())

@@ -135,12 +135,14 @@ impl Proxy {
         for (dp, served) in self.lcores.datapaths().iter().zip(self.lcores.served()) {
             let polled = crate::lcores::port_queue_list(&self.lcores.polled_by(dp.lcore));
             s += &format!(
-                "lcore {}: polls port/queue {} ({served} served by sockets); paused {} times; {} idle sleeps ({} ms asked)\n",
+                "lcore {}: polls port/queue {} ({served} served by sockets); paused {} times; {} idle sleeps ({} ms asked); {} waits for rx interrupts ({} woken)\n",
                 dp.lcore,
                 if polled.is_empty() { "none" } else { &polled },
                 get(&dp.pauses),
                 get(&dp.sleeps.count),
                 get(&dp.sleeps.asked_us) / 1000,
+                get(&dp.sleeps.intr_waits),
+                get(&dp.sleeps.intr_wakes),
             );
             for line in dp.timing.show().lines() {
                 s += &format!("  {line}\n");

@@ -312,6 +312,7 @@ unsafe extern "C" fn tel_datapath(
             add_u64(d, "lcores", snap.datapaths.len() as u64);
             add_u64(d, "idle_cycles", sum(&|dp| get(&dp.timing.idle)));
             add_u64(d, "idle_sleeps", sum(&|dp| get(&dp.sleeps.count)));
+            add_u64(d, "intr_waits", sum(&|dp| get(&dp.sleeps.intr_waits)));
             let mut totals = [("", 0u64, 0u64); 4];
             for (dp, _) in &snap.datapaths {
                 for (t, (name, cycles, packets)) in totals.iter_mut().zip(dp.timing.stages()) {
@@ -336,6 +337,8 @@ unsafe extern "C" fn tel_datapath(
                 add_u64(c, "pauses", get(&dp.pauses));
                 add_u64(c, "idle_sleeps", get(&dp.sleeps.count));
                 add_u64(c, "idle_sleep_us", get(&dp.sleeps.asked_us));
+                add_u64(c, "intr_waits", get(&dp.sleeps.intr_waits));
+                add_u64(c, "intr_wakes", get(&dp.sleeps.intr_wakes));
                 add_u64(c, "idle_cycles", get(&dp.timing.idle));
                 for (name, cycles, packets) in dp.timing.stages() {
                     add_u64(c, &format!("{name}_cycles"), cycles);
