@@ -387,10 +387,15 @@ impl Conn {
 
     /// Sends START and waits for its acknowledgement; with rx interrupts
     /// (v10, `s.rx_intr`), `wake` is the queue's wake socket for the proxy.
-    pub fn start(&self, s: msg::Start, wake: Option<BorrowedFd<'_>>) -> Result<(), String> {
+    /// Returns the queue's tx kick socket, if the proxy sent one (v10).
+    pub fn start(
+        &self,
+        s: msg::Start,
+        wake: Option<BorrowedFd<'_>>,
+    ) -> Result<Option<OwnedFd>, String> {
         let wake = if s.rx_intr { wake } else { None };
         self.exchange_passing(&Msg::Start(s), msg::MSG_START_ACK, wake)
-            .map(|_| ())
+            .map(|(_, kick)| kick)
             .map_err(|e| e.text)
     }
     pub fn stop(&self) -> Result<(), String> {

@@ -17,7 +17,7 @@ use crate::stats::SocketStats;
 use dpdk_sys as sys;
 use shm_abi::desc::{LEN_NOT_SENT, LEN_REJECTED};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One NIC queue the datapath polls.
@@ -374,7 +374,12 @@ impl Datapath {
         if now.wrapping_sub(clock.since) < after_us as u64 * tsc_per_us {
             return;
         }
-        if wait_ms > 0 && !queues.is_empty() && queues.iter_mut().all(|q| self.intr_ready(q)) {
+        if wait_ms > 0
+            && !queues.is_empty()
+            && queues
+                .iter_mut()
+                .all(|q| self.intr_ready(q) && self.kick_ready(q))
+        {
             self.wait_intr(queues, wait_ms);
             return;
         }
@@ -423,34 +428,75 @@ impl Datapath {
         q.intr == Intr::Ready
     }
 
-    /// Waits up to `wait_ms` for an rx interrupt of any of `queues` (all
-    /// registered), or for the time to pass. A packet that came since the
-    /// last poll has raised its event already: the wait then returns at
-    /// once.
+    /// Whether the guest on queue `q` (if any) can kick this lcore out of
+    /// a wait: its tx kick socket registered with our epoll (a guest
+    /// before v10 has none, and keeps the lcore from waiting).
+    fn kick_ready(&self, q: &DpQueue) -> bool {
+        let Some(g) = q.guest else { return true };
+        // SAFETY: we hold the state lock (the caller's loop); a short
+        // scope whose only outside call is EAL's epoll control.
+        let g = unsafe { GuestSlot::enter(g) };
+        g.tx_kick
+            .as_ref()
+            .is_some_and(|k| k.register(self.epfd.as_raw_fd()))
+    }
+
+    /// Waits up to `wait_ms` for an rx interrupt of any of `queues` or a
+    /// kick from one of their guests (all registered), or for the time to
+    /// pass. A packet that came since the last poll has raised its event
+    /// already: the wait then returns at once. The guests see
+    /// `proxy_waiting` meanwhile; tx they published before they could
+    /// see it is found by the look that follows the flag's fence.
     fn wait_intr(&self, queues: &[DpQueue], wait_ms: u32) {
-        for q in queues {
-            // SAFETY: ethdev calls on our ports' queues; a PMD whose
-            // interrupt needs no arming (net_tap) says ENOTSUP.
-            unsafe { sys::rte_eth_dev_rx_intr_enable(q.port, q.queue) };
+        let guests = || queues.iter().filter_map(|q| q.guest.map(|g| (q, g)));
+        let mut pending = false;
+        for (_, g) in guests() {
+            // SAFETY: we hold the state lock; a short scope, no DPDK call.
+            unsafe { GuestSlot::enter(g).ctl.set_proxy_waiting(true) };
         }
-        // SAFETY: all-zero is a valid array of plain C structs.
-        let mut ev: [sys::rte_epoll_event; 8] = unsafe { std::mem::zeroed() };
-        // SAFETY: EAL's wait on our epoll instance, into `ev`.
-        let n = unsafe {
-            sys::rte_epoll_wait(
-                self.epfd.as_raw_fd(),
-                ev.as_mut_ptr(),
-                ev.len() as i32,
-                wait_ms as i32,
-            )
-        };
-        for q in queues {
+        fence(Ordering::SeqCst);
+        for (_, g) in guests() {
             // SAFETY: as above.
-            unsafe { sys::rte_eth_dev_rx_intr_disable(q.port, q.queue) };
+            pending |= unsafe { GuestSlot::enter(g).tx.pending() };
         }
-        SocketStats::add(&self.sleeps.intr_waits, 1);
-        if n > 0 {
-            SocketStats::add(&self.sleeps.intr_wakes, 1);
+        if !pending {
+            for q in queues {
+                // SAFETY: ethdev calls on our ports' queues; a PMD whose
+                // interrupt needs no arming (net_tap) says ENOTSUP.
+                unsafe { sys::rte_eth_dev_rx_intr_enable(q.port, q.queue) };
+            }
+            // SAFETY: all-zero is a valid array of plain C structs.
+            let mut ev: [sys::rte_epoll_event; 8] = unsafe { std::mem::zeroed() };
+            // SAFETY: EAL's wait on our epoll instance, into `ev`; the
+            // kick sockets' records it may reach are boxed in live guests
+            // (a guest is detached only while this lcore is paused).
+            let n = unsafe {
+                sys::rte_epoll_wait(
+                    self.epfd.as_raw_fd(),
+                    ev.as_mut_ptr(),
+                    ev.len() as i32,
+                    wait_ms as i32,
+                )
+            };
+            for q in queues {
+                // SAFETY: as above.
+                unsafe { sys::rte_eth_dev_rx_intr_disable(q.port, q.queue) };
+            }
+            SocketStats::add(&self.sleeps.intr_waits, 1);
+            if n > 0 {
+                SocketStats::add(&self.sleeps.intr_wakes, 1);
+            }
+        }
+        for (q, g) in guests() {
+            // SAFETY: we hold the state lock; a short scope, no DPDK call.
+            let kicks = unsafe {
+                let g = GuestSlot::enter(g);
+                g.ctl.set_proxy_waiting(false);
+                g.tx_kick.as_ref().map_or(0, |k| k.drain())
+            };
+            if kicks > 0 {
+                SocketStats::add(&q.stats.tx_kicks, kicks);
+            }
         }
     }
 }

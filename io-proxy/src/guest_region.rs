@@ -19,6 +19,7 @@
 
 use crate::dma::BAD_IOVA;
 use crate::stats::SocketStats;
+use crate::wakeup::TxKick;
 use dpdk_sys as sys;
 use shm_abi::desc::{
     BufferRules, Desc, Rejected, RxMeta, TxMeta, ValidFill, ValidTx, ValidTxMeta, DATA_OFF_MASK,
@@ -145,11 +146,14 @@ pub struct GuestRegion {
     pub stats: Arc<SocketStats>,
     /// Set when the guest broke the protocol; the control side disconnects it.
     pub broken: bool,
-    /// The queue's control line (v10), and its wake socket while the
+    /// The queue's control line (v10), and its rx wake socket while the
     /// guest's START asked for rx interrupts: a guest armed when rx is
     /// published is woken (`shm_abi::wake`).
-    pub(crate) rx_ctl: QueueCtl,
+    pub(crate) ctl: QueueCtl,
     pub(crate) rx_wake: Option<OwnedFd>,
+    /// The queue's tx kick socket (v10, made at START): what a guest that
+    /// sends while its lcore waits for interrupts kicks.
+    pub(crate) tx_kick: Option<TxKick>,
 }
 
 /// A [`GuestRegion`] and the flag that says a scope is using it. Everyone
@@ -661,8 +665,9 @@ impl GuestRegion {
             tx_mp: std::ptr::null_mut(),
             stats,
             broken: false,
-            rx_ctl: region.queue_ctl(&layout, queue)?,
+            ctl: region.queue_ctl(&layout, queue)?,
             rx_wake: None,
+            tx_kick: None,
         })
     }
 
@@ -1030,7 +1035,7 @@ impl GuestRegion {
     #[inline(never)]
     fn wake_rx(&mut self) {
         if let Some(fd) = &self.rx_wake {
-            if self.rx_ctl.take_rx_armed() {
+            if self.ctl.take_rx_armed() {
                 wake::wake(fd.as_fd());
                 SocketStats::add(&self.stats.rx_wakes, 1);
             }

@@ -3,11 +3,11 @@
 //!
 //! Modules, leaves first: `log`, `stats`, `error`; `access` (who may
 //! attach to a socket); `nic`, `dma`, `flow` (rte_flow steering);
-//! `guest_region` (a guest's rings and buffers), `pool_ops` (the
-//! `shm_proxy` mempools), `datapath` (the polling loop of one lcore), `lcores` (which lcore polls
-//! which queue); `session`
-//! (handshake); `proxy` (sockets, sessions, guests), `show` (text tables),
-//! `telemetry`; `command` (the command language).
+//! `wakeup` (a guest queue's tx kick socket); `guest_region` (a guest's
+//! rings and buffers), `pool_ops` (the `shm_proxy` mempools), `datapath`
+//! (the polling loop of one lcore), `lcores` (which lcore polls which
+//! queue); `session` (handshake); `proxy` (sockets, sessions, guests),
+//! `show` (text tables), `telemetry`; `command` (the command language).
 pub mod access;
 pub mod command;
 pub mod datapath;
@@ -24,3 +24,4 @@ pub mod session;
 pub mod show;
 pub mod stats;
 pub mod telemetry;
+pub mod wakeup;

@@ -12,6 +12,7 @@ use crate::nic::{self, mac_str, NicPort};
 use crate::pool_ops;
 use crate::session::{self, GrownPart, GuestBuffers, RegionConfig, Session, GROW_STEP};
 use crate::stats::SocketStats;
+use crate::wakeup::TxKick;
 use shm_abi::msg::{self, GrowAck, Msg, Reta, Start, Status};
 use shm_abi::socket::{self as wire, RecvError};
 use shm_abi::wake;
@@ -377,10 +378,10 @@ impl Proxy {
                 Ok(r) => (Msg::Reta(r), None),
                 Err(e) => (Msg::Error(self.refusal(i, &e)), None),
             },
-            Msg::Start(s) => {
-                let r = self.start_guest(i, s, passed);
-                (Msg::StartAck(self.status(i, r)), None)
-            }
+            Msg::Start(s) => match self.start_guest(i, s, passed) {
+                Ok(kick) => (Msg::StartAck(Status::ok()), kick),
+                Err(e) => (Msg::StartAck(self.refusal(i, &e)), None),
+            },
             Msg::Stop => {
                 let r = self.stop_guest(i, true);
                 (Msg::StopAck(self.status(i, r)), None)
@@ -591,12 +592,14 @@ impl Proxy {
         Ok(off)
     }
 
+    /// START: attaches guest `i`'s queue pair to its NIC queue. Returns
+    /// the guest's end of the queue's tx kick socket, for START_ACK (v10).
     fn start_guest(
         &mut self,
         i: usize,
         start: Start,
         wake_fd: Option<OwnedFd>,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<Option<OwnedFd>, ProxyError> {
         let s = &mut self.sockets[i];
         let sess = s
             .session
@@ -611,7 +614,7 @@ impl Proxy {
             )));
         }
         if sess.started[q] {
-            return Ok(());
+            return Ok(None);
         }
         // Rx interrupts (v10): the queue's wake socket, which must reach
         // the guest and no one else. A descriptor without the flag is
@@ -630,6 +633,13 @@ impl Proxy {
                 }
                 Err(e) => return Err(ProxyError::Invalid(e.to_string())),
             },
+        };
+        // The tx kick socket (v10): the guest's end goes with START_ACK.
+        let (tx_kick, kick_end) = if sess.version >= 10 {
+            let (k, theirs) = TxKick::new().map_err(|e| ProxyError::io("tx kick socket", e))?;
+            (Some(k), Some(theirs))
+        } else {
+            (None, None)
         };
         let nic_queue = s.queues[q];
         let port = &self.ports[&s.port];
@@ -687,6 +697,7 @@ impl Proxy {
             g.rules.buf_end = buf_end;
             g.rx_chains = chains;
             g.rx_wake = rx_wake;
+            g.tx_kick = tx_kick;
         }
         let intr = if start.rx_intr { ", rx interrupts" } else { "" };
         s.pools_made += 1;
@@ -740,7 +751,7 @@ impl Proxy {
             "{}: guest started queue {q}: port {} queue {nic_queue} attached{intr}; buffers DMA: {}",
             s.path, s.port, area.state
         ));
-        Ok(())
+        Ok(kick_end)
     }
 
     /// Detaches the guest of socket `i` from its NIC queues. With

@@ -86,7 +86,7 @@ impl Proxy {
                     (e.port == p.id).then_some((e, k as u16))
                 });
                 s += &format!(
-                    "  queue {q} (lcore {}) {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, tx offload errors {}, payload copies {}, rx wakes {}\n",
+                    "  queue {q} (lcore {}) {}: to guest {} pkts {} bytes, from guest {} pkts {} bytes, drops rx {} tx {}, no buffer {}, bad descriptors {}, tx offload errors {}, payload copies {}, rx wakes {}, tx kicks {}\n",
                     self.lcores
                         .lcore_of(p.id, q as u16)
                         .map_or("-".into(), |l| l.to_string()),
@@ -106,6 +106,7 @@ impl Proxy {
                     get(&qs.tx_offload_errors),
                     get(&qs.payload_copies),
                     get(&qs.rx_wakes),
+                    get(&qs.tx_kicks),
                 );
                 if let Some((r, k)) =
                     served.and_then(|(e, k)| Some((e.session.as_ref()?.rings.as_ref()?, k)))

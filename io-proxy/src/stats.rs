@@ -28,6 +28,9 @@ pub struct SocketStats {
     pub payload_copies: AtomicU64,
     /// Rx interrupts (v10): wake-ups sent to a guest asleep on its rx.
     pub rx_wakes: AtomicU64,
+    /// Kicks from the guest, sent as it published tx while its lcore
+    /// waited for interrupts (v10).
+    pub tx_kicks: AtomicU64,
     /// The guest broke the ring protocol; the control side disconnects it.
     pub guest_broken: AtomicBool,
 }

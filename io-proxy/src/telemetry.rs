@@ -248,6 +248,7 @@ unsafe extern "C" fn tel_sockets(
                 add_u64(c, "lost_returns", sum(|st| &st.lost_returns));
                 add_u64(c, "payload_copies", sum(|st| &st.payload_copies));
                 add_u64(c, "rx_wakes", sum(|st| &st.rx_wakes));
+                add_u64(c, "tx_kicks", sum(|st| &st.tx_kicks));
                 if s.stats.len() > 1 {
                     for (k, st) in s.stats.iter().enumerate() {
                         add_u64(c, &format!("q{k}_rx_packets"), get(&st.rx_packets));

@@ -1,5 +1,7 @@
-//! Rx interrupts of a port (protocol v10): an app such as `l3fwd-power`
-//! sleeps in `rte_epoll_wait` until the proxy publishes rx on a queue.
+//! Wake-ups of a port (protocol v10, `shm_abi::wake`): rx interrupts, on
+//! which an app such as `l3fwd-power` sleeps in `rte_epoll_wait` until the
+//! proxy publishes rx on a queue; and tx kicks, which a queue sends the
+//! proxy when it publishes tx while the proxy's lcore waits.
 //!
 //! Each rx queue set up with `intr_conf.rxq` gets a wake socket pair
 //! (`shm_abi::wake`): the port's interrupt handle lists the `wait` ends
@@ -37,6 +39,22 @@ impl RxIntr {
             kick,
             wakeups: Counter::default(),
         })
+    }
+}
+
+/// A tx queue's kick socket and control line.
+pub struct TxKick {
+    pub fd: OwnedFd,
+    pub ctl: QueueCtl,
+}
+
+impl TxKick {
+    /// After a tx publish: one kick if the proxy's lcore waits.
+    #[inline]
+    pub fn kick_if_waiting(&self) {
+        if self.ctl.proxy_waiting() {
+            wake::wake(self.fd.as_fd());
+        }
     }
 }
 

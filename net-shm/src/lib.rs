@@ -1213,6 +1213,7 @@ unsafe extern "C" fn tx_queue_setup(
                 limit: l.ring_entries,
                 recycle_pool: std::ptr::null_mut(),
                 budget: &p.budgets[qid as usize],
+                kick: None,
                 broken: false,
                 packets: Default::default(),
                 bytes: Default::default(),

@@ -287,6 +287,9 @@ pub struct TxQueue {
     /// buffers of that pool go back to the proxy as fill buffers.
     pub recycle_pool: *mut sys::rte_mempool,
     pub budget: *const RxBudget,
+    /// The queue's tx kick socket (v10, from START_ACK): a burst that
+    /// publishes while the proxy's lcore waits for interrupts kicks it.
+    pub kick: Option<Box<crate::intr::TxKick>>,
     pub broken: bool,
     pub packets: Counter,
     pub bytes: Counter,
@@ -1113,6 +1116,9 @@ pub unsafe extern "C" fn tx_burst(
                 }
                 if sent > 0 {
                     q.tx.publish(sent);
+                    if let Some(k) = &q.kick {
+                        k.kick_if_waiting();
+                    }
                     q.tx.demote_published(sent);
                     q.tx.prepare(n as u32);
                     q.outstanding += to_done;

@@ -130,7 +130,7 @@ pub(crate) unsafe fn start_queues(dev: *mut sys::rte_eth_dev, conn: &Conn) -> Re
     // SAFETY: the caller's contract.
     unsafe {
         let port_id = (*port_ptr(dev)).port_id;
-        for (k, (rxq, _)) in queue_pairs(dev).into_iter().enumerate() {
+        for (k, (rxq, txq)) in queue_pairs(dev).into_iter().enumerate() {
             (*rxq).refill(1);
             let start = Start {
                 rx_buf_len: sys::dpdk_sys_pktmbuf_data_room_size((*rxq).mp),
@@ -140,9 +140,20 @@ pub(crate) unsafe fn start_queues(dev: *mut sys::rte_eth_dev, conn: &Conn) -> Re
                 rx_intr: (*rxq).intr.is_some(),
             };
             let wake = (*rxq).intr.as_ref().map(|i| i.kick.as_fd());
-            if let Err(e) = conn.start(start, wake) {
-                err!("port {port_id}: start queue {k}: {e}");
-                return Err(k as u16);
+            let kick = match conn.start(start, wake) {
+                Ok(kick) => kick,
+                Err(e) => {
+                    err!("port {port_id}: start queue {k}: {e}");
+                    return Err(k as u16);
+                }
+            };
+            // The proxy's tx kick socket (v10), with the queue's control
+            // line (in this connection's rings region).
+            if !txq.is_null() {
+                (*txq).kick = kick.and_then(|fd| {
+                    let ctl = conn.region()?.queue_ctl(&conn.layout, k as u16).ok()?;
+                    Some(Box::new(crate::intr::TxKick { fd, ctl }))
+                });
             }
         }
         Ok(())

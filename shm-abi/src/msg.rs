@@ -20,8 +20,9 @@ pub const MAGIC: u32 = 0x5348_4d50; // "SHMP"
 /// [`crate::desc::TX_META`]), the NIC's RSS redirection table (RETA_QUERY);
 /// v8: a guest resumes its region with a restarted proxy (HELLO's
 /// [`HELLO_RESUME`]); v9: a resumed buffer area brings back the parts it
-/// grew by (RESUME_PART); v10: rx interrupts (START's [`START_RX_INTR`]
-/// and its wake socket, the queue control lines of [`crate::wake`]).
+/// grew by (RESUME_PART); v10: wake-ups (START's [`START_RX_INTR`] and
+/// its rx wake socket, START_ACK's tx kick socket, the queue control lines
+/// of [`crate::wake`]).
 pub const VERSION_MIN: u16 = 3;
 pub const VERSION_MAX: u16 = 10;
 /// Largest message on the wire.
@@ -382,13 +383,14 @@ impl Msg {
     /// File descriptors this message type may carry: the region's memfd
     /// with HELLO_ACK, the region to share with HELLO (v5,
     /// [`HELLO_SHARE_BUFFERS`]), the new buffers with GROW_ACK (v6), a
-    /// grown part with RESUME_PART (v9), the queue's wake socket with
-    /// START (v10, [`START_RX_INTR`]), none with anything else. Whatever
-    /// else arrives is closed ([`crate::socket::recv`]).
+    /// grown part with RESUME_PART (v9), the queue's rx wake socket with
+    /// START (v10, [`START_RX_INTR`]) and its tx kick socket with a
+    /// successful START_ACK (v10), none with anything else. Whatever else
+    /// arrives is closed ([`crate::socket::recv`]).
     pub fn fds_expected(type_code: u16) -> usize {
         usize::from(matches!(
             type_code,
-            MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART | MSG_START
+            MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART | MSG_START | MSG_START_ACK
         ))
     }
 
@@ -944,11 +946,16 @@ mod tests {
     }
 
     #[test]
-    fn only_hello_hello_ack_grow_ack_resume_part_and_start_carry_a_descriptor() {
+    fn only_hello_hello_ack_grow_ack_resume_part_start_and_start_ack_carry_a_descriptor() {
         for t in 0..20u16 {
             let want = usize::from(matches!(
                 t,
-                MSG_HELLO_ACK | MSG_HELLO | MSG_GROW_ACK | MSG_RESUME_PART | MSG_START
+                MSG_HELLO_ACK
+                    | MSG_HELLO
+                    | MSG_GROW_ACK
+                    | MSG_RESUME_PART
+                    | MSG_START
+                    | MSG_START_ACK
             ));
             assert_eq!(Msg::fds_expected(t), want, "type {t}");
         }

@@ -1,21 +1,36 @@
-//! Rx interrupts (protocol v10): a guest queue that may sleep until the
-//! proxy hands it packets.
+//! Wake-ups between a guest and the proxy (protocol v10): a guest queue
+//! that sleeps until the proxy hands it packets (rx interrupts), and a
+//! proxy lcore that waits for its NIC's interrupts and is kicked when a
+//! guest sends meanwhile.
 //!
-//! Two parts, both per queue pair:
+//! Per queue pair:
 //! - its control line: 64 bytes at region offset `q * 64`, in the page
-//!   before the rings ([`QueueCtl`]). Its `rx_armed` word is the guest's
-//!   "wake me": the guest sets it before it sleeps and clears it when it
-//!   polls again; the proxy clears it when it wakes the guest, so one arm
-//!   gives at most one wake-up.
-//! - its wake socket: a `SOCK_SEQPACKET` pair the guest makes and keeps
+//!   before the rings ([`QueueCtl`]), two words each with one writer:
+//!   - `rx_armed` (guest): "wake me". The guest sets it before it sleeps
+//!     and clears it when it polls again; the proxy clears it when it
+//!     wakes the guest, so one arm gives at most one wake-up.
+//!   - `proxy_waiting` (proxy): the lcore serving the queue waits for an
+//!     interrupt; a guest that publishes tx kicks it.
+//! - its rx wake socket: a `SOCK_SEQPACKET` pair the guest makes and keeps
 //!   (the app's epoll waits on one end); START passes the other end to the
-//!   proxy. A wake-up is one 1-byte message, sent without ever blocking
-//!   ([`wake`]).
+//!   proxy.
+//! - its tx kick socket: a pair the proxy makes; START_ACK passes one end
+//!   to the guest, the lcore's epoll waits on the other.
 //!
-//! The two sides order their accesses as Dekker's: the proxy publishes rx
-//! descriptors, then (full fence) reads `rx_armed`; the guest arms, then
+//! A wake-up or kick is one 1-byte message, sent without ever blocking
+//! ([`wake`]); a socket pair, unlike an eventfd, gives neither side a
+//! file description the other can make blocking.
+//!
+//! Rx: the two sides order their accesses as Dekker's. The proxy publishes
+//! rx descriptors, then (full fence) reads `rx_armed`; the guest arms, then
 //! (full fence) looks at the rx ring. One of them sees the other's store,
 //! so a packet is never left on the ring of a guest asleep.
+//!
+//! Tx: the proxy sets `proxy_waiting`, then (full fence) looks at the tx
+//! rings; the guest publishes tx, then reads `proxy_waiting` without a
+//! fence (none on the tx fast path). A guest whose read passes its own
+//! publish may miss the waiting lcore: its packet then waits out the
+//! lcore's bounded wait (`set idle ... wait`), never longer.
 
 use crate::region::Mapping;
 use std::io;
@@ -35,7 +50,8 @@ pub const fn queue_ctl_off(q: u16) -> u64 {
 #[repr(C)]
 struct CtlLine {
     rx_armed: AtomicU32,
-    _pad: [u8; 60],
+    proxy_waiting: AtomicU32,
+    _pad: [u8; 56],
 }
 const _: () = assert!(std::mem::size_of::<CtlLine>() == QUEUE_CTL_SIZE as usize);
 
@@ -87,6 +103,24 @@ impl QueueCtl {
         fence(Ordering::SeqCst);
         let armed = &self.line().rx_armed;
         armed.load(Ordering::Relaxed) != 0 && armed.swap(0, Ordering::Relaxed) != 0
+    }
+}
+
+impl QueueCtl {
+    /// Proxy: about to wait for interrupts (`true`; the caller fences and
+    /// looks at the tx ring after), or polling again.
+    pub fn set_proxy_waiting(&self, on: bool) {
+        self.line()
+            .proxy_waiting
+            .store(on as u32, Ordering::Relaxed);
+    }
+
+    /// Guest, after publishing tx: whether to kick the proxy. A plain
+    /// load of a line the proxy writes only when it starts or stops
+    /// waiting.
+    #[inline]
+    pub fn proxy_waiting(&self) -> bool {
+        self.line().proxy_waiting.load(Ordering::Relaxed) != 0
     }
 }
 
