@@ -350,3 +350,31 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod ctl_tests {
+    use crate::layout::Layout;
+    use crate::region::tests::memfd_region;
+
+    #[test]
+    fn one_arm_gives_one_wake_and_the_flags_are_per_queue() {
+        let l = Layout::compute_queues(4096, 64, 4, 4096, 4096);
+        let r = memfd_region(l.region_size as usize);
+        let v = l.validate(l.region_size).unwrap();
+        let (guest, proxy) = (r.queue_ctl(&v, 2).unwrap(), r.queue_ctl(&v, 2).unwrap());
+        let other = r.queue_ctl(&v, 3).unwrap();
+        assert!(r.queue_ctl(&v, 4).is_err());
+        assert!(!proxy.take_rx_armed());
+        guest.arm_rx();
+        assert!(!other.take_rx_armed());
+        assert!(proxy.take_rx_armed());
+        assert!(!proxy.take_rx_armed(), "one arm, one wake-up");
+        guest.arm_rx();
+        guest.disarm_rx();
+        assert!(!proxy.take_rx_armed());
+        proxy.set_proxy_waiting(true);
+        assert!(guest.proxy_waiting() && !other.proxy_waiting());
+        proxy.set_proxy_waiting(false);
+        assert!(!guest.proxy_waiting());
+    }
+}
