@@ -4,7 +4,7 @@
 //! the other, intact, and nothing is copied at either end.
 mod common;
 use common::*;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,49 +16,13 @@ const FLOWS: u32 = 32;
 /// `ready` in its output.
 fn run_guest(
     dir: &Scratch,
-    bin: &PathBuf,
+    bin: &Path,
     prefix: &str,
     socks: &[String; 2],
     app_args: &[&str],
     ready: &str,
 ) -> Proc {
-    run_guest_mem(dir, bin, prefix, socks, "1", app_args, ready)
-}
-
-/// As [`run_guest`], with EAL's `-m <mem>` (MiB of the app's own heap,
-/// beside the socket's heap area).
-fn run_guest_mem(
-    dir: &Scratch,
-    bin: &PathBuf,
-    prefix: &str,
-    socks: &[String; 2],
-    mem: &str,
-    app_args: &[&str],
-    ready: &str,
-) -> Proc {
-    let mut cmd = Command::new("stdbuf");
-    cmd.args(["-oL", "-eL"])
-        .arg(bin)
-        .arg("-d")
-        .arg(pmds())
-        .args([
-            "-l",
-            "1",
-            "--no-huge",
-            "-m",
-            mem,
-            "--no-pci",
-            "--file-prefix",
-            prefix,
-            "--log-level=net.shm:info",
-        ]);
-    for s in socks {
-        cmd.arg("-a").arg(format!("sock:{s}"));
-    }
-    cmd.arg("--").args(app_args);
-    let mut p = Proc::spawn(&mut cmd, dir.path(&format!("{prefix}.log")), true);
-    p.wait_for(ready, 1, Duration::from_secs(60));
-    p
+    run_example(dir, bin, prefix, socks, "1", app_args, ready)
 }
 
 /// Frames both ways between the two veths, then no copies at either end.
@@ -137,7 +101,7 @@ fn l3fwd_routes_from_port_0_out_of_port_1() {
     let rule6 = format!("--rule_ipv6={}", v6.display());
     // Its default port configuration: RSS, and rx checksum offload, which
     // net_af_packet lacks (the guest port verifies checksums itself).
-    let mut g = run_guest_mem(
+    let mut g = run_example(
         &dir,
         &bin,
         "iop_l3f_g",

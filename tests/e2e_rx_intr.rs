@@ -108,34 +108,21 @@ fn l3fwd_power_sleeps_on_its_rx_interrupt_and_the_proxy_wakes_it() {
     let (dir, net, sock, mut proxy) = Proxy::veth_port("rxi", "", " queues 1", "0");
     // Its LPM table wants 64 MiB of heap (EAL's -m, as l3fwd); net_af_packet
     // reports no packet types (--parse-ptype).
-    let mut cmd = Command::new("stdbuf");
-    cmd.args(["-oL", "-eL"])
-        .arg(&bin)
-        .arg("-d")
-        .arg(pmds())
-        .args([
-            "-l",
-            "1",
-            "--no-huge",
-            "-m",
-            "256",
-            "--no-pci",
-            "--file-prefix",
-            "iop_rxi_g",
-            "--log-level=net.shm:info",
-        ])
-        .arg("-a")
-        .arg(format!("sock:{sock}"))
-        .args([
-            "--",
+    let mut g = run_example(
+        &dir,
+        &bin,
+        "iop_rxi_g",
+        std::slice::from_ref(&sock),
+        "256",
+        &[
             "-p",
             "0x1",
             "--config=(0,0,1)",
             "--interrupt-only",
             "--parse-ptype",
-        ]);
-    let mut g = Proc::spawn(&mut cmd, dir.path("l3fwd-power.log"), true);
-    g.wait_for("entering main interrupt loop", 1, Duration::from_secs(60));
+        ],
+        "entering main interrupt loop",
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !g.text().contains("won't enable"),

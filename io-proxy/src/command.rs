@@ -601,30 +601,21 @@ mod tests {
             parse("set idle poll").unwrap(),
             Command::SetIdle(IdleMode::Poll)
         );
-        assert_eq!(
-            parse("set idle sleep 200").unwrap(),
-            Command::SetIdle(IdleMode::Sleep {
-                after_us: 1000,
-                max_us: 200,
-                wait_ms: 1
-            })
-        );
-        assert_eq!(
-            parse("set idle sleep 50 after 10").unwrap(),
-            Command::SetIdle(IdleMode::Sleep {
-                after_us: 10,
-                max_us: 50,
-                wait_ms: 1
-            })
-        );
-        assert_eq!(
-            parse("set idle sleep 50 wait 0 after 10").unwrap(),
-            Command::SetIdle(IdleMode::Sleep {
-                after_us: 10,
-                max_us: 50,
-                wait_ms: 0
-            })
-        );
+        for (line, after_us, max_us, wait_ms) in [
+            ("set idle sleep 200", 1000, 200, 1),
+            ("set idle sleep 50 after 10", 10, 50, 1),
+            ("set idle sleep 50 wait 0 after 10", 10, 50, 0),
+        ] {
+            assert_eq!(
+                parse(line).unwrap(),
+                Command::SetIdle(IdleMode::Sleep {
+                    after_us,
+                    max_us,
+                    wait_ms
+                }),
+                "{line}"
+            );
+        }
         assert!(parse("set idle sleep 50 wait 101").is_err());
         assert!(parse("set idle sleep 0").is_err());
         assert!(parse("set idle nap").unwrap_err().contains("poll or sleep"));

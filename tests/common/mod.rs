@@ -1041,3 +1041,41 @@ pub fn example(name: &str, bin: &str) -> PathBuf {
     );
     built
 }
+
+/// Runs DPDK example `bin` (from [`example`]) as the guest of `socks`,
+/// with its own file prefix (its telemetry answers `telemetry(prefix,
+/// ...)`) and EAL's `-m <mem>` (MiB of the app's own heap, beside the
+/// socket's heap area), and waits for `ready` in its output.
+pub fn run_example(
+    dir: &Scratch,
+    bin: &Path,
+    prefix: &str,
+    socks: &[String],
+    mem: &str,
+    app_args: &[&str],
+    ready: &str,
+) -> Proc {
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "-eL"])
+        .arg(bin)
+        .arg("-d")
+        .arg(pmds())
+        .args([
+            "-l",
+            "1",
+            "--no-huge",
+            "-m",
+            mem,
+            "--no-pci",
+            "--file-prefix",
+            prefix,
+            "--log-level=net.shm:info",
+        ]);
+    for s in socks {
+        cmd.arg("-a").arg(format!("sock:{s}"));
+    }
+    cmd.arg("--").args(app_args);
+    let mut p = Proc::spawn(&mut cmd, dir.path(&format!("{prefix}.log")), true);
+    p.wait_for(ready, 1, Duration::from_secs(60));
+    p
+}
