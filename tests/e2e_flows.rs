@@ -18,6 +18,8 @@ fn a_flow_the_nic_cannot_do_is_refused_with_the_pmds_message() {
             "add flow 0 udp dst 2001 queue 1",
             "add flow 0 eth dst 02:00:00:00:00:07 vlan 100 queue 1",
             "add flow 0 udp dst 2001 queue 5",
+            "add flow 0 ipv4 dst 10.0.0.7 rss 0,1",
+            "add flow 0 ipv4 rss 0,7",
             "add flow 0 udp dst 2001",
             "show flows",
             "remove flow 0 1",
@@ -42,7 +44,15 @@ fn a_flow_the_nic_cannot_do_is_refused_with_the_pmds_message() {
         "{text}"
     );
     assert!(
-        text.contains("error: add flow: missing 'queue <q>'"),
+        text.contains("error: port 0: flow ipv4 dst 10.0.0.7 -> rss 0-1: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: port 0 has 2 queues: no queue 7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: add flow: missing 'queue <q>' or 'rss <queues>'"),
         "{text}"
     );
     assert!(

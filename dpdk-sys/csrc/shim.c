@@ -137,7 +137,8 @@ uint64_t dpdk_sys_sw_rx_cksum(struct rte_mbuf *m)
 #include <rte_flow.h>
 
 struct rte_flow *dpdk_sys_flow_create(uint16_t port, const struct dpdk_sys_flow_match *m,
-		uint16_t queue, int count, int validate_only, struct rte_flow_error *err)
+		uint16_t queue, const uint16_t *rss_queues, uint16_t rss_n, uint64_t rss_types,
+		int count, int validate_only, struct rte_flow_error *err)
 {
 	struct rte_flow_attr attr = { .ingress = 1 };
 	struct rte_flow_item_eth eth = { 0 }, eth_mask = { 0 };
@@ -148,6 +149,12 @@ struct rte_flow *dpdk_sys_flow_create(uint16_t port, const struct dpdk_sys_flow_
 	struct rte_flow_item_tcp tcp = { 0 }, tcp_mask = { 0 };
 	struct rte_flow_item items[6];
 	struct rte_flow_action_queue to = { .index = queue };
+	struct rte_flow_action_rss rss = {
+		.func = RTE_ETH_HASH_FUNCTION_DEFAULT,
+		.types = rss_types,
+		.queue_num = rss_n,
+		.queue = rss_queues,
+	};
 	struct rte_flow_action_count counter = { 0 };
 	struct rte_flow_action actions[3];
 	int n = 0, a = 0;
@@ -210,8 +217,13 @@ struct rte_flow *dpdk_sys_flow_create(uint16_t port, const struct dpdk_sys_flow_
 		actions[a].conf = &counter;
 		a++;
 	}
-	actions[a].type = RTE_FLOW_ACTION_TYPE_QUEUE;
-	actions[a].conf = &to;
+	if (rss_n > 0) {
+		actions[a].type = RTE_FLOW_ACTION_TYPE_RSS;
+		actions[a].conf = &rss;
+	} else {
+		actions[a].type = RTE_FLOW_ACTION_TYPE_QUEUE;
+		actions[a].conf = &to;
+	}
 	a++;
 	actions[a].type = RTE_FLOW_ACTION_TYPE_END;
 	if (rte_flow_validate(port, &attr, items, actions, err) != 0)

@@ -97,10 +97,13 @@ struct dpdk_sys_flow_match {
 struct rte_flow;
 struct rte_flow_error;
 /* Validates, then (unless validate_only) creates an ingress rule: what m
- * matches goes to rx queue `queue`, counted if `count`. NULL and err set
- * if the PMD refuses; (void *)1 for a rule that validated only. */
+ * matches goes to rx queue `queue`, or with rss_n > 0 is spread by RSS
+ * (hash functions rss_types, the PMD's key) over the rss_n queues at
+ * rss_queues; counted if `count`. NULL and err set if the PMD refuses;
+ * (void *)1 for a rule that validated only. */
 struct rte_flow *dpdk_sys_flow_create(uint16_t port, const struct dpdk_sys_flow_match *m,
-		uint16_t queue, int count, int validate_only, struct rte_flow_error *err);
+		uint16_t queue, const uint16_t *rss_queues, uint16_t rss_n, uint64_t rss_types,
+		int count, int validate_only, struct rte_flow_error *err);
 /* The rule's COUNT hits: 0, or a negative errno (-ENOTSUP: not counted). */
 int dpdk_sys_flow_hits(uint16_t port, struct rte_flow *flow, uint64_t *hits,
 		struct rte_flow_error *err);

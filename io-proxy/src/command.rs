@@ -23,9 +23,11 @@ commands:
                                                       grows on the guest's request up to max_buffers (default 2048);
                                                       ring: descriptors per ring (default 4096: guests post up to 3840 rx buffers)
   remove socket <path>
-  add flow <port_id> <pattern> queue <q>              steer what the pattern matches to NIC queue q (its socket's guest),
-                                                      by rte_flow; pattern: [eth dst <mac>] [vlan <id>] [ipv4|ipv6 [dst <addr>]]
-                                                      [udp|tcp dst <port>], in that order; the NIC's own error if it cannot
+  add flow <port_id> <pattern> queue <q> | rss <queues>
+                                                      steer what the pattern matches to NIC queue q (its socket's guest), or
+                                                      spread it by RSS over those queues (2-3, 0,2), by rte_flow; pattern:
+                                                      [eth dst <mac>] [vlan <id>] [ipv4|ipv6 [dst <addr>]] [udp|tcp dst <port>],
+                                                      in that order; the NIC's own error if it cannot
   remove flow <port_id> <id>
   set link <port_id> up|down                          bring the NIC's link up or down (guests get LSC)
   set mtu <port_id> <n>                               the NIC's MTU, for guests that connect after (none may be connected)
@@ -66,7 +68,7 @@ pub enum Command {
     AddFlow {
         port: u16,
         pattern: crate::flow::Match,
-        queue: u16,
+        target: crate::flow::Target,
     },
     RemoveFlow {
         port: u16,
@@ -276,18 +278,26 @@ pub fn parse(line: &str) -> Result<Command, String> {
         (Some("add"), Some("flow")) => {
             let port = num("port_id", it.next())?;
             let rest: Vec<&str> = it.by_ref().collect();
-            let (pattern, tail) = match rest.iter().position(|&w| w == "queue") {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => return Err("add flow: missing 'queue <q>'".into()),
-            };
-            let queue = match tail {
-                [q] => num("queue", Some(q))?,
-                _ => return Err("add flow: expected 'queue <q>' last".into()),
+            use crate::flow::Target;
+            let (pattern, target) = match rest.iter().position(|&w| w == "queue" || w == "rss") {
+                Some(i) => {
+                    let target = match (rest[i], &rest[i + 1..]) {
+                        ("queue", [q]) => Target::Queue(num("queue", Some(q))?),
+                        ("rss", [qs]) => Target::Rss(id_list("queue", qs, u16::MAX as usize)?),
+                        _ => {
+                            return Err(
+                                "add flow: expected 'queue <q>' or 'rss <queues>' last".into()
+                            )
+                        }
+                    };
+                    (&rest[..i], target)
+                }
+                None => return Err("add flow: missing 'queue <q>' or 'rss <queues>'".into()),
             };
             Command::AddFlow {
                 port,
                 pattern: crate::flow::Match::parse(pattern)?,
-                queue,
+                target,
             }
         }
         (Some("remove"), Some("flow")) => Command::RemoveFlow {
@@ -395,9 +405,9 @@ pub fn execute(p: &mut Proxy, cmd: Command, out: &mut dyn std::io::Write) -> Res
         Command::AddFlow {
             port,
             pattern,
-            queue,
+            target,
         } => {
-            let id = p.add_flow(port, pattern, queue)?;
+            let id = p.add_flow(port, pattern, target)?;
             let _ = writeln!(out, "flow {id}");
         }
         Command::RemoveFlow { port, id } => {
@@ -458,9 +468,22 @@ mod tests {
                     l4: Some((crate::flow::L4::Udp, 4789)),
                     ..Default::default()
                 },
-                queue: 1
+                target: crate::flow::Target::Queue(1)
             }
         );
+        assert_eq!(
+            parse("add flow 1 ipv4 rss 0-2,5").unwrap(),
+            Command::AddFlow {
+                port: 1,
+                pattern: crate::flow::Match {
+                    ip: Some(crate::flow::IpMatch::V4(None)),
+                    ..Default::default()
+                },
+                target: crate::flow::Target::Rss(vec![0, 1, 2, 5])
+            }
+        );
+        assert!(parse("add flow 1 ipv4 rss 0,0").is_err());
+        assert!(parse("add flow 1 ipv4 rss").is_err());
         assert_eq!(
             parse("remove flow 0 3").unwrap(),
             Command::RemoveFlow { port: 0, id: 3 }

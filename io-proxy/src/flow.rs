@@ -1,13 +1,47 @@
 //! Steering by rte_flow: rules that send a port's ingress traffic matching
 //! a pattern (destination MAC, VLAN id, IPv4/IPv6 destination, UDP/TCP
 //! destination port) to one of its rx queues, hence to the guest that
-//! socket serves. The PMD validates each rule first, so a rule it cannot
-//! do is refused with its own message and nothing is left half-applied.
-//! Counted where the PMD has counters (a COUNT action, tried first).
+//! socket serves, or spread by RSS over a set of them (a guest's several
+//! queues). The PMD validates each rule first, so a rule it cannot do is
+//! refused with its own message and nothing is left half-applied.
+//! Counted where the PMD has counters (a COUNT action, tried first); the
+//! counts are read at most once a second.
 
 use crate::error::ProxyError;
 use dpdk_sys as sys;
+use std::cell::Cell;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+/// Where a rule sends what it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One rx queue.
+    Queue(u16),
+    /// RSS over these rx queues (the port's hash functions).
+    Rss(Vec<u16>),
+}
+
+impl Target {
+    pub fn queues(&self) -> &[u16] {
+        match self {
+            Target::Queue(q) => std::slice::from_ref(q),
+            Target::Rss(qs) => qs,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Queue(q) => write!(f, "queue {q}"),
+            Target::Rss(qs) => write!(f, "rss {}", crate::proxy::queue_list(qs)),
+        }
+    }
+}
+
+/// How old a rule's hit count may be when shown.
+const HITS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// What a rule matches: each field, if given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -194,11 +228,14 @@ unsafe impl Send for Handle {}
 pub struct Flow {
     pub id: u32,
     pub port: u16,
-    pub queue: u16,
+    pub target: Target,
     pub pattern: Match,
     handle: Handle,
     /// Made with a COUNT action (the PMD has counters).
     pub counted: bool,
+    /// The last hit count read, and when (control publishes telemetry
+    /// every round; the NIC is asked at most once a second).
+    hits: Cell<Option<(Instant, u64)>>,
 }
 
 /// The rules of every port, by id.
@@ -221,27 +258,53 @@ fn flow_error(what: &str, r: i32, e: &sys::rte_flow_error) -> ProxyError {
 }
 
 impl Flows {
-    /// Puts a rule into port `port`'s NIC: what `m` matches goes to rx
-    /// queue `queue`. Refused with the PMD's reason, nothing applied.
-    pub fn add(&mut self, port: u16, m: Match, queue: u16) -> Result<u32, ProxyError> {
+    /// Puts a rule into port `port`'s NIC: what `m` matches goes to
+    /// `target` (RSS with hash functions `rss_hf`). Refused with the PMD's
+    /// reason, nothing applied.
+    pub fn add(
+        &mut self,
+        port: u16,
+        m: Match,
+        target: Target,
+        rss_hf: u64,
+    ) -> Result<u32, ProxyError> {
         let raw = m.raw();
+        let (queue, rss): (u16, &[u16]) = match &target {
+            Target::Queue(q) => (*q, &[]),
+            Target::Rss(qs) => (0, qs),
+        };
+        let create = |count: i32, err: &mut sys::rte_flow_error| {
+            // SAFETY: raw, rss and err live across the call; the port is
+            // started.
+            unsafe {
+                sys::dpdk_sys_flow_create(
+                    port,
+                    &raw,
+                    queue,
+                    rss.as_ptr(),
+                    rss.len() as u16,
+                    rss_hf,
+                    count,
+                    0,
+                    err,
+                )
+            }
+        };
         // SAFETY: zeroed rte_flow_error is its documented initial state.
         let mut err: sys::rte_flow_error = unsafe { std::mem::zeroed() };
         let mut counted = true;
-        // SAFETY: raw and err live across the call; the port is started.
-        let mut h = unsafe { sys::dpdk_sys_flow_create(port, &raw, queue, 1, 0, &mut err) };
+        let mut h = create(1, &mut err);
         if h.is_null() {
             // Again without counting: many PMDs (net_tap) have no counters.
             counted = false;
             // SAFETY: zeroed rte_flow_error is its documented initial state.
             err = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            h = unsafe { sys::dpdk_sys_flow_create(port, &raw, queue, 0, 0, &mut err) };
+            h = create(0, &mut err);
         }
         if h.is_null() {
             let r = sys::rte_errno();
             return Err(flow_error(
-                &format!("port {port}: flow {m} -> queue {queue}"),
+                &format!("port {port}: flow {m} -> {target}"),
                 r,
                 &err,
             ));
@@ -251,10 +314,11 @@ impl Flows {
         self.list.push(Flow {
             id,
             port,
-            queue,
+            target,
             pattern: m,
             handle: Handle(h),
             counted,
+            hits: Cell::new(None),
         });
         Ok(id)
     }
@@ -296,29 +360,39 @@ impl Flows {
         }
     }
 
-    /// Packets rule `f` matched, if the NIC counts them.
+    /// Packets rule `f` matched, if the NIC counts them: read from the
+    /// NIC if the last reading is older than a second.
     pub fn hits(f: &Flow) -> Option<u64> {
         if !f.counted {
             return None;
+        }
+        if let Some((at, h)) = f.hits.get() {
+            if at.elapsed() < HITS_MAX_AGE {
+                return Some(h);
+            }
         }
         let mut hits = 0u64;
         // SAFETY: zeroed rte_flow_error is its documented initial state.
         let mut err: sys::rte_flow_error = unsafe { std::mem::zeroed() };
         // SAFETY: a live rule of this port; hits and err are ours.
         let r = unsafe { sys::dpdk_sys_flow_hits(f.port, f.handle.0, &mut hits, &mut err) };
-        (r == 0).then_some(hits)
+        if r != 0 {
+            return None;
+        }
+        f.hits.set(Some((Instant::now(), hits)));
+        Some(hits)
     }
 
-    /// One line per rule: `flow <id>: port <p> <pattern> -> queue <q>, <hits>`.
+    /// One line per rule: `flow <id>: port <p> <pattern> -> <target>, <hits>`.
     pub fn show(&self) -> String {
         let mut s = String::new();
         for f in &self.list {
             s += &format!(
-                "flow {}: port {} {} -> queue {}, {}\n",
+                "flow {}: port {} {} -> {}, {}\n",
                 f.id,
                 f.port,
                 f.pattern,
-                f.queue,
+                f.target,
                 Flows::hits(f).map_or("not counted".into(), |h| format!("{h} hits"))
             );
         }

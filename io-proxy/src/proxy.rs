@@ -4,7 +4,7 @@
 use crate::access::SocketAccess;
 use crate::dma;
 use crate::error::ProxyError;
-use crate::flow::{Flows, Match};
+use crate::flow::{Flows, Match, Target};
 use crate::guest_region::{self, GuestPtr, GuestSlot};
 use crate::lcores::Lcores;
 use crate::log;
@@ -101,20 +101,23 @@ impl Proxy {
 
     /// `add flow`: what `m` matches on `port` goes to its NIC queue
     /// `queue` (so to the socket serving it). Returns the rule's id.
-    pub fn add_flow(&mut self, port: u16, m: Match, queue: u16) -> Result<u32, String> {
+    pub fn add_flow(&mut self, port: u16, m: Match, target: Target) -> Result<u32, String> {
         let p = self
             .ports
             .get(&port)
             .ok_or_else(|| format!("port {port} not added"))?;
-        if queue >= p.nb_queues {
+        if let Some(q) = target.queues().iter().find(|&&q| q >= p.nb_queues) {
             return Err(format!(
-                "port {port} has {} queues: no queue {queue}",
+                "port {port} has {} queues: no queue {q}",
                 p.nb_queues
             ));
         }
-        let text = m.to_string();
-        let id = self.flows.add(port, m, queue).map_err(|e| e.to_string())?;
-        log::info(&format!("flow {id}: port {port} {text} -> queue {queue}"));
+        let text = format!("{m} -> {target}");
+        let id = self
+            .flows
+            .add(port, m, target, p.rss_hf)
+            .map_err(|e| e.to_string())?;
+        log::info(&format!("flow {id}: port {port} {text}"));
         Ok(id)
     }
 

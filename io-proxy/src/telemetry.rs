@@ -42,7 +42,7 @@ struct SocketRow {
 struct FlowRow {
     id: u32,
     port: u16,
-    queue: u16,
+    target: crate::flow::Target,
     pattern: String,
     hits: Option<u64>,
 }
@@ -106,7 +106,7 @@ pub fn publish(p: &Proxy) {
             .map(|f| FlowRow {
                 id: f.id,
                 port: f.port,
-                queue: f.queue,
+                target: f.target.clone(),
                 pattern: f.pattern.to_string(),
                 hits: crate::flow::Flows::hits(f),
             })
@@ -386,7 +386,12 @@ unsafe extern "C" fn tel_flows(
                     return -libc::ENOMEM;
                 };
                 add_u64(c, "port", f.port as u64);
-                add_u64(c, "queue", f.queue as u64);
+                match &f.target {
+                    crate::flow::Target::Queue(q) => add_u64(c, "queue", *q as u64),
+                    crate::flow::Target::Rss(qs) => {
+                        add_str(c, "rss", &crate::proxy::queue_list(qs))
+                    }
+                }
                 add_str(c, "pattern", &f.pattern);
                 // -1: the NIC does not count this rule.
                 sys::rte_tel_data_add_dict_int(
