@@ -20,9 +20,9 @@ struct Spaced {
     text: String,
 }
 
-/// Sends `FRAMES` frames into the namespace's veth one at a time and
-/// times their return (tests/tools/spaced.py).
-fn spaced(net: &Netns) -> Spaced {
+/// Sends `FRAMES` frames into the namespace's veth one at a time, over
+/// `flows` UDP flows, and times their return (tests/tools/spaced.py).
+fn spaced(net: &Netns, flows: u32) -> Spaced {
     let out = Command::new("ip")
         .args(["netns", "exec", &net.ns, "/usr/bin/python3"])
         .arg(root().join("tests/tools/spaced.py"))
@@ -31,6 +31,7 @@ fn spaced(net: &Netns) -> Spaced {
             &net.host_mac(),
             &FRAMES.to_string(),
             &GAP_MS.to_string(),
+            &flows.to_string(),
         ])
         .output()
         .unwrap();
@@ -60,7 +61,7 @@ fn frames_wake_the_app(net: &Netns, g: &Proc, proxy: &Proxy, sock: &str, what: &
     let proxy_before = proxy.socket_field(sock, "rx_wakes");
     let cpu_before = cpu_seconds(g.pid());
     let t0 = std::time::Instant::now();
-    let r = spaced(net);
+    let r = spaced(net, 1);
     let share = (cpu_seconds(g.pid()) - cpu_before) / t0.elapsed().as_secs_f64();
     let wakes = g.text().matches("waked up from rx interrupt").count() - wakes_before;
     let proxy_wakes = proxy.socket_field(sock, "rx_wakes") - proxy_before;
@@ -161,6 +162,51 @@ fn l3fwd_power_sleeps_on_its_rx_interrupt_and_the_proxy_wakes_it() {
     std::thread::sleep(Duration::from_millis(300));
     frames_wake_the_app(&net, &g, &proxy, &sock, "restarted proxy");
 
+    g.signal(libc::SIGINT);
+    g.wait_exit(Duration::from_secs(30));
+    proxy.stop(&[&sock]);
+}
+
+/// Two rx queues, each its own interrupt vector: frames of many flows,
+/// which the kernel's fanout hash spreads over both NIC queues, wake
+/// l3fwd-power on each of its two queues (one lcore, one epoll).
+#[test]
+fn l3fwd_power_is_woken_on_each_of_its_two_queues() {
+    let bin = example("l3fwd-power", "l3fwd-power");
+    let (dir, net, sock, proxy) = Proxy::veth_port("rxq", ",qpairs=2", " queues 2", "0-1");
+    let mut g = run_example(
+        &dir,
+        &bin,
+        "iop_rxq_g",
+        std::slice::from_ref(&sock),
+        "256",
+        &[
+            "-p",
+            "0x1",
+            "--config=(0,0,1),(0,1,1)",
+            "--interrupt-only",
+            "--parse-ptype",
+        ],
+        "entering main interrupt loop",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let r = spaced(&net, 16);
+    eprintln!("two queues: {}", r.text.trim());
+    assert_eq!(
+        r.back,
+        FRAMES,
+        "not every frame came back: {}\n{}",
+        r.text,
+        proxy.counters()
+    );
+    let text = g.text();
+    for q in 0..2 {
+        let woken = text
+            .matches(&format!("waked up from rx interrupt on port 0 queue {q}"))
+            .count();
+        eprintln!("queue {q}: woken {woken} times");
+        assert!(woken > 0, "queue {q} was never woken:\n{text}");
+    }
     g.signal(libc::SIGINT);
     g.wait_exit(Duration::from_secs(30));
     proxy.stop(&[&sock]);

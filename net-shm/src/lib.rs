@@ -330,10 +330,12 @@ unsafe extern "C" fn dev_configure(dev: *mut sys::rte_eth_dev) -> c_int {
             let data = (*dev).data;
             let p = port(dev);
             let (nrx, ntx) = ((*data).nb_rx_queues, (*data).nb_tx_queues);
-            // Queue pair k has one set of rings: rx k and tx k go together.
-            if nrx != ntx {
+            // Queue pair k has one set of rings, attached by rx queue k's
+            // START: tx queue k rides on it, so there are at most as many
+            // tx queues as rx queues (l3fwd: a tx queue per lcore).
+            if ntx > nrx {
                 err!(
-                    "port {}: rx and tx queues come in pairs here (asked {nrx} rx, {ntx} tx)",
+                    "port {}: tx queue k goes out with rx queue k here: at most as many tx queues as rx queues (asked {nrx} rx, {ntx} tx)",
                     p.port_id
                 );
                 return -libc::EINVAL;
@@ -642,10 +644,11 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
                 reconnect::take_nic(dev, p.sock, p.port_id);
                 info!("port {}: resumed with the restarted proxy", p.port_id);
             }
+            let ntx = (*data).nb_tx_queues as usize;
             for k in 0..n as usize {
                 let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
-                let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
-                if rxq.is_null() || txq.is_null() {
+                let txq_missing = k < ntx && (*(*data).tx_queues.add(k)).is_null();
+                if rxq.is_null() || txq_missing {
                     err!(
                         "port {}: set up rx and tx queue {k} before start",
                         p.port_id
@@ -668,14 +671,17 @@ unsafe extern "C" fn dev_start(dev: *mut sys::rte_eth_dev) -> c_int {
             // A pause a reconnect left (the app stopped the port meanwhile).
             reconnect::unpause(p);
             for k in 0..n as usize {
+                *(*data).rx_queue_state.as_mut_ptr().add(k) =
+                    sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
+                if k >= ntx {
+                    continue;
+                }
                 // Tx buffers of the rx pool may now go back as fill buffers.
                 if p.recycle {
                     let rxq = *(*data).rx_queues.add(k) as *mut RxQueue;
                     let txq = *(*data).tx_queues.add(k) as *mut TxQueue;
                     (*txq).recycle_pool = (*rxq).mp;
                 }
-                *(*data).rx_queue_state.as_mut_ptr().add(k) =
-                    sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
                 *(*data).tx_queue_state.as_mut_ptr().add(k) =
                     sys::RTE_ETH_QUEUE_STATE_STARTED as u8;
             }

@@ -7,7 +7,10 @@ Each frame carries a sequence number; a frame is back when a frame with
 its sequence number arrives on IFACE (not one we sent). Prints one JSON
 line: sent, back, and the round trips in microseconds (median, p90, max).
 
-usage: spaced.py IFACE DST_MAC COUNT GAP_MS
+With FLOWS, frame k is of UDP source port 1000 + k % FLOWS (a NIC that
+spreads flows over queues spreads them).
+
+usage: spaced.py IFACE DST_MAC COUNT GAP_MS [FLOWS]
 """
 import json
 import socket
@@ -21,6 +24,7 @@ from scapy.all import Ether, IP, UDP, Raw, conf, get_if_hwaddr
 conf.verb = 0
 iface, dst_mac = sys.argv[1], sys.argv[2].lower()
 count, gap = int(sys.argv[3]), float(sys.argv[4]) / 1000.0
+flows = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 MAGIC = b"IOPS"
 PACKET_OUTGOING = 4
 
@@ -53,7 +57,7 @@ t = threading.Thread(target=receive)
 t.start()
 time.sleep(0.2)
 for seq in range(count):
-    f = Ether(src=src, dst=dst_mac) / IP(src="10.0.0.1", dst="10.200.0.1", ttl=64) / UDP(sport=1000, dport=2000) / Raw(MAGIC + seq.to_bytes(4, "big") + bytes(32))
+    f = Ether(src=src, dst=dst_mac) / IP(src="10.0.0.1", dst="10.200.0.1", ttl=64) / UDP(sport=1000 + seq % flows, dport=2000) / Raw(MAGIC + seq.to_bytes(4, "big") + bytes(32))
     b = bytes(f)
     sent_at[seq] = time.monotonic()
     tx.send(b)
