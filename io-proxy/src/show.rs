@@ -71,6 +71,8 @@ impl Proxy {
         s
     }
 
+    /// `show stats`: each port's and queue's counters, then each flow
+    /// rule's hits.
     pub fn show_stats(&self) -> String {
         let mut s = String::new();
         for p in self.ports.values() {
@@ -126,6 +128,10 @@ impl Proxy {
                     );
                 }
             }
+        }
+        // What each steering rule matched, where the NIC counts.
+        if !self.flows.list.is_empty() {
+            s += &self.flows.show();
         }
         s
     }
