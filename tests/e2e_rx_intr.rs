@@ -103,22 +103,23 @@ fn frames_wake_the_app(net: &Netns, g: &Proc, proxy: &Proxy, sock: &str, what: &
     );
 }
 
-#[test]
-fn l3fwd_power_sleeps_on_its_rx_interrupt_and_the_proxy_wakes_it() {
+/// Stock l3fwd-power in interrupt-only mode on `sock`, file prefix
+/// `prefix`, its rx queues on lcore 1 as `config` says (`(0,0,1)`), once
+/// it sleeps on their interrupts.
+fn l3fwd_power(dir: &Scratch, sock: &str, prefix: &str, config: &str) -> Proc {
     let bin = example("l3fwd-power", "l3fwd-power");
-    let (dir, net, sock, mut proxy) = Proxy::veth_port("rxi", "", " queues 1", "0");
     // Its LPM table wants 64 MiB of heap (EAL's -m, as l3fwd); net_af_packet
     // reports no packet types (--parse-ptype).
-    let mut g = run_example(
-        &dir,
+    let g = run_example(
+        dir,
         &bin,
-        "iop_rxi_g",
-        std::slice::from_ref(&sock),
+        prefix,
+        &[sock.to_string()],
         "256",
         &[
             "-p",
             "0x1",
-            "--config=(0,0,1)",
+            &format!("--config={config}"),
             "--interrupt-only",
             "--parse-ptype",
         ],
@@ -130,6 +131,13 @@ fn l3fwd_power_sleeps_on_its_rx_interrupt_and_the_proxy_wakes_it() {
         "rx interrupts not enabled:\n{}",
         g.text()
     );
+    g
+}
+
+#[test]
+fn l3fwd_power_sleeps_on_its_rx_interrupt_and_the_proxy_wakes_it() {
+    let (dir, net, sock, mut proxy) = Proxy::veth_port("rxi", "", " queues 1", "0");
+    let mut g = l3fwd_power(&dir, &sock, "iop_rxi_g", "(0,0,1)");
 
     frames_wake_the_app(&net, &g, &proxy, &sock, "first proxy");
     let xstats = telemetry("iop_rxi_g", "/ethdev/xstats,0");
@@ -172,24 +180,8 @@ fn l3fwd_power_sleeps_on_its_rx_interrupt_and_the_proxy_wakes_it() {
 /// l3fwd-power on each of its two queues (one lcore, one epoll).
 #[test]
 fn l3fwd_power_is_woken_on_each_of_its_two_queues() {
-    let bin = example("l3fwd-power", "l3fwd-power");
     let (dir, net, sock, proxy) = Proxy::veth_port("rxq", ",qpairs=2", " queues 2", "0-1");
-    let mut g = run_example(
-        &dir,
-        &bin,
-        "iop_rxq_g",
-        std::slice::from_ref(&sock),
-        "256",
-        &[
-            "-p",
-            "0x1",
-            "--config=(0,0,1),(0,1,1)",
-            "--interrupt-only",
-            "--parse-ptype",
-        ],
-        "entering main interrupt loop",
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    let mut g = l3fwd_power(&dir, &sock, "iop_rxq_g", "(0,0,1),(0,1,1)");
     let r = spaced(&net, 16);
     eprintln!("two queues: {}", r.text.trim());
     assert_eq!(

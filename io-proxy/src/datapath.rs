@@ -37,14 +37,13 @@ pub struct DpQueue {
 /// Whether an idle lcore may wait for a queue's rx interrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Intr {
-    /// The port was added without `intr`: poll it.
+    /// Poll it: the port was added without `intr`, or the PMD refused
+    /// the registration (logged once).
     Off,
     /// To be registered with the lcore's epoll (again after a pause: the
     /// port may have been stopped and started, which drops it).
     Unknown,
     Ready,
-    /// The PMD refused (logged once): poll it.
-    Unsupported,
 }
 
 impl DpQueue {
@@ -422,7 +421,7 @@ impl Datapath {
                     sys::strerror(r),
                     self.lcore
                 ));
-                Intr::Unsupported
+                Intr::Off
             };
         }
         q.intr == Intr::Ready

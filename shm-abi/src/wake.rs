@@ -33,8 +33,10 @@
 //! lcore's bounded wait (`set idle ... wait`), never longer.
 
 use crate::region::Mapping;
+use nix::errno::Errno;
+use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -127,21 +129,12 @@ impl QueueCtl {
 /// A queue's wake socket pair: `(wait, kick)`. The guest's epoll waits on
 /// `wait`; `kick` (and the copy START passes) sends wake-ups to it.
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two descriptors into the array on success.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both are fresh descriptors this process owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )?)
 }
 
 /// Sends one wake-up on `kick`. Never blocks whatever the descriptor's
@@ -149,16 +142,11 @@ pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// guest has not read the last ones) is as good as a wake-up sent.
 #[inline]
 pub fn wake(kick: BorrowedFd<'_>) -> bool {
-    // SAFETY: a 1-byte send from a valid buffer on a descriptor we hold.
-    let r = unsafe {
-        libc::send(
-            kick.as_raw_fd(),
-            [1u8].as_ptr().cast(),
-            1,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    r == 1 || io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    matches!(
+        socket::send(kick.as_raw_fd(), &[1], flags),
+        Ok(1) | Err(Errno::EAGAIN)
+    )
 }
 
 /// Reads every wake-up waiting on `wait`, without blocking; returns how
@@ -166,21 +154,10 @@ pub fn wake(kick: BorrowedFd<'_>) -> bool {
 pub fn drain(wait: BorrowedFd<'_>) -> u64 {
     let mut n = 0;
     let mut b = [0u8; 16];
-    loop {
-        // SAFETY: receives into a buffer of its stated length.
-        let r = unsafe {
-            libc::recv(
-                wait.as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                b.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if r <= 0 {
-            return n;
-        }
+    while let Ok(1..) = socket::recv(wait.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
         n += 1;
     }
+    n
 }
 
 /// Why a descriptor a guest passed is not a wake socket.
@@ -222,70 +199,29 @@ impl std::fmt::Display for WakeFdError {
 
 impl std::error::Error for WakeFdError {}
 
-/// An integer socket option of `fd`.
-fn sockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> Result<libc::c_int, WakeFdError> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `v`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO);
-        return Err(if e == libc::ENOTSOCK {
-            WakeFdError::NotSeqpacket
-        } else {
-            WakeFdError::Io(e)
-        });
-    }
-    Ok(v)
-}
-
 /// Checks that `fd`, passed by guest process `pid` (uid `uid`), is a wake
 /// socket: a unix `SOCK_SEQPACKET` socket whose peer that same process
 /// made (`socketpair`), so that a wake-up reaches the guest and no one
 /// else. Sending on it then never blocks ([`wake`]).
 pub fn check_wake_fd(fd: BorrowedFd<'_>, pid: i32, uid: u32) -> Result<(), WakeFdError> {
-    if sockopt_int(fd, libc::SO_DOMAIN)? != libc::AF_UNIX
-        || sockopt_int(fd, libc::SO_TYPE)? != libc::SOCK_SEQPACKET
-    {
+    let err = |e: Errno| match e {
+        Errno::ENOTSOCK => WakeFdError::NotSeqpacket,
+        e => WakeFdError::Io(e as i32),
+    };
+    // A name of another family than AF_UNIX does not parse as a UnixAddr.
+    let unix = match socket::getsockname::<UnixAddr>(fd.as_raw_fd()) {
+        Ok(_) => true,
+        Err(Errno::EINVAL) => false,
+        Err(e) => return Err(err(e)),
+    };
+    if !unix || socket::getsockopt(&fd, sockopt::SockType).map_err(err)? != SockType::SeqPacket {
         return Err(WakeFdError::NotSeqpacket);
     }
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(WakeFdError::Io(
-            io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        ));
-    }
-    if cred.pid != pid || cred.uid != uid {
+    let cred = socket::getsockopt(&fd, sockopt::PeerCredentials).map_err(err)?;
+    if cred.pid() != pid || cred.uid() != uid {
         return Err(WakeFdError::ForeignPeer {
-            pid: cred.pid,
-            uid: cred.uid,
+            pid: cred.pid(),
+            uid: cred.uid(),
         });
     }
     Ok(())
@@ -297,8 +233,10 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn me() -> (i32, u32) {
-        // SAFETY: plain getters.
-        unsafe { (libc::getpid(), libc::getuid()) }
+        (
+            nix::unistd::getpid().as_raw(),
+            nix::unistd::getuid().as_raw(),
+        )
     }
 
     #[test]
@@ -315,8 +253,8 @@ mod tests {
     fn a_full_socket_does_not_block_the_waker() {
         let (wait, kick) = pair().unwrap();
         // Blocking again: only MSG_DONTWAIT keeps the waker going.
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe { libc::fcntl(kick.as_raw_fd(), libc::F_SETFL, 0) };
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        fcntl(kick.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
         for _ in 0..100_000 {
             assert!(wake(kick.as_fd()));
         }
@@ -332,12 +270,7 @@ mod tests {
             check_wake_fd(kick.as_fd(), pid + 1, uid),
             Err(WakeFdError::ForeignPeer { pid, uid })
         );
-        let mut p = [0; 2];
-        // SAFETY: pipe writes two descriptors, wrapped right away.
-        let (r, _w) = unsafe {
-            assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
-            (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1]))
-        };
+        let (r, _w) = nix::unistd::pipe().unwrap();
         assert_eq!(
             check_wake_fd(r.as_fd(), pid, uid),
             Err(WakeFdError::NotSeqpacket)
